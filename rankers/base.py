@@ -1,0 +1,74 @@
+"""The Ranker protocol: the one contract every judge, reward model, likelihood scorer or verifier meets.
+
+Why a protocol and plain dataclasses: the pipeline, the TRL baselines and the evaluation only ever need
+"given a prompt and N candidates, give me an order (and maybe scores)". Keeping that contract tiny is what
+lets a GPT-4 judge, a vLLM-served open judge and a Python verifier be swapped by one config key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+
+@dataclass
+class RankRequest:
+    """One ranking job: a natural-language prompt and the candidate responses to order.
+
+    ``input`` is the optional task input (Alpaca's second field), kept separate so likelihood-based rankers can
+    rebuild the exact prompt template the candidates were sampled with. ``reference`` is an optional gold answer
+    (verifiers use it; LLM judges may show it). ``logprobs``/``lengths`` carry per-candidate summed token
+    log-probabilities and token counts when the sampler already computed them, so the Tuna_p ranker need not
+    score the candidates a second time.
+    """
+
+    prompt: str
+    candidates: list[str]
+    id: str | None = None
+    input: str = ""
+    reference: str | None = None
+    logprobs: list[float] | None = None
+    lengths: list[int] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Ranking:
+    """The result for one request.
+
+    ``order`` is a permutation of *all* candidate indices, best first (empty when ``failed``). ``scores`` are
+    per-candidate (indexed like the request's candidates, higher is better) when the backend has them. A failed
+    request never carries an invented order: ``failed`` is set and ``error`` says why, so stages can count it.
+    """
+
+    order: list[int]
+    scores: list[float] | None = None
+    raw: str | None = None
+    failed: bool = False
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Ranking":
+        return cls(**{k: data[k] for k in ("order", "scores", "raw", "failed", "error", "metadata") if k in data})
+
+    @classmethod
+    def failure(cls, error: str, raw: str | None = None, **metadata: Any) -> "Ranking":
+        return cls(order=[], failed=True, error=error, raw=raw, metadata=dict(metadata))
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """Anything with a batched ``rank``. Implementations may hold models or HTTP clients; ``close`` frees them."""
+
+    name: str
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]: ...
+
+
+def order_from_scores(scores: Sequence[float]) -> list[int]:
+    """Best-first order from per-candidate scores; ties keep the lower index first (stable, deterministic)."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))

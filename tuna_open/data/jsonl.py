@@ -1,0 +1,123 @@
+"""JSONL artifacts: atomic whole-file writes, and append-only writers that make a killed stage resumable.
+
+Why two modes: a finished artifact must never be seen half-written (temp file + ``os.replace``), while a long
+sampling or ranking stage must not lose finished records when killed. The resumable writer appends one
+flushed+fsynced line per record to ``<path>.partial``; on restart the complete lines are kept, a torn last
+line is dropped, and ``finalize`` renames the partial file into place only when the stage is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read every record; a malformed line raises ValueError naming ``file:line``."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so readers see either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
+    """Atomically write all records; returns how many."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+class ResumableJsonlWriter:
+    """Append-only record writer keyed by ``id`` that survives being killed.
+
+    Usage::
+
+        with ResumableJsonlWriter(out) as w:
+            todo = [r for r in inputs if r["id"] not in w.done]
+            for rec in work(todo):
+                w.write(rec)
+            w.finalize()
+    """
+
+    def __init__(self, path: str | os.PathLike[str], key: str = "id") -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.key = key
+        self.records: list[dict[str, Any]] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        self._fh = open(self.partial, "a", encoding="utf-8")
+
+    def _recover(self) -> None:
+        if not self.partial.exists():
+            return
+        good: list[str] = []
+        with open(self.partial, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # torn write from a kill: drop it, the record is redone
+                try:
+                    self.records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+                good.append(line)
+        # Rewrite the partial file without the torn tail so appends start on a clean line.
+        atomic_write_text(self.partial, "".join(good))
+
+    @property
+    def done(self) -> set[Any]:
+        return {r[self.key] for r in self.records}
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.records.append(record)
+
+    def finalize(self, order: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Move the finished records into place (optionally re-ordered by key) and return them."""
+        self._fh.close()
+        records = self.records
+        if order is not None:
+            by_key = {r[self.key]: r for r in records}
+            records = [by_key[k] for k in order if k in by_key]
+        write_jsonl(self.path, records)
+        self.partial.unlink(missing_ok=True)
+        return records
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> "ResumableJsonlWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
