@@ -6,15 +6,15 @@ Standalone package (never imports ``tuna_open``)::
     ranker = build_ranker({"backend": "function", "callable": "mypkg.verify:score"})
     rankings = ranker.rank([RankRequest(prompt="2+2?", candidates=["4", "5"])])
 
-Importing the package registers every backend; heavy dependencies (vllm, openai, transformers) are imported
-lazily inside the backends, so a missing optional extra only errors when that backend is chosen.
+Backends are imported on demand (see ``rankers.registry.BACKENDS``); heavy dependencies (vllm, openai,
+transformers) are imported lazily, so a missing optional extra only errors when that backend is chosen.
 """
 
 from rankers.base import Ranker, Ranking, RankRequest, order_from_scores
-from rankers.registry import REGISTRY, RankerConfig, RankerConfigError, build_ranker, register, validate_config
+from rankers.registry import BACKENDS, RankerConfig, RankerConfigError, build_ranker, validate_config
 
 __all__ = [
-    "REGISTRY",
+    "BACKENDS",
     "RankRequest",
     "Ranker",
     "RankerConfig",
@@ -22,6 +22,5 @@ __all__ = [
     "Ranking",
     "build_ranker",
     "order_from_scores",
-    "register",
     "validate_config",
 ]

@@ -1,17 +1,30 @@
-"""Backends registered by name: adding a ranker is one module plus one ``@register`` line.
+"""Backends registered by name: adding a ranker is one new module plus one line in ``BACKENDS``.
 
-Each backend declares a pydantic config model (``extra="forbid"``) so a recipe's ranker block is validated
-before any work starts, and a factory that builds the ranker from the validated config.
+Each backend module defines ``Config`` (a ``RankerConfig`` subclass, ``extra="forbid"``) and
+``build(config) -> Ranker``. The registry maps a name to the module path and imports it on demand, so
+``import rankers`` stays cheap and a backend whose optional dependency (vllm, openai) is missing only fails
+when that backend is chosen. A recipe's ranker block is validated against ``Config`` before any work starts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+import importlib
+from types import ModuleType
+from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rankers.base import Ranker
+
+BACKENDS: dict[str, str] = {
+    "function": "rankers.function",
+    "teacher_logprob": "rankers.teacher_logprob",
+    "openai": "rankers.openai_judge",
+    "vllm": "rankers.vllm_judge",
+    "reward_model": "rankers.reward_model",
+    "pairwise": "rankers.pairwise",
+    "ensemble": "rankers.ensemble",
+}
 
 
 class RankerConfig(BaseModel):
@@ -27,48 +40,31 @@ class RankerConfig(BaseModel):
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    config_model: type[RankerConfig]
-    factory: Callable[[Any], Ranker]
-
-
-REGISTRY: dict[str, Backend] = {}
-
-
 class RankerConfigError(ValueError):
     """A ranker config that cannot be used; the message names the offending key."""
 
 
-def register(name: str, config_model: type[RankerConfig]) -> Callable[[Callable[[Any], Ranker]], Callable[[Any], Ranker]]:
-    def deco(factory: Callable[[Any], Ranker]) -> Callable[[Any], Ranker]:
-        if name in REGISTRY:
-            raise RuntimeError(f"ranker backend {name!r} registered twice")
-        REGISTRY[name] = Backend(name, config_model, factory)
-        return factory
-
-    return deco
+def backend_module(name: str) -> ModuleType:
+    if name not in BACKENDS:
+        raise RankerConfigError(f"unknown ranker backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
+    return importlib.import_module(BACKENDS[name])
 
 
 def validate_config(config: Mapping[str, Any]) -> RankerConfig:
     """Validate a flat ranker config (``backend`` plus that backend's keys); raise RankerConfigError with one line."""
-    backend = config.get("backend")
-    if backend not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY))
-        raise RankerConfigError(f"unknown ranker backend {backend!r} (known: {known})")
+    module = backend_module(str(config.get("backend")))
     try:
-        return REGISTRY[backend].config_model.model_validate(dict(config))
+        return module.Config.model_validate(dict(config))
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise RankerConfigError(f"ranker {backend!r}: {loc}: {first['msg']}") from None
+        raise RankerConfigError(f"ranker {config['backend']!r}: {loc}: {first['msg']}") from None
 
 
 def build_ranker(config: Mapping[str, Any]) -> Ranker:
     """Build a ranker from a flat config dict, wrapping it with permutation debiasing and caching if asked."""
     cfg = validate_config(config)
-    ranker = REGISTRY[cfg.backend].factory(cfg)
+    ranker: Ranker = backend_module(cfg.backend).build(cfg)
     if cfg.permutations > 1:
         from rankers.permutations import PermutedRanker
 
