@@ -101,13 +101,14 @@ class ResumableJsonlWriter:
         os.fsync(self._fh.fileno())
         self.records.append(record)
 
-    def finalize(self, order: list[Any] | None = None) -> list[dict[str, Any]]:
-        """Move the finished records into place (optionally re-ordered by key) and return them."""
+    def finalize(self, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Atomically write the final artifact (default: every record written) and drop the partial file.
+
+        A stage may pass a filtered or re-ordered list: the partial file keeps raw per-record work for resume,
+        the artifact holds what downstream stages should see.
+        """
         self._fh.close()
-        records = self.records
-        if order is not None:
-            by_key = {r[self.key]: r for r in records}
-            records = [by_key[k] for k in order if k in by_key]
+        records = self.records if records is None else records
         write_jsonl(self.path, records)
         self.partial.unlink(missing_ok=True)
         return records

@@ -1,0 +1,50 @@
+"""Sampling backends behind one protocol (``base.Sampler``), chosen by name like rankers.
+
+``transformers`` generate runs everywhere (the default, CPU included); an in-process vLLM engine and any
+OpenAI-protocol server (a vLLM server, an API model) are selected with ``backend: vllm|openai``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from tuna_open.generate.base import Sampler
+from tuna_open.generate.hf import HFSamplerConfig
+
+SAMPLERS: dict[str, str] = {
+    "hf": "tuna_open.generate.hf",
+    "vllm": "tuna_open.generate.vllm_engine",
+    "openai": "tuna_open.generate.openai_api",
+}
+
+
+class SamplerChoice(BaseModel):
+    """Which backend generates, with one option block per backend (only the selected one is used)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    hf: HFSamplerConfig = HFSamplerConfig()
+    vllm: dict[str, Any] = {}
+    """Options of ``tuna_open.generate.vllm_engine.Config`` (tensor_parallel_size, gpu_memory_utilization…)."""
+    openai: dict[str, Any] = {}
+    """Options of ``tuna_open.generate.openai_api.Config`` (base_url, api_key_env, max_concurrency…)."""
+
+    @model_validator(mode="after")
+    def _check_selected(self) -> "SamplerChoice":
+        if self.backend != "hf":
+            importlib.import_module(SAMPLERS[self.backend]).Config.model_validate(getattr(self, self.backend))
+        return self
+
+
+def build_sampler(model: str, choice: SamplerChoice) -> Sampler:
+    """Load ``model`` (HF id, local dir, or the served model's name for ``openai``) with the chosen backend."""
+    if choice.backend == "hf":
+        from tuna_open.generate.hf import HFSampler
+
+        return HFSampler(model, choice.hf)
+    module = importlib.import_module(SAMPLERS[choice.backend])
+    return module.build(model, module.Config.model_validate(getattr(choice, choice.backend)))

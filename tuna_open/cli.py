@@ -1,0 +1,186 @@
+"""The ``tuna-open`` command line. It parses flags and prints; all pipeline logic lives in the stages.
+
+User mistakes (bad recipe, missing file, unknown backend) print one ``error:`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from rankers import RankerConfigError
+from tuna_open.errors import UserError
+
+console = Console()
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user mistakes into one clear line and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, RankerConfigError) as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished records are kept; run the same command again to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
+@click.group()
+@click.version_option(package_name="tuna-open")
+def main() -> None:
+    """Tuna instruction tuning (probabilistic + contextual ranking) with pluggable teachers and judges."""
+
+
+@main.command()
+@click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Where artifacts go (default: runs/<recipe name>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key, e.g. --set ranker.backend=teacher_logprob --set stages.sft.train.num_epochs=1")
+@click.option("--dry-run", is_flag=True, help="Validate and show which stages would run or are cached.")
+@click.option("--from-stage", metavar="NAME", help="Re-run this stage and every later one, ignoring the cache.")
+@user_errors
+def run(recipe_path: Path, run_dir: Path | None, overrides: tuple[str, ...], dry_run: bool,
+        from_stage: str | None) -> None:
+    """Run a recipe: every stage whose inputs changed, the rest from cache; then write the report."""
+    from tuna_open.pipeline.runner import default_run_dir, run_recipe
+    from tuna_open.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, list(overrides))
+    run_dir = run_dir or default_run_dir(recipe)
+    _quiet_libraries()
+    console.print(f"[bold]{recipe.name}[/bold] → {run_dir}")
+    report = run_recipe(recipe, run_dir, from_stage=from_stage, dry_run=dry_run, console=console)
+    if not dry_run:
+        print_models(report)
+        console.print(f"report: {run_dir / 'report.md'}")
+
+
+@main.command()
+@click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@user_errors
+def validate(recipe_path: Path, overrides: tuple[str, ...]) -> None:
+    """Check a recipe without running anything (schema, files, backends, stage wiring)."""
+    from tuna_open.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, list(overrides))
+    click.echo(f"ok: {recipe_path} ({len(recipe.stages)} stages: {', '.join(s.name for s in recipe.stages)})")
+
+
+def _load_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: invalid YAML/JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping")
+    return data
+
+
+@main.command()
+@click.option("--ranker", "ranker_path", required=True, type=click.Path(path_type=Path),
+              help="YAML/JSON ranker config: a flat {backend, ...} or a recipe-style block with per-backend options.")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="Candidates JSONL ({id, instruction, input, candidates, ...}).")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--batch-size", default=32, show_default=True)
+@user_errors
+def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tuple[str, ...], batch_size: int) -> None:
+    """Rank a candidates file with any ranker config (resumable; cached when cache_dir is set)."""
+    from pydantic import ValidationError
+
+    from tuna_open.data.jsonl import read_jsonl
+    from tuna_open.pipeline.context import track
+    from tuna_open.recipe import RankerChoice, apply_overrides
+    from tuna_open.stages.rank import rank_records
+
+    raw = apply_overrides(_load_mapping(ranker_path), list(overrides))
+    try:
+        choice = RankerChoice.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(f"{ranker_path}: {err.errors()[0]['msg']}") from None
+    if not input_path.is_file():
+        raise UserError(f"{input_path}: file not found")
+    try:
+        records = read_jsonl(input_path)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    _quiet_libraries()
+    result = rank_records(records, choice.flat(), output_path, batch_size, choice.max_failure_fraction,
+                          functools.partial(track, console))
+    click.echo(f"{result.summary} → {output_path}")
+
+
+@main.command()
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@click.option("--category", "category_key", default=None, help="Record field to break agreement down by.")
+@user_errors
+def agree(a: Path, b: Path, category_key: str | None) -> None:
+    """Compare two rankings files of the same candidates: Kendall τ, top-1 agreement, per category."""
+    from rankers.agreement import agreement
+    from tuna_open.data.jsonl import read_jsonl
+
+    for p in (a, b):
+        if not p.is_file():
+            raise UserError(f"{p}: file not found")
+    try:
+        result = agreement(read_jsonl(a), read_jsonl(b), category_key=category_key)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    click.echo(json.dumps(result, indent=2))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@user_errors
+def report(run_dir: Path) -> None:
+    """Rebuild and print the report of a run directory from its stage manifests."""
+    from tuna_open.pipeline.report import report_from_run_dir
+
+    print_models(report_from_run_dir(run_dir))
+    console.print(f"report: {run_dir / 'report.md'}")
+
+
+def print_models(report: dict[str, Any]) -> None:
+    models = report["models"]
+    if not models:
+        console.print("no evaluated models in this run")
+        return
+    from tuna_open.pipeline.report import metric_names
+
+    table = Table(title=f"{report['recipe']}: held-out metrics")
+    table.add_column("model")
+    metrics = metric_names(models)
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for name, values in models.items():
+        table.add_row(name, *(f"{values[m]:.2f}" if m in values else "" for m in metrics))
+    console.print(table)

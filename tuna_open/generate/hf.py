@@ -1,0 +1,94 @@
+"""Sampling with transformers ``generate``: the default backend, runs anywhere torch runs (CPU included).
+
+Log-probabilities are taken from the *raw* logits (``output_logits``), not the temperature/top-p processed
+scores, because Tuna_p ranks candidates by the teacher's own likelihood of them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from tuna_open.generate.base import Sample, SamplingParams
+
+
+class HFSamplerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = 32
+    """Prompts per ``generate`` call (each expands to ``n`` sequences)."""
+    dtype: str = "auto"
+    device: str = "auto"
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_causal_lm(path: str, dtype: str = "auto", device: str = "auto"):  # -> (model, tokenizer)
+    """Load a causal LM and its tokenizer (HF id or local dir), eval mode, with a pad token guaranteed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(resolve_device(device)).eval()
+    return model, tokenizer
+
+
+class HFSampler:
+    """A ``Sampler`` over a transformers causal LM."""
+
+    def __init__(self, model_path: str, config: HFSamplerConfig | None = None) -> None:
+        self.config = config or HFSamplerConfig()
+        self.model, self.tokenizer = load_causal_lm(model_path, self.config.dtype, self.config.device)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Sample]]:
+        out: list[list[Sample]] = []
+        bs = self.config.batch_size
+        for start in range(0, len(prompts), bs):
+            out.extend(self._generate_batch(list(prompts[start:start + bs]), params, seed=params.seed + start))
+        return out
+
+    def _generate_batch(self, prompts: list[str], params: SamplingParams, seed: int) -> list[list[Sample]]:
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        greedy = params.temperature <= 0
+        torch.manual_seed(seed)
+        gen = self.model.generate(
+            **enc,
+            do_sample=not greedy,
+            temperature=None if greedy else params.temperature,
+            top_p=None if greedy else params.top_p,
+            top_k=None,
+            num_return_sequences=params.n,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            return_dict_in_generate=True,
+            output_logits=params.logprobs,
+        )
+        new_tokens = gen.sequences[:, enc["input_ids"].shape[1]:]
+        # Tokens after the first EOS are padding; the EOS itself belongs to the response.
+        is_eos = new_tokens == tok.eos_token_id
+        after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+        valid = ~after_eos
+        lengths = valid.sum(dim=1)
+        if params.logprobs:
+            logits = torch.stack(gen.logits, dim=1).float()  # [B*n, T, V], raw (unprocessed) logits
+            token_lp = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+            sums = (token_lp * valid).sum(dim=1)
+        texts = tok.batch_decode(new_tokens.masked_fill(~valid, tok.pad_token_id), skip_special_tokens=True)
+        samples = [
+            Sample(text=texts[i].strip(), logprob=float(sums[i]) if params.logprobs else None,
+                   num_tokens=int(lengths[i]))
+            for i in range(len(texts))
+        ]
+        return [samples[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]

@@ -1,0 +1,47 @@
+"""Fingerprints: a stage re-runs exactly when something that determines its output changed.
+
+A fingerprint hashes the stage's effective config, with every ``@stage`` reference replaced by that stage's
+fingerprint (so changes propagate downstream), the content of every local data file it reads, and the
+tuna-open version (a code change that alters outputs should bump it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from tuna_open.recipe import REF
+
+VERSION = "0.1.0"
+
+
+def substitute_refs(value: Any, mapping: Mapping[str, Any]) -> Any:
+    """Replace every ``@name`` string inside ``value`` with ``mapping[name]``."""
+    if isinstance(value, str):
+        m = REF.match(value)
+        return mapping[m.group(1)] if m else value
+    if isinstance(value, dict):
+        return {k: substitute_refs(v, mapping) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [substitute_refs(v, mapping) for v in value]
+    return value
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(config: Mapping[str, Any], upstream: Mapping[str, str], files: list[Path], seed: int) -> str:
+    payload = {
+        "version": VERSION,
+        "seed": seed,
+        "config": substitute_refs(dict(config), {k: f"fp:{v}" for k, v in upstream.items()}),
+        "files": {str(p): file_digest(p) for p in sorted(files)},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,128 @@
+"""The runner: stage order, fingerprints, caching, resume, manifests and the final report.
+
+A stage is skipped (``cached``) when its manifest's fingerprint matches. A stage that was interrupted keeps
+its partial records (``*.partial``) as long as its fingerprint is unchanged, so the next run resumes at the
+record level; a changed fingerprint or ``--from-stage`` starts it afresh. The manifest is written last and
+atomically: its presence means the stage finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.errors import UserError
+from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.pipeline.fingerprint import fingerprint
+from tuna_open.pipeline.report import write_report
+from tuna_open.recipe import Recipe, iter_refs
+from tuna_open.stages import stage_module
+
+OUTPUT_NAMES = {"model": "model", "records": "records.jsonl", "metrics": "metrics.json"}
+MARKER = ".fingerprint"
+
+
+def _data_files(recipe: Recipe, names: list[str]) -> list[Path]:
+    files = []
+    for name in names:
+        src = recipe.data[name].source
+        if not (src.startswith("builtin:") or src.startswith("hf:")):
+            files.append(recipe.resolve_path(src))
+    return files
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    path = stage_dir / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, dry_run: bool = False,
+               console: Console | None = None) -> dict[str, Any]:
+    """Run (or, with ``dry_run``, plan) every stage; returns the report dict (also written to run_dir)."""
+    console = console or Console()
+    if from_stage is not None:
+        recipe.stage(from_stage)  # raises a UserError naming the stages when unknown
+    fps: dict[str, str] = {}
+    outputs: dict[str, Path] = {}
+    entries: list[dict[str, Any]] = []
+    results: dict[str, StageResult] = {}
+    forced = False
+    if not dry_run:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "recipe.json", json.dumps(redact(recipe.model_dump(mode="json", serialize_as_any=True)), indent=2))
+    for stage in recipe.stages:
+        forced = forced or stage.name == from_stage
+        module = stage_module(stage.kind)
+        effective = stage.effective(recipe)
+        seed = stage.seed if stage.seed is not None else recipe.seed
+        fp = fingerprint(effective, {r: fps[r] for r in iter_refs(effective)},
+                         _data_files(recipe, stage.data_names()), seed)
+        stage_dir = run_dir / "stages" / stage.name
+        output = stage_dir / OUTPUT_NAMES[module.OUTPUT]
+        manifest = read_manifest(stage_dir)
+        fps[stage.name], outputs[stage.name] = fp, output
+        if not forced and manifest and manifest["fingerprint"] == fp and output.exists():
+            results[stage.name] = StageResult(**manifest["result"])
+            entries.append({"name": stage.name, "kind": stage.kind, "status": "cached", "seconds": 0.0})
+            console.print(f"[dim]⏭  {stage.name:<18} cached   {manifest['result']['summary']}[/dim]")
+            continue
+        if dry_run:
+            entries.append({"name": stage.name, "kind": stage.kind, "status": "would run", "seconds": 0.0})
+            console.print(f"▶  {stage.name:<18} would run ({stage.kind})")
+            continue
+        _prepare_stage_dir(stage_dir, fp, fresh=forced)
+        ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=stage_dir, output=output, seed=seed,
+                           outputs={k: v for k, v in outputs.items() if k != stage.name}, console=console)
+        console.print(f"▶  {stage.name:<18} running  ({stage.kind})")
+        start = time.perf_counter()
+        result = module.run(ctx, stage)
+        seconds = round(time.perf_counter() - start, 2)
+        if not output.exists():
+            raise RuntimeError(f"stage {stage.name} finished without writing {output}")
+        manifest = {"name": stage.name, "kind": stage.kind, "fingerprint": fp, "seed": seed,
+                    "config": redact(effective), "inputs": {r: fps[r] for r in iter_refs(effective)},
+                    "seconds": seconds, "result": asdict(result)}
+        atomic_write_text(stage_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+        (stage_dir / MARKER).unlink(missing_ok=True)
+        results[stage.name] = result
+        entries.append({"name": stage.name, "kind": stage.kind, "status": "done", "seconds": seconds})
+        console.print(f"✔  {stage.name:<18} {seconds:7.1f}s  {result.summary}")
+    if dry_run:
+        return {"recipe": recipe.name, "models": {}, "stages": entries}
+    return write_report(recipe, run_dir, entries, results)
+
+
+def redact(value: Any) -> Any:
+    """Drop literal secrets (``api_key``) from anything written to the run directory."""
+    if isinstance(value, dict):
+        return {k: ("***" if k == "api_key" and v else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _prepare_stage_dir(stage_dir: Path, fp: str, fresh: bool) -> None:
+    """Keep an interrupted run's partial records only when they were made under the same fingerprint."""
+    marker = stage_dir / MARKER
+    stale = fresh or (stage_dir / "manifest.json").exists() or (
+        stage_dir.exists() and (not marker.exists() or marker.read_text() != fp))
+    if stale and stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fp)
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    return Path("runs") / recipe.name
+
+
+def check_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir}: exists and is not a directory")

@@ -1,0 +1,257 @@
+"""The recipe: a YAML file validated by pydantic models. The schema *is* the documentation.
+
+A recipe names its data sources, an optional default ranker, and an ordered list of stages. Stages refer to
+each other's outputs with ``"@stage_name"`` strings (a model directory or a records file), which is how
+inputs are wired and how fingerprints chain: change anything upstream and everything downstream re-runs.
+
+Everything that can be checked before work starts is checked here (schema, unknown keys, files exist,
+backends known, references point to earlier stages), so a typo never costs a training run.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rankers.registry import BACKENDS, RankerConfig, RankerConfigError, validate_config
+from tuna_open.errors import UserError
+
+REF = re.compile(r"^@([A-Za-z0-9_\-]+)$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldMap(Strict):
+    """Column names of an instruction dataset (Alpaca's by default)."""
+
+    instruction: str = "instruction"
+    input: str = "input"
+    output: str = "output"
+    id: str | None = None
+    task: str | None = None
+
+
+class DataSource(Strict):
+    """Instruction data: ``builtin:tasks``, an Alpaca-format ``.json``/``.jsonl`` file, or ``hf:DATASET_ID``."""
+
+    source: str
+    split: str | None = None
+    """builtin: train|heldout; hf: the dataset split (default train)."""
+    limit: int | None = Field(default=None, ge=1)
+    offset: int = Field(default=0, ge=0)
+    seed: int | None = None
+    """builtin: which world to draw (defaults to the recipe seed)."""
+    fields: FieldMap = FieldMap()
+
+
+class RankerChoice(BaseModel):
+    """A ranker picked by ``backend``, with option blocks for any number of backends.
+
+    Keeping one block per backend is what makes ``--set ranker.backend=NAME`` a one-key swap: the options of
+    every backend stay in the recipe, and only the selected block is used. Keys shared by all backends
+    (``permutations``, ``cache_dir``, ``seed``) sit at the top.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str
+    permutations: int = Field(default=1, ge=1)
+    cache_dir: str | None = None
+    seed: int = 0
+    max_failure_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
+    """The rank stage fails when more than this fraction of requests could not be ranked."""
+
+    @model_validator(mode="after")
+    def _check_blocks(self) -> "RankerChoice":
+        for key, value in (self.model_extra or {}).items():
+            if key not in BACKENDS:
+                raise ValueError(f"unknown key {key!r} (a ranker block must be named after a backend: "
+                                 f"{', '.join(sorted(BACKENDS))})")
+            if not isinstance(value, dict):
+                raise ValueError(f"{key}: expected a mapping of {key} options")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown ranker backend {self.backend!r} (known: {', '.join(sorted(BACKENDS))})")
+        try:
+            for name in {self.backend, *(self.model_extra or {})}:
+                validate_config(self.flat(name))
+        except RankerConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    def flat(self, backend: str | None = None) -> dict[str, Any]:
+        """The flat config ``rankers.build_ranker`` takes for ``backend`` (default: the selected one)."""
+        name = backend or self.backend
+        common = {k: getattr(self, k) for k in RankerConfig.model_fields if k != "backend"}
+        return {"backend": name, **common, **copy.deepcopy((self.model_extra or {}).get(name, {}))}
+
+
+class StageConfig(Strict):
+    """Fields every stage has. ``name`` is also the name of its output (``@name``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    kind: str
+    seed: int | None = None
+    """Overrides the recipe seed for this stage."""
+
+    def effective(self, recipe: "Recipe") -> dict[str, Any]:
+        """The config that determines this stage's output (recipe defaults filled in); fingerprinted."""
+        return self.model_dump()
+
+    def data_names(self) -> list[str]:
+        """Recipe ``data`` entries this stage reads (checked to exist before work starts)."""
+        return []
+
+
+class ReportConfig(Strict):
+    baseline: str = "sft"
+    """The model the report compares every other model against."""
+    primary_metric: str = "accuracy"
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    data: dict[str, DataSource] = {}
+    ranker: RankerChoice | None = None
+    """The default ranker of ``rank`` stages that have none of their own (Tuna_c's judge)."""
+    stages: list[StageConfig]
+    report: ReportConfig = ReportConfig()
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    """Directory the recipe file lives in; relative paths in the recipe resolve against it."""
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _validate_stages(cls, raw: Any) -> list[StageConfig]:
+        from tuna_open.stages import stage_module
+
+        if not isinstance(raw, list):
+            raise ValueError("expected a list of stages")
+        out: list[StageConfig] = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or "kind" not in item:
+                raise ValueError(f"stages[{i}]: each stage needs a 'kind'")
+            try:
+                module = stage_module(item["kind"])
+            except KeyError as err:
+                raise ValueError(f"stages[{i}]: {err.args[0]}") from None
+            try:
+                out.append(module.Config.model_validate(item))
+            except ValidationError as err:
+                raise ValueError(f"stages[{i}] ({item.get('name', '?')}).{_first_error(err)}") from None
+        return out
+
+    def stage(self, name: str) -> StageConfig:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise UserError(f"no stage named {name!r} (stages: {', '.join(s.name for s in self.stages)})")
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = f"unknown key {first['loc'][-1]!r}"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def iter_refs(value: Any) -> Iterator[str]:
+    """Every ``@stage`` reference inside a (nested) config value."""
+    if isinstance(value, str):
+        m = REF.match(value)
+        if m:
+            yield m.group(1)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_refs(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_refs(v)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set dotted.key=value`` overrides (values parsed as YAML scalars).
+
+    ``stages.NAME.key`` addresses a stage by name, since positions in the list are fragile.
+    """
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected dotted.key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else ""
+        node: Any = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                match = [s for s in node if isinstance(s, dict) and s.get("name") == part]
+                if not match:
+                    raise UserError(f"--set {key}: no stage named {part!r}")
+                node = match[0]
+            else:
+                if not isinstance(node, dict):
+                    raise UserError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
+                node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {key}: cannot set a key inside a non-mapping")
+        node[parts[-1]] = value
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Parse, override and validate a recipe; every user mistake becomes a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{where}: invalid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe must be a YAML mapping")
+    data = apply_overrides(data, overrides or [])
+    try:
+        recipe = Recipe.model_validate({**data, "base_dir": path.resolve().parent})
+    except ValidationError as err:
+        raise UserError(f"{path}: {_first_error(err)}") from None
+    check_recipe(recipe, path)
+    return recipe
+
+
+def check_recipe(recipe: Recipe, path: Path) -> None:
+    """Cross-field checks: unique names, references to earlier stages, data names and files exist."""
+    seen: set[str] = set()
+    for i, stage in enumerate(recipe.stages):
+        where = f"{path}: stages[{i}] ({stage.name})"
+        if stage.name in seen:
+            raise UserError(f"{where}: duplicate stage name {stage.name!r}")
+        for ref in iter_refs(stage.effective(recipe)):
+            if ref not in seen:
+                later = ref in {s.name for s in recipe.stages}
+                raise UserError(f"{where}: '@{ref}' " + ("refers to a later stage" if later else "is not a stage"))
+        for data_name in getattr(stage, "data_names", lambda: [])():
+            if data_name not in recipe.data:
+                raise UserError(f"{where}: unknown data {data_name!r} (recipe data: {', '.join(recipe.data) or 'none'})")
+        seen.add(stage.name)
+    for name, src in recipe.data.items():
+        if not (src.source.startswith("builtin:") or src.source.startswith("hf:")):
+            if not recipe.resolve_path(src.source).exists():
+                raise UserError(f"{path}: data.{name}.source: file not found: {src.source}")
+        elif src.source.startswith("builtin:") and src.source != "builtin:tasks":
+            raise UserError(f"{path}: data.{name}.source: unknown builtin data {src.source!r} (known: builtin:tasks)")

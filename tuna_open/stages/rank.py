@@ -1,0 +1,98 @@
+"""Stage ``rank``: order each prompt's candidates with any ranker backend (Tuna_p likelihood, Tuna_c judge…).
+
+Requests go to the ranker in batches; each finished batch is flushed to a resumable partial file, and by
+default every result is also kept in a content-addressed cache under the run directory, so re-runs and
+resumed runs never pay for a judgement twice. Failed judgements are kept as ``failed`` records (never an
+invented order) and the stage fails if they exceed ``ranker.max_failure_fraction``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import Field
+
+from rankers import RankRequest, build_ranker
+from tuna_open.data.jsonl import ResumableJsonlWriter
+from tuna_open.errors import UserError
+from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.recipe import RankerChoice, Recipe, StageConfig, iter_refs
+
+OUTPUT = "records"
+
+
+class Config(StageConfig):
+    kind: Literal["rank"]
+    input: str
+    """``@stage`` producing candidates records (a ``sample`` stage)."""
+    ranker: RankerChoice | None = None
+    """Defaults to the recipe's top-level ``ranker``."""
+    batch_size: int = Field(default=32, ge=1)
+
+    def choice(self, recipe: Recipe) -> RankerChoice:
+        choice = self.ranker or recipe.ranker
+        if choice is None:
+            raise UserError(f"stage {self.name}: no ranker (set the stage's 'ranker' or the recipe's top-level 'ranker')")
+        return choice
+
+    def effective(self, recipe: Recipe) -> dict[str, Any]:
+        choice = self.choice(recipe)
+        # Only the selected backend's block determines the output; other blocks are inert options.
+        return {**self.model_dump(exclude={"ranker"}), "ranker": choice.flat(),
+                "max_failure_fraction": choice.max_failure_fraction}
+
+
+def to_request(rec: dict[str, Any]) -> RankRequest:
+    return RankRequest(prompt=rec["instruction"], input=rec.get("input", ""), candidates=rec["candidates"],
+                       id=rec["id"], reference=rec.get("output"), logprobs=rec.get("logprobs"),
+                       lengths=rec.get("lengths"), metadata={"task": rec["task"]} if "task" in rec else {})
+
+
+def _cache_dir(ctx: StageContext, flat: dict[str, Any], refs: list[str]) -> str:
+    """Default cache under the run dir; keyed by the fingerprints of any models the ranker loads, so a
+    retrained model never serves stale cached judgements from the same path."""
+    from tuna_open.pipeline.runner import read_manifest
+
+    base = flat.get("cache_dir") or str(ctx.run_dir / "cache" / "rankers")
+    if not refs:
+        return base
+    fps = "-".join(str((read_manifest(ctx.outputs[r].parent) or {}).get("fingerprint", r)) for r in sorted(refs))
+    return f"{base}/{hashlib.sha256(fps.encode()).hexdigest()[:12]}"
+
+
+def rank_records(records: list[dict[str, Any]], flat: dict[str, Any], output: Path, batch_size: int,
+                 max_failure_fraction: float, progress: Callable[..., Any]) -> StageResult:
+    """Rank candidates records into ``output`` (resumable, atomic); shared by the stage and ``tuna-open rank``."""
+    backend = flat["backend"]
+    with ResumableJsonlWriter(output) as writer:
+        todo = [r for r in records if r["id"] not in writer.done]
+        ranker = build_ranker(flat) if todo else None
+        with progress(len(todo), f"ranking ({backend})") as advance:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start:start + batch_size]
+                for rec, ranking in zip(batch, ranker.rank([to_request(r) for r in batch])):
+                    writer.write({"id": rec["id"], "ranker": backend, **ranking.to_dict()})
+                advance(len(batch))
+        out = writer.records
+        failed = sum(1 for r in out if r.get("failed"))
+        if out and failed / len(out) > max_failure_fraction:
+            raise UserError(f"{failed}/{len(out)} rankings failed, more than max_failure_fraction="
+                            f"{max_failure_fraction} (see {writer.partial})")
+        order = {r["id"]: i for i, r in enumerate(records)}
+        writer.finalize(sorted(out, key=lambda r: order.get(r["id"], len(order))))
+    stats = {"requests": len(out), "failed": failed, "new_requests": len(todo), **getattr(ranker, "stats", {})}
+    return StageResult(summary=f"{len(out)} rankings by {backend} ({failed} failed, {len(todo)} new)",
+                       counts={"rankings": len(out), "failed": failed}, extra={"ranker": stats})
+
+
+def run(ctx: StageContext, cfg: Config) -> StageResult:
+    choice = cfg.choice(ctx.recipe)
+    flat = choice.flat()
+    flat["cache_dir"] = _cache_dir(ctx, flat, sorted(set(iter_refs(flat))))
+    try:
+        return rank_records(ctx.records(cfg.input), ctx.resolve(flat), ctx.output, cfg.batch_size,
+                            choice.max_failure_fraction, ctx.progress)
+    except UserError as err:
+        raise UserError(f"stage {cfg.name}: {err}") from None

@@ -1,0 +1,104 @@
+"""Stage ``sample``: N responses per instruction from a model (the Tuna_p teacher or the Tuna_c student).
+
+Work is flushed per chunk to a resumable partial file, so a killed run keeps every finished record. Filters
+apply when the stage finishes: exact duplicates are removed (``dedup``), prompts left with fewer than
+``min_candidates`` distinct responses are dropped (nothing to rank), and — the paper's diversity filter for
+contextual ranking — prompts whose candidates are near-duplicates of each other (mean pairwise ROUGE-L above
+``diversity_max_rougeL``) are dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tuna_open.data.jsonl import ResumableJsonlWriter
+from tuna_open.generate import SamplerChoice, build_sampler
+from tuna_open.generate.base import SamplingParams
+from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.prompts import format_prompt
+from tuna_open.recipe import StageConfig
+
+OUTPUT = "records"
+
+
+class Config(StageConfig):
+    kind: Literal["sample"]
+    model: str
+    """``@stage``, a local model dir or HF id (for ``sampler.backend: openai``, the served model's name)."""
+    data: str
+    """A recipe ``data`` entry (or ``@stage`` records with instruction/input)."""
+    template: str = "alpaca"
+    n: int = Field(default=4, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(default=128, ge=1)
+    logprobs: bool = False
+    """Record each candidate's summed log-probability under this model (Tuna_p's ranking signal)."""
+    dedup: bool = True
+    min_candidates: int = Field(default=2, ge=1)
+    diversity_max_rougeL: float | None = Field(default=None, ge=0.0, le=1.0)
+    chunk_size: int = Field(default=64, ge=1)
+    """Prompts per generation call and per resumable flush."""
+    sampler: SamplerChoice = SamplerChoice()
+
+    def data_names(self) -> list[str]:
+        return [] if self.data.startswith("@") else [self.data]
+
+
+def _mean_pairwise_rougeL(texts: list[str]) -> float:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    pairs = list(itertools.combinations(texts, 2))
+    return sum(scorer.score(a, b)["rougeL"].fmeasure for a, b in pairs) / len(pairs) if pairs else 1.0
+
+
+def postprocess(record: dict[str, Any], cfg: Config) -> dict[str, Any] | None:
+    """Apply dedup / minimum-count / diversity filters to one sampled record; None drops it."""
+    keep = list(range(len(record["candidates"])))
+    if cfg.dedup:
+        seen: set[str] = set()
+        keep = [i for i in keep if not (record["candidates"][i] in seen or seen.add(record["candidates"][i]))]
+    if len(keep) < cfg.min_candidates:
+        return None
+    out = dict(record)
+    for key in ("candidates", "logprobs", "lengths"):
+        if key in out:
+            out[key] = [record[key][i] for i in keep]
+    if cfg.diversity_max_rougeL is not None and _mean_pairwise_rougeL(out["candidates"]) > cfg.diversity_max_rougeL:
+        return None
+    return out
+
+
+def run(ctx: StageContext, cfg: Config) -> StageResult:
+    instructions = ctx.instructions(cfg.data)
+    params = SamplingParams(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                            top_p=cfg.top_p, seed=ctx.seed, logprobs=cfg.logprobs)
+    with ResumableJsonlWriter(ctx.output) as writer:
+        todo = [r for r in instructions if r["id"] not in writer.done]
+        resumed = len(instructions) - len(todo)
+        if todo:
+            sampler = build_sampler(ctx.resolve(cfg.model), cfg.sampler)
+            with ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
+                for start in range(0, len(todo), cfg.chunk_size):
+                    chunk = todo[start:start + cfg.chunk_size]
+                    prompts = [format_prompt(r["instruction"], r["input"], cfg.template) for r in chunk]
+                    chunk_params = params.model_copy(update={"seed": params.seed + start + resumed})
+                    for rec, prompt, samples in zip(chunk, prompts, sampler.generate(prompts, chunk_params)):
+                        out: dict[str, Any] = {**rec, "prompt": prompt, "candidates": [s.text for s in samples],
+                                               "lengths": [s.num_tokens for s in samples], "source": cfg.model}
+                        if cfg.logprobs:
+                            out["logprobs"] = [s.logprob for s in samples]
+                        writer.write(out)
+                    advance(len(chunk))
+        by_id = {r["id"]: r for r in writer.records}
+        kept = [p for p in (postprocess(by_id[r["id"]], cfg) for r in instructions) if p is not None]
+        writer.finalize(kept)
+    n_cands = sum(len(r["candidates"]) for r in kept)
+    dropped = len(instructions) - len(kept)
+    note = f", resumed {resumed}" if resumed else ""
+    return StageResult(summary=f"{n_cands} candidates for {len(kept)} prompts ({dropped} dropped by filters{note})",
+                       counts={"prompts": len(kept), "candidates": n_cands, "dropped": dropped, "resumed": resumed})

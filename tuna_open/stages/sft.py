@@ -1,0 +1,36 @@
+"""Stage ``sft``: supervised fine-tuning on instruction data (the paper's Alpaca step)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.prompts import format_prompt
+from tuna_open.recipe import StageConfig
+from tuna_open.train.sft import SFTSettings, train_sft
+
+OUTPUT = "model"
+
+
+class Config(StageConfig):
+    kind: Literal["sft"]
+    model: str
+    """``@stage``, a local model directory, or a Hugging Face model id."""
+    data: str
+    """A recipe ``data`` entry whose records have reference outputs."""
+    template: str = "alpaca"
+    train: SFTSettings = SFTSettings()
+
+    def data_names(self) -> list[str]:
+        return [self.data]
+
+
+def run(ctx: StageContext, cfg: Config) -> StageResult:
+    records = [r for r in ctx.instructions(cfg.data) if r.get("output")]
+    examples = [{"prompt": format_prompt(r["instruction"], r["input"], cfg.template), "response": r["output"]}
+                for r in records]
+    settings = cfg.train.model_copy(update={"seed": ctx.seed})
+    result = train_sft(ctx.resolve(cfg.model), examples, settings, ctx.output)
+    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    return StageResult(summary=f"{len(examples)} examples, final loss {last:.3f}", counts={"examples": len(examples)},
+                       history=result["history"])
