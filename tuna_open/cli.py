@@ -184,3 +184,7 @@ def print_models(report: dict[str, Any]) -> None:
     for name, values in models.items():
         table.add_row(name, *(f"{values[m]:.2f}" if m in values else "" for m in metrics))
     console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -62,7 +62,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
         module = stage_module(stage.kind)
         effective = stage.effective(recipe)
         seed = stage.seed if stage.seed is not None else recipe.seed
-        fp = fingerprint(effective, {r: fps[r] for r in iter_refs(effective)},
+        data = {n: recipe.data[n].model_dump() for n in stage.data_names()}
+        fp = fingerprint({**effective, "_data": data}, {r: fps[r] for r in iter_refs(effective)},
                          _data_files(recipe, stage.data_names()), seed)
         stage_dir = run_dir / "stages" / stage.name
         output = stage_dir / OUTPUT_NAMES[module.OUTPUT]

@@ -28,7 +28,8 @@ class SFTSettings(BaseModel):
     per_device_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     max_length: int = 512
-    warmup_ratio: float = 0.03
+    warmup_steps: float = 0.03
+    """Linear warmup: a step count, or a fraction of all steps when below 1."""
     weight_decay: float = 0.0
     lr_scheduler_type: str = "cosine"
     bf16: bool = False
@@ -42,7 +43,7 @@ def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSett
     """Fine-tune ``model_path`` on ``examples``; saves model + tokenizer to ``output_dir`` atomically."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     output_dir = Path(output_dir)
@@ -59,11 +60,11 @@ def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSett
         per_device_train_batch_size=settings.per_device_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         max_length=settings.max_length,
-        warmup_ratio=settings.warmup_ratio,
+        warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay,
         lr_scheduler_type=settings.lr_scheduler_type,
         bf16=settings.bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
         logging_steps=settings.logging_steps,
         seed=settings.seed,
         save_strategy="no",
@@ -73,6 +74,7 @@ def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSett
         completion_only_loss=True,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # the stage prints one summary line; curves go to the report
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
