@@ -18,30 +18,17 @@ from rankers import RankRequest, build_ranker
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.recipe import RankerChoice, Recipe, StageConfig, iter_refs
+from tuna_open.recipe import iter_refs
+from tuna_open.stages.ranked import RankerStage
 
 OUTPUT = "records"
 
 
-class Config(StageConfig):
+class Config(RankerStage):
     kind: Literal["rank"]
     input: str
     """``@stage`` producing candidates records (a ``sample`` stage)."""
-    ranker: RankerChoice | None = None
-    """Defaults to the recipe's top-level ``ranker``."""
     batch_size: int = Field(default=32, ge=1)
-
-    def choice(self, recipe: Recipe) -> RankerChoice:
-        choice = self.ranker or recipe.ranker
-        if choice is None:
-            raise UserError(f"stage {self.name}: no ranker (set the stage's 'ranker' or the recipe's top-level 'ranker')")
-        return choice
-
-    def effective(self, recipe: Recipe) -> dict[str, Any]:
-        choice = self.choice(recipe)
-        # Only the selected backend's block determines the output; other blocks are inert options.
-        return {**self.model_dump(exclude={"ranker"}), "ranker": choice.flat(),
-                "max_failure_fraction": choice.max_failure_fraction}
 
 
 def to_request(rec: dict[str, Any]) -> RankRequest:

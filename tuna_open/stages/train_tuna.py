@@ -12,32 +12,19 @@ from typing import Any, Literal
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
-from tuna_open.recipe import Recipe, StageConfig
+from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
 
 OUTPUT = "model"
 
 
-class Config(StageConfig):
+class Config(RankedInputs):
     kind: Literal["train_tuna"]
     model: str
-    rankings: str
-    """``@stage`` of a ``rank`` stage."""
-    candidates: str | None = None
-    """``@stage`` with the ranked candidates; defaults to the rank stage's ``input``."""
     sft_data: str | None = None
     """Optional recipe data mixed in as MLE-only examples (the paper regularises with the SFT data)."""
     template: str = "alpaca"
     train: TunaTrainConfig = TunaTrainConfig()
-
-    def effective(self, recipe: Recipe) -> dict[str, Any]:
-        out = self.model_dump()
-        if self.candidates is None:
-            producer = recipe.stage(self.rankings.lstrip("@"))
-            if not hasattr(producer, "input"):
-                raise UserError(f"stage {self.name}: rankings {self.rankings} is not a rank stage; set 'candidates'")
-            out["candidates"] = producer.input
-        return out
 
     def data_names(self) -> list[str]:
         return [self.sft_data] if self.sft_data else []
@@ -61,8 +48,7 @@ def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, A
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    eff = cfg.effective(ctx.recipe)
-    examples = ranked_examples(ctx.records(eff["candidates"]), ctx.records(cfg.rankings))
+    examples = ranked_examples(*cfg.load(ctx))
     if not examples:
         raise UserError(f"stage {cfg.name}: no usable rankings in {cfg.rankings}")
     sft = None

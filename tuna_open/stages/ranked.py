@@ -1,0 +1,52 @@
+"""Shared by every stage that learns from rankings (Tuna, DPO, reward model): rankings joined with candidates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuna_open.errors import UserError
+from tuna_open.pipeline.context import StageContext
+from tuna_open.recipe import RankerChoice, Recipe, StageConfig
+
+
+class RankedInputs(StageConfig):
+    rankings: str
+    """``@stage`` of a ``rank`` stage."""
+    candidates: str | None = None
+    """``@stage`` with the ranked candidates; defaults to the rank stage's ``input``."""
+
+    def effective(self, recipe: Recipe) -> dict[str, Any]:
+        out = super().effective(recipe)
+        out["candidates"] = self.candidates_ref(recipe)
+        return out
+
+    def candidates_ref(self, recipe: Recipe) -> str:
+        if self.candidates is not None:
+            return self.candidates
+        producer = recipe.stage(self.rankings.lstrip("@"))
+        if not hasattr(producer, "input"):
+            raise UserError(f"stage {self.name}: rankings {self.rankings} is not a rank stage; set 'candidates'")
+        return producer.input
+
+    def load(self, ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(candidates records, ranking records) of this stage's inputs."""
+        return ctx.records(self.candidates_ref(ctx.recipe)), ctx.records(self.rankings)
+
+
+class RankerStage(StageConfig):
+    """A stage that calls a ranker: its own ``ranker`` block, or the recipe's top-level one."""
+
+    ranker: RankerChoice | None = None
+    """Defaults to the recipe's top-level ``ranker``."""
+
+    def choice(self, recipe: Recipe) -> RankerChoice:
+        choice = self.ranker or recipe.ranker
+        if choice is None:
+            raise UserError(f"stage {self.name}: no ranker (set the stage's 'ranker' or the recipe's top-level 'ranker')")
+        return choice
+
+    def effective(self, recipe: Recipe) -> dict[str, Any]:
+        # Only the selected backend's block determines the output; other blocks are inert options.
+        choice = self.choice(recipe)
+        return {**self.model_dump(exclude={"ranker"}),
+                "ranker": {**choice.flat(), "max_failure_fraction": choice.max_failure_fraction}}

@@ -1,0 +1,34 @@
+"""Stage ``train_grpo``: GRPO (TRL) with any ranker as the reward — scores where it gives them, ranks otherwise."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from rankers import build_ranker
+from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.prompts import format_prompt
+from tuna_open.stages.ranked import RankerStage
+from tuna_open.train.grpo import GRPOSettings, train_grpo
+
+OUTPUT = "model"
+
+
+class Config(RankerStage):
+    kind: Literal["train_grpo"]
+    model: str
+    data: str
+    template: str = "alpaca"
+    train: GRPOSettings = GRPOSettings()
+
+    def data_names(self) -> list[str]:
+        return [self.data]
+
+
+def run(ctx: StageContext, cfg: Config) -> StageResult:
+    records = ctx.instructions(cfg.data)
+    prompts = [{**r, "prompt": format_prompt(r["instruction"], r["input"], cfg.template)} for r in records]
+    ranker = build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))
+    result = train_grpo(ctx.resolve(cfg.model), prompts, ranker, cfg.train.model_copy(update={"seed": ctx.seed}),
+                        str(ctx.output))
+    return StageResult(summary=f"GRPO on {len(prompts)} prompts", counts={"prompts": len(prompts)},
+                       history=result["history"])
