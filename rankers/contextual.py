@@ -1,0 +1,161 @@
+"""The contextual-ranking judge prompt (Tuna_c) and the parser of its verdicts.
+
+The procedure follows the paper (our wording): the judge sees all N candidates at once, labelled
+``Response 0`` … ``Response N-1``; decides whether the instruction is open- or close-ended; writes its own
+answer as ``Response N`` to anchor its judgement; sets duplicated responses aside; scores every response on
+three criteria (0-5 each, 0-15 in total); and ends with one line ``rank: [...]`` of response indices, best first.
+Seeing the candidates side by side is the point of *contextual* ranking: the judge compares instead of
+grading each response in isolation.
+
+The parser is strict where a mistake would corrupt training data (an index out of range or repeated, a
+candidate silently missing) and lenient about formatting (``Rank:``, ``**Ranking:**``, brackets or not, ``>``
+separators, ``Response 2`` items, trailing punctuation). The judge's own answer (index N) is dropped from the
+returned order. A candidate the judge left out is accepted only when it duplicates a ranked candidate (same
+text up to case and whitespace): it is placed right after its twin. Anything else raises ``ParseError``, whose
+message goes into the repair prompt so the judge can fix its answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+# The last "rank:" line wins: judges sometimes restate a draft ranking before the final one.
+_RANK_LINE = re.compile(
+    r"(?im)(?<![\w])(?:final\s+)?rank(?:ing)?s?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*(?P<value>[^\n]*)$"
+)
+_SCORES_LINE = re.compile(r"(?im)^[\W_]*scores?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*(?P<value>[^\n]*)$")
+_ITEM = re.compile(r"^(?:response|resp\.?|#)?\s*(\d+)$", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+class ParseError(ValueError):
+    """The judge's answer holds no usable ranking; the message says what is wrong, in words the judge can act on."""
+
+
+def build_prompt(instruction: str, candidates: Sequence[str], input: str = "", reference: str | None = None) -> str:
+    """The judge's user message for one request."""
+    n = len(candidates)
+    task = instruction if not input else f"{instruction}\n\n{input}"
+    blocks = "\n\n".join(f"### Response {i}\n{c}" for i, c in enumerate(candidates))
+    reference_block = (f"\n\nA reference answer written by a person is given below; it may help you judge "
+                       f"correctness, but it is not necessarily perfect.\n\n### Reference answer\n{reference}"
+                       if reference is not None else "")
+    return f"""You are a careful, impartial judge of AI assistants. Compare the {n} responses below to the \
+instruction and rank them from best to worst.
+
+### Instruction
+{task}
+
+{blocks}{reference_block}
+
+Work through these steps:
+1. Decide whether the instruction is close-ended (there is one correct answer, e.g. arithmetic, facts, \
+extraction, classification) or open-ended (many good answers, e.g. writing, advice, brainstorming). Say which.
+2. Write your own best answer to the instruction and call it Response {n}.
+3. Note any responses that are duplicates of each other (the same text). Judge only the first of each group; \
+leave the others out of the ranking.
+4. Score each response, including your own Response {n}, on three criteria, 0 to 5 points each:
+   - helpfulness and relevance: does it address what was asked?
+   - accuracy: is it correct? For a close-ended instruction, a wrong final answer gets at most 1 point here and \
+should rank below every correct response.
+   - level of detail: is it as complete and specific as the instruction needs, without padding?
+   Give a short justification and the total (0-15) for each response.
+5. Rank the responses from best to worst by total score; break ties by accuracy.
+
+Finish with exactly two lines in this format, using response indices only:
+scores: [total of Response 0, total of Response 1, ..., total of Response {n}]
+rank: [index of the best response, ..., index of the worst response]"""
+
+
+def repair_prompt(error: str, n: int) -> str:
+    """The follow-up message after an unreadable answer: what was wrong and the exact format wanted."""
+    return (f"I could not read a ranking from your answer: {error}. Do not repeat your reasoning. Reply with "
+            f"only the final line 'rank: [...]', listing each distinct response index from 0 to {n} exactly once, "
+            f"best first (leave out duplicates of a response you listed).")
+
+
+def normalize(text: str) -> str:
+    """What makes two candidates duplicates: equal up to case and whitespace."""
+    return " ".join(text.casefold().split())
+
+
+def _items(value: str) -> list[str]:
+    value = value.strip().strip("*_` ")
+    if "[" in value:
+        start = value.index("[")
+        end = value.find("]", start)
+        if end < 0:
+            raise ParseError(f"the rank list {value!r} has no closing bracket")
+        value = value[start + 1:end]
+    value = value.rstrip(".;:!").strip()
+    items = []
+    for token in re.split(r"[,;>]|\bthen\b", value):
+        token = token.strip().strip("*_`'\"()").strip()
+        items.extend(token.split() if re.fullmatch(r"\d+(?:\s+\d+)+", token) else [token] if token else [])
+    return items
+
+
+def parse_rank_line(text: str) -> list[int]:
+    """The indices of the last ``rank:`` line, as the judge wrote them."""
+    matches = list(_RANK_LINE.finditer(text))
+    if not matches:
+        raise ParseError("no 'rank: [...]' line was found")
+    value = matches[-1].group("value")
+    items = _items(value)
+    if not items:
+        raise ParseError("the 'rank:' line is empty")
+    out = []
+    for item in items:
+        match = _ITEM.match(item)
+        if not match:
+            raise ParseError(f"{item!r} in the rank line is not a response index")
+        out.append(int(match.group(1)))
+    return out
+
+
+def parse_scores(text: str, n: int) -> list[float] | None:
+    """Per-candidate totals from the last ``scores:`` line, when it lists n or n+1 numbers; else None."""
+    matches = list(_SCORES_LINE.finditer(text))
+    if not matches:
+        return None
+    numbers = [float(x) for x in _NUMBER.findall(matches[-1].group("value"))]
+    return numbers[:n] if len(numbers) in (n, n + 1) else None
+
+
+def complete_order(ranked: Sequence[int], candidates: Sequence[str]) -> list[int]:
+    """Check the judge's indices (the judge's own answer, index n, allowed) and return the full candidate order.
+
+    Omitted candidates must be duplicates of a ranked one; each goes right after its twin (and after any
+    earlier-indexed duplicates of that twin).
+    """
+    n = len(candidates)
+    seen: set[int] = set()
+    for i in ranked:
+        if i > n:
+            raise ParseError(f"index {i} is out of range (responses are numbered 0 to {n})")
+        if i in seen:
+            raise ParseError(f"index {i} appears more than once")
+        seen.add(i)
+    order = [i for i in ranked if i != n]
+    missing = [i for i in range(n) if i not in seen]
+    key = [normalize(c) for c in candidates]
+    for m in missing:
+        twins = [pos for pos, i in enumerate(order) if key[i] == key[m]]
+        if not twins:
+            raise ParseError(f"Response {m} is missing from the ranking and duplicates no ranked response")
+        order.insert(twins[-1] + 1, m)
+    return order
+
+
+def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None) -> tuple[list[int], list[float] | None]:
+    """(order of all n candidates best first, per-candidate scores or None) from a judge's answer.
+
+    ``candidates`` (their texts) are needed to accept omitted duplicates; without them every candidate must be
+    ranked.
+    """
+    if candidates is not None and len(candidates) != n:
+        raise ValueError(f"n={n} but {len(candidates)} candidates given")
+    texts = list(candidates) if candidates is not None else [f"\0{i}" for i in range(n)]  # all distinct
+    order = complete_order(parse_rank_line(text), texts)
+    return order, parse_scores(text, n)

@@ -1,0 +1,230 @@
+"""OpenAI-protocol client plumbing shared by every backend that calls an API (OpenAI, vLLM server, any clone).
+
+Why our own retry loop: judging thousands of prompts meets rate limits and flaky servers, and the policy
+(which errors are retried, how long to back off, how many retries a run used) must be visible in the report
+and testable. So the SDK's own retries are switched off (``max_retries=0``) and ``OpenAIClient.call`` retries
+429, 408/409, 5xx, timeouts and connection errors with exponential backoff and full jitter, honouring a
+server's ``Retry-After``. Configuration errors (401/403/404: bad key, unknown model or URL) are raised at once
+as ``RankerConfigError``: retrying them only burns time. Any other error, or retries exhausted, is a
+``CallFailed`` for that one item, so a batch carries on and the caller records a failure.
+
+API key resolution (``resolve_api_key``): ``api_key`` if given (meant for tests), else the environment
+variable named by ``api_key_env``; when that is unset and ``base_url`` points at a host other than
+``api.openai.com`` (a local vLLM server, a proxy), the placeholder ``"EMPTY"`` is used, since such servers
+accept any key unless started with one. The key is held only by the SDK client: it is never logged, never part
+of ``stats`` and excluded from cache keys (``rankers.cache``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from rankers.registry import RankerConfigError
+
+if TYPE_CHECKING:
+    import openai
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+OPENAI_HOST = "api.openai.com"
+RETRY_STATUSES = frozenset({408, 409, 429})
+FATAL_STATUSES = frozenset({401, 403, 404})
+
+
+class Prices(BaseModel):
+    """USD per 1,000 tokens, to put an estimated cost next to the token counts in the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: float = Field(ge=0)
+    completion: float = Field(ge=0)
+
+
+class ClientSettings(BaseModel):
+    """Connection keys of every API-calling backend (mixed into their ``Config``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    """Server root ending in ``/v1`` (a vLLM server, a proxy); default: api.openai.com."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key."""
+    api_key: SecretStr | None = None
+    """The key itself; for tests only (a recipe holding a key would leak it into its run directory)."""
+    timeout: float = Field(default=120.0, gt=0)
+    """Seconds before one HTTP request is abandoned (and retried)."""
+    max_retries: int = Field(default=6, ge=0)
+    max_concurrency: int = Field(default=8, ge=1)
+    """Requests in flight at once."""
+    prices: Prices | None = None
+
+
+class CallFailed(Exception):
+    """One API call that could not be completed (retries exhausted or a non-retryable error); one-line message."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt ``a`` waits uniform(0, min(cap, base * 2**a)) seconds."""
+
+    base: float = 1.0
+    cap: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        wait = rng.uniform(0, min(self.cap, self.base * 2 ** attempt))
+        return max(wait, min(retry_after, self.cap)) if retry_after else wait
+
+
+class UsageMeter:
+    """Thread-safe totals of one client's traffic; ``as_dict`` goes into the run report."""
+
+    def __init__(self, prices: Prices | None = None) -> None:
+        self.prices = prices
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.retries = 0
+        self.failed_calls = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def record(self, retries: int, usage: Any = None, failed: bool = False) -> None:
+        with self._lock:
+            self.calls += 1
+            self.retries += retries
+            self.failed_calls += int(failed)
+            if usage is not None:
+                self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
+                self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {"calls": self.calls, "retries": self.retries, "failed_calls": self.failed_calls,
+                                   "prompt_tokens": self.prompt_tokens,
+                                   "completion_tokens": self.completion_tokens}
+        if self.prices is not None:
+            out["cost_usd"] = round((self.prompt_tokens * self.prices.prompt
+                                     + self.completion_tokens * self.prices.completion) / 1000, 6)
+        return out
+
+
+@dataclass
+class ChatResult:
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    retries: int
+
+
+def resolve_api_key(settings: ClientSettings) -> str:
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value()
+    key = os.environ.get(settings.api_key_env)
+    if key:
+        return key
+    if settings.base_url and urlparse(settings.base_url).hostname != OPENAI_HOST:
+        return "EMPTY"
+    raise RankerConfigError(f"environment variable {settings.api_key_env} is not set (the API key for "
+                            f"{settings.base_url or 'https://' + OPENAI_HOST})")
+
+
+def _retry_after(err: Exception) -> float | None:
+    response = getattr(err, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:  # an HTTP date; the exponential backoff is good enough
+        return None
+
+
+class OpenAIClient:
+    """An ``openai.OpenAI`` client with our retry policy, bounded concurrency and usage accounting."""
+
+    def __init__(self, settings: ClientSettings, backoff: Backoff = Backoff(),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        import openai
+
+        self.settings = settings
+        self.backoff = backoff
+        self.sleep = sleep
+        self.meter = UsageMeter(settings.prices)
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+        self.sdk = openai.OpenAI(api_key=resolve_api_key(settings), base_url=settings.base_url,
+                                 timeout=settings.timeout, max_retries=0)
+
+    def call(self, fn: Callable[["openai.OpenAI"], R]) -> tuple[R, int]:
+        """Run ``fn(sdk_client)`` under the retry policy; return (result, retries used).
+
+        The call and the tokens of a result carrying ``.usage`` are recorded in ``meter``.
+        """
+        import openai
+
+        attempt = 0
+        while True:
+            try:
+                result = fn(self.sdk)
+            except openai.APIStatusError as err:
+                if err.status_code in FATAL_STATUSES:
+                    raise RankerConfigError(f"{self._where()} answered {err.status_code}: {_short(err)}") from None
+                retryable = err.status_code in RETRY_STATUSES or err.status_code >= 500
+                self._retry_or_fail(attempt, err, retryable, f"HTTP {err.status_code}: {_short(err)}")
+            except openai.APIConnectionError as err:  # includes APITimeoutError
+                kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
+                self._retry_or_fail(attempt, err, True, f"{kind} ({self._where()})")
+            else:
+                self.meter.record(attempt, getattr(result, "usage", None))
+                return result, attempt
+            attempt += 1
+
+    def _retry_or_fail(self, attempt: int, err: Exception, retryable: bool, message: str) -> None:
+        if not retryable or attempt >= self.settings.max_retries:
+            self.meter.record(attempt, failed=True)
+            suffix = f" after {attempt} retries" if retryable else ""
+            raise CallFailed(f"{message}{suffix}") from None
+        with self._rng_lock:
+            wait = self.backoff.delay(attempt, self._rng, _retry_after(err))
+        self.sleep(wait)
+
+    def chat(self, model: str, messages: list[dict[str, str]], **params: Any) -> ChatResult:
+        """One chat completion (``n`` choices if asked); ``params`` go to the API as is."""
+        response, retries = self.call(lambda sdk: sdk.chat.completions.create(model=model, messages=messages,
+                                                                             **params))
+        usage = response.usage
+        return ChatResult(texts=[c.message.content or "" for c in response.choices],
+                          prompt_tokens=usage.prompt_tokens if usage else 0,
+                          completion_tokens=usage.completion_tokens if usage else 0, retries=retries)
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``fn`` over ``items`` with at most ``max_concurrency`` in flight; results in input order.
+
+        ``fn`` decides what a per-item failure becomes (it should catch ``CallFailed``); any other exception
+        propagates, after the calls already in flight have finished.
+        """
+        if len(items) <= 1 or self.settings.max_concurrency == 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def close(self) -> None:
+        self.sdk.close()
+
+    def _where(self) -> str:
+        return self.settings.base_url or f"https://{OPENAI_HOST}"
+
+
+def _short(err: Exception) -> str:
+    """The server's error message on one line, bounded (never the request, which may be long)."""
+    body = getattr(err, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    text = " ".join(str(message or err).split())
+    return text[:300]
