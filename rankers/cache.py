@@ -1,0 +1,101 @@
+"""Content-addressed on-disk cache of rankings: a judgement is paid for once, whatever run asks again.
+
+The key is the sha256 of the canonical JSON of the request's content (prompt, input, reference, candidates,
+precomputed logprobs/lengths, metadata; not its id: the same question gets the same answer) and of the ranker
+config minus keys that cannot change a result (secrets, connection and throughput settings, see
+``NON_SEMANTIC_KEYS``). So a rotated API key or a higher concurrency reuses the cache, while another model,
+temperature or prompt option misses it. Each entry is one JSON file written to a temporary file and moved into
+place with ``os.replace``, so concurrent writers never leave a torn entry. Failures are not cached: a retry
+later may succeed. An unreadable entry counts as a miss and is overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rankers.base import Ranker, Ranking, RankRequest
+
+NON_SEMANTIC_KEYS = frozenset({
+    "api_key", "api_key_env", "timeout", "max_retries", "max_concurrency", "prices", "cache_dir",
+    "batch_size", "device",
+})
+"""Config keys left out of cache keys at any depth (ensembles nest configs): they never change a ranking."""
+
+
+def public_config(config: Any) -> Any:
+    """``config`` without ``NON_SEMANTIC_KEYS`` (recursively) and with every value JSON-serialisable."""
+    if isinstance(config, Mapping):
+        return {str(k): public_config(v) for k, v in config.items() if k not in NON_SEMANTIC_KEYS}
+    if isinstance(config, (list, tuple)):
+        return [public_config(v) for v in config]
+    if config is None or isinstance(config, (str, int, float, bool)):
+        return config
+    return str(config)
+
+
+def cache_key(request: RankRequest, key_config: Mapping[str, Any]) -> str:
+    content = {k: v for k, v in dataclasses.asdict(request).items() if k != "id"}
+    payload = json.dumps({"request": content, "ranker": public_config(key_config)}, sort_keys=True,
+                         ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class CachedRanker:
+    """Serves cached rankings and sends only the misses, as one batch, to the inner ranker."""
+
+    def __init__(self, inner: Ranker, cache_dir: str | os.PathLike[str], key_config: Mapping[str, Any]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dir = Path(cache_dir)
+        self.key_config = dict(key_config)
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.json"
+
+    def _read(self, key: str) -> Ranking | None:
+        try:
+            return Ranking.from_dict(json.loads(self._path(key).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _write(self, key: str, ranking: Ranking) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(ranking.to_dict(), f, ensure_ascii=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        keys = [cache_key(r, self.key_config) for r in requests]
+        results: list[Ranking | None] = [self._read(k) for k in keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        self.hits += len(requests) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            for i, ranking in zip(todo, self.inner.rank([requests[i] for i in todo])):
+                results[i] = ranking
+                if not ranking.failed:
+                    self._write(keys[i], ranking)
+        return [r for r in results if r is not None]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return {**getattr(self.inner, "stats", {}), "cache_hits": self.hits, "cache_misses": self.misses}
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,106 @@
+"""The contextual judge's prompt and the parser of its verdicts: formatting variants, duplicates, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from rankers.contextual import ParseError, build_prompt, parse_ranking, parse_scores, repair_prompt
+
+VERDICT = """The instruction is close-ended: it asks for a sum.
+
+Response 3 (mine): 12 + 30 = 42.
+
+Response 0: wrong sum. 5/15
+Response 1: correct. 15/15
+Response 2: correct but terse. 12/15
+
+scores: [5, 15, 12, 15]
+rank: [3, 1, 2, 0]"""
+
+
+@pytest.mark.parametrize("text", [
+    "rank: [1, 2, 0]",
+    "Rank: [1, 2, 0]",
+    "RANK: [1,2,0]",
+    "Ranking: [1, 2, 0]",
+    "**Rank:** [1, 2, 0]",
+    "**Ranking**: [1, 2, 0]",
+    "rank: 1, 2, 0",
+    "rank: 1, 2, 0.",
+    "rank: [1, 2, 0].",
+    "rank: 1 2 0",
+    "rank: [1 > 2 > 0]",
+    "rank: Response 1 > Response 2 > Response 0",
+    "rank: [Response 1, Response 2, Response 0]",
+    "Final ranking: [1, 2, 0]",
+    "  - rank = [1, 2, 0]  ",
+    "draft rank: [0, 1, 2]\nOn reflection the first is wrong.\nrank: [1, 2, 0]",  # the last line wins
+    "reasoning...\n```\nrank: [1, 2, 0]\n```",
+])
+def test_rank_line_variants(text: str) -> None:
+    order, scores = parse_ranking(text, 3)
+    assert order == [1, 2, 0]
+    assert scores is None
+
+
+def test_full_verdict_drops_the_judges_own_answer_and_reads_scores() -> None:
+    order, scores = parse_ranking(VERDICT, 3)
+    assert order == [1, 2, 0]  # index 3 (the judge's answer) removed
+    assert scores == [5.0, 15.0, 12.0]  # the judge's own total dropped
+
+
+def test_scores_line_with_wrong_count_is_ignored_not_fatal() -> None:
+    assert parse_scores("scores: [1, 2]\nrank: [0, 1, 2]", 3) is None
+    assert parse_scores("scores: 4, 9, 2", 3) == [4.0, 9.0, 2.0]
+    assert parse_scores("Response 1 score: 9\nrank: [1, 0]", 2) is None  # prose is not a scores line
+
+
+def test_omitted_duplicate_goes_right_after_its_twin() -> None:
+    candidates = ["The answer is 42.", "41", "the answer  is 42.", "40", "THE ANSWER IS 42."]
+    order, _ = parse_ranking("rank: [5, 0, 1, 3]", 5, candidates)
+    assert order == [0, 2, 4, 1, 3]
+
+
+def test_duplicate_of_a_lower_ranked_twin() -> None:
+    candidates = ["a", "b", "B"]
+    assert parse_ranking("rank: [0, 1]", 3, candidates)[0] == [0, 1, 2]
+    assert parse_ranking("rank: [2, 0]", 3, candidates)[0] == [2, 1, 0]  # 1 twins 2 (case-insensitive)
+
+
+def test_judge_may_rank_both_duplicates() -> None:
+    assert parse_ranking("rank: [1, 0]", 2, ["x", "x"])[0] == [1, 0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("I think the second one is best.", r"no 'rank: \[\.\.\.\]' line"),
+    ("rank:", "empty"),
+    ("rank: [1, 0", "closing bracket"),
+    ("rank: [1, 1, 0, 2]", "more than once"),
+    ("rank: [4, 0, 1, 2]", "out of range"),
+    ("rank: [1, 0]", "Response 2 is missing"),
+    ("rank: [first, second]", "not a response index"),
+    ("rank: [-1, 0, 1, 2]", "not a response index"),
+])
+def test_parse_failures_say_why(text: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_ranking(text, 3, ["a", "b", "c"])
+
+
+def test_omitted_candidate_without_candidates_texts_is_a_failure() -> None:
+    with pytest.raises(ParseError, match="missing"):
+        parse_ranking("rank: [0]", 2)
+
+
+def test_prompt_labels_candidates_and_asks_for_the_procedure() -> None:
+    prompt = build_prompt("Add 12 and 30.", ["42", "41"], input="numbers", reference="42")
+    assert "### Response 0\n42" in prompt and "### Response 1\n41" in prompt
+    assert "Response 2" in prompt  # the judge's own answer gets the next index
+    assert "open-ended" in prompt and "duplicate" in prompt and "0-15" in prompt
+    assert prompt.rstrip().endswith("rank: [index of the best response, ..., index of the worst response]")
+    assert "Add 12 and 30.\n\nnumbers" in prompt and "### Reference answer\n42" in prompt
+    assert "Reference answer" not in build_prompt("Add 12 and 30.", ["42", "41"])
+
+
+def test_repair_prompt_carries_the_error_and_range() -> None:
+    text = repair_prompt("index 7 is out of range", 3)
+    assert "index 7 is out of range" in text and "from 0 to 3" in text and "rank: [...]" in text
