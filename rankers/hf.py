@@ -1,0 +1,55 @@
+"""Loading transformers models for the in-process rankers (likelihood scorer, reward model).
+
+One place for the device/dtype/pad-token conventions, so the two backends that run a local model resolve them
+identically. torch and transformers are imported inside the functions: ``rankers`` stays importable without
+them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` picks the first GPU when there is one, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str) -> Any:
+    """``auto`` keeps the checkpoint's dtype; otherwise a torch dtype name (``bfloat16``, ``float32``...)."""
+    if dtype == "auto":
+        return "auto"
+    import torch
+
+    value = getattr(torch, dtype, None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r} (use auto, float32, float16 or bfloat16)")
+    return value
+
+
+def load_tokenizer(path: str) -> Any:
+    """A tokenizer guaranteed to have a pad token (EOS stands in, as TRL does) for right-padded batches."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) tensors of right-padded rows; positions of real tokens are unchanged."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = 1
+    return ids, mask

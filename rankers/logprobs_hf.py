@@ -1,0 +1,67 @@
+"""The transformers engine of ``teacher_logprob``: exact candidate log-likelihoods, batched and right-padded.
+
+Each (prompt, candidate) pair becomes one sequence ``prompt_ids + candidate_ids + [eos]``; sequences are sorted
+by length so a batch wastes little padding, and right padding leaves every real token's position and (causal)
+context unchanged, so a batched score equals the unbatched one. Only the candidate span's logits go through
+``log_softmax``, which keeps memory at O(candidate length x vocab) per sequence.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from rankers.hf import load_tokenizer, resolve_device, resolve_dtype, right_pad
+
+if TYPE_CHECKING:
+    from rankers.teacher_logprob import Config
+
+
+class HFLogprobScorer:
+    """A ``LogprobScorer`` over a causal LM held in this process."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8) -> None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the teacher's tokenizer has no EOS token; candidates are scored with EOS appended")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+
+    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
+        tok = self.tokenizer
+        prompt_ids = [tok(p)["input_ids"] for p in prompts]
+        for p, ids in zip(prompts, prompt_ids):
+            if not ids:
+                raise ValueError(f"prompt {p!r} tokenizes to nothing; the first candidate token would have no context")
+        seqs = [(i, j, prompt_ids[i], tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+                for i, cands in enumerate(candidates) for j, c in enumerate(cands)]
+        seqs.sort(key=lambda s: len(s[2]) + len(s[3]), reverse=True)
+        out: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in candidates]
+        for start in range(0, len(seqs), self.batch_size):
+            batch = seqs[start:start + self.batch_size]
+            for (i, j, _, cand), value in zip(batch, self._score_batch([(p, c) for _, _, p, c in batch])):
+                out[i][j] = (value, len(cand))
+        return out
+
+    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        import torch
+
+        ids, mask = right_pad([p + c for p, c in pairs], self.tokenizer.pad_token_id)
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(self.model.device),
+                                attention_mask=mask.to(self.model.device)).logits
+        sums = []
+        for row, (prompt, cand) in enumerate(pairs):
+            start, end = len(prompt), len(prompt) + len(cand)
+            logp = logits[row, start - 1:end - 1].float().log_softmax(-1)
+            target = ids[row, start:end].to(logp.device)
+            sums.append(float(logp.gather(-1, target.unsqueeze(-1)).sum()))
+        return sums
+
+
+def make_scorer(config: "Config") -> HFLogprobScorer:
+    from transformers import AutoModelForCausalLM
+
+    assert config.model is not None  # the ranker checks before asking for an engine
+    tokenizer = load_tokenizer(config.tokenizer or config.model)
+    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=resolve_dtype(config.dtype))
+    return HFLogprobScorer(model.to(resolve_device(config.device)).eval(), tokenizer, config.batch_size)
