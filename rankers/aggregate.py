@@ -7,6 +7,7 @@ live in one place and are tested once against hand-computed values.
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from typing import Sequence
 
@@ -64,3 +65,39 @@ def borda(orders: Sequence[Sequence[int]], weights: Sequence[float] | None = Non
 def top1_agree(a: Sequence[int], b: Sequence[int]) -> bool:
     """Whether two orders pick the same best candidate."""
     return bool(a) and bool(b) and a[0] == b[0]
+
+
+def copeland(wins: Sequence[Sequence[float]]) -> list[float]:
+    """Copeland scores from a pairwise win matrix (``wins[i][j]``: judgements where i beat j; a tie adds 0.5 to
+    both): a point for each opponent beaten more often than not, half a point for an even record."""
+    n = len(wins)
+    return [sum(1.0 if wins[i][j] > wins[j][i] else 0.5 if wins[i][j] == wins[j][i] else 0.0
+                for j in range(n) if j != i) for i in range(n)]
+
+
+def bradley_terry(wins: Sequence[Sequence[float]], prior: float = 0.5, iterations: int = 500,
+                  tol: float = 1e-10) -> list[float]:
+    """Bradley–Terry log-strengths fitted by Hunter's MM iterations (mean-centred).
+
+    ``prior`` pseudo-wins are added in both directions of every pair, which keeps strengths finite when a
+    candidate wins every comparison and pulls sparse evidence towards equality.
+    """
+    n = len(wins)
+    if n == 0:
+        return []
+    w = [[wins[i][j] + prior if i != j else 0.0 for j in range(n)] for i in range(n)]
+    strength = [1.0] * n
+    for _ in range(iterations):
+        new = []
+        for i in range(n):
+            denom = sum((w[i][j] + w[j][i]) / (strength[i] + strength[j]) for j in range(n) if j != i)
+            new.append(sum(w[i]) / denom if denom else strength[i])
+        total = sum(new)
+        new = [s * n / total for s in new]
+        done = max(abs(a - b) for a, b in zip(new, strength)) < tol
+        strength = new
+        if done:
+            break
+    logs = [math.log(s) for s in strength]
+    mean = sum(logs) / n
+    return [x - mean for x in logs]

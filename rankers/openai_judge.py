@@ -14,8 +14,8 @@ from typing import Any, Sequence
 from pydantic import Field
 
 from rankers.base import Ranking, RankRequest
-from rankers.contextual import ParseError, build_prompt, parse_ranking, parse_scores, repair_prompt
-from rankers.openai_client import CallFailed, ClientSettings, OpenAIClient
+from rankers.contextual import build_prompt, parse_ranking, parse_scores, repair_prompt
+from rankers.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
 
 REPAIR_SEPARATOR = "\n\n--- repair ---\n\n"
@@ -68,38 +68,21 @@ class OpenAIJudge:
             return Ranking(order=list(range(n)), metadata={"judged": False})
         cfg = self.config
         reference = request.reference if cfg.show_reference else None
-        messages = [{"role": "user", "content": build_prompt(request.prompt, request.candidates, request.input,
-                                                              reference)}]
-        usage = {"prompt_tokens": 0, "completion_tokens": 0, "retries": 0}
-        texts: list[str] = []
-        error = ""
-        for attempt in range(cfg.max_repairs + 1):
-            try:
-                result = self.client.chat(cfg.model, messages, temperature=cfg.temperature,
-                                          max_completion_tokens=cfg.max_tokens)
-            except CallFailed as err:
-                self._count(failed=1)
-                return Ranking.failure(f"judge call failed: {err}", raw=texts[-1] if texts else None,
-                                       model=cfg.model, repairs=attempt, **usage)
-            usage["prompt_tokens"] += result.prompt_tokens
-            usage["completion_tokens"] += result.completion_tokens
-            usage["retries"] += result.retries
-            text = result.texts[0]
-            texts.append(text)
-            try:
-                order, scores = parse_ranking(text, n, request.candidates)
-            except ParseError as err:
-                error = str(err)
-                messages = [*messages, {"role": "assistant", "content": text},
-                            {"role": "user", "content": repair_prompt(error, n)}]
-                continue
-            self._count(judged=1, repairs=attempt)
-            return Ranking(order=order, scores=scores or parse_scores(texts[0], n), raw=REPAIR_SEPARATOR.join(texts),
-                           metadata={"model": cfg.model, "repairs": attempt, **usage})
-        self._count(failed=1, repairs=cfg.max_repairs)
-        return Ranking.failure(f"no readable ranking after {len(texts)} answer(s): {error}",
-                               raw=REPAIR_SEPARATOR.join(texts),
-                               model=cfg.model, repairs=cfg.max_repairs, **usage)
+        prompt = build_prompt(request.prompt, request.candidates, request.input, reference)
+        exchange = self.client.chat_parsed(
+            cfg.model, [{"role": "user", "content": prompt}],
+            parse=lambda text: parse_ranking(text, n, request.candidates),
+            repair=lambda error: repair_prompt(error, n), max_repairs=cfg.max_repairs,
+            temperature=cfg.temperature, max_completion_tokens=cfg.max_tokens)
+        raw = REPAIR_SEPARATOR.join(exchange.texts) or None
+        metadata = {"model": cfg.model, **exchange.usage()}
+        if exchange.value is None:
+            self._count(failed=1, repairs=exchange.repairs)
+            return Ranking.failure(exchange.error or "no answer", raw=raw, **metadata)
+        self._count(judged=1, repairs=exchange.repairs)
+        order, scores = exchange.value
+        # A repaired answer is often the rank line alone; the first answer's scores line still holds.
+        return Ranking(order=order, scores=scores or parse_scores(exchange.texts[0], n), raw=raw, metadata=metadata)
 
 
 def build(config: Config) -> OpenAIJudge:

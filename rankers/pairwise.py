@@ -1,0 +1,156 @@
+"""Backend ``pairwise``: a chat judge compares candidates two at a time; a tournament turns verdicts into an order.
+
+Every pair is judged in both presentation orders (A/B then B/A), which cancels the judge's preference for a
+position and measures it: ``pair_consistency`` is the fraction of pairs whose two verdicts agree. The win matrix
+is aggregated by Copeland (pairs won) or Bradley–Terry (strengths fitted to all verdicts), per ``method``.
+N candidates cost N·(N-1) calls, so this backend suits small N or a strong need for robustness; the
+contextual ``openai`` judge sees all candidates in one call.
+
+A request fails when some pair got no readable verdict in either order: ranking it would mean guessing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from itertools import permutations
+from typing import Any, Literal, Sequence
+
+from pydantic import Field
+
+from rankers.aggregate import bradley_terry, copeland
+from rankers.base import Ranking, RankRequest
+from rankers.openai_client import ClientSettings, Exchange, OpenAIClient
+from rankers.registry import RankerConfig
+
+Verdict = Literal["A", "B", "tie"]
+_VERDICT = re.compile(r"(?im)(?<![\w])verdict\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?\s*\[?\s*(?:response\s+)?"
+                      r"(A|B|tie)\b")
+_SWAPPED: dict[str, str] = {"A": "B", "B": "A", "tie": "tie"}
+"""The same verdict seen from the other presentation order."""
+
+
+class Config(RankerConfig, ClientSettings):
+    model: str
+    temperature: float = Field(default=0.0, ge=0.0)
+    max_tokens: int = Field(default=512, ge=1)
+    max_repairs: int = Field(default=1, ge=0)
+    method: Literal["copeland", "bradley_terry"] = "copeland"
+    show_reference: bool = False
+
+
+def pair_prompt(instruction: str, a: str, b: str, input: str = "", reference: str | None = None) -> str:
+    task = instruction if not input else f"{instruction}\n\n{input}"
+    reference_block = f"\n\n### Reference answer (may help, not necessarily perfect)\n{reference}" if reference else ""
+    return f"""You are a careful, impartial judge. Which response follows the instruction better, A or B? \
+Consider helpfulness, relevance, accuracy and level of detail; the order of the responses and their length \
+must not influence you.
+
+### Instruction
+{task}
+
+### Response A
+{a}
+
+### Response B
+{b}{reference_block}
+
+Explain your judgement briefly, then finish with one line: "verdict: A", "verdict: B" or "verdict: tie"."""
+
+
+def parse_verdict(text: str) -> Verdict:
+    """The last ``verdict:`` line, or an answer that is only ``A``, ``B`` or ``tie``; ValueError otherwise."""
+    matches = _VERDICT.findall(text)
+    token = matches[-1] if matches else text.strip().strip("*_`.\"' ")
+    if token.upper() in ("A", "B"):
+        return token.upper()  # type: ignore[return-value]
+    if token.lower() == "tie":
+        return "tie"
+    raise ValueError("no 'verdict: A', 'verdict: B' or 'verdict: tie' line was found")
+
+
+def repair_verdict(error: str) -> str:
+    return f"I could not read your verdict: {error}. Reply with one line only: verdict: A, verdict: B or verdict: tie."
+
+
+class PairwiseJudge:
+    """A ``Ranker`` running a round-robin of both-order pairwise comparisons per request."""
+
+    name = "pairwise"
+
+    def __init__(self, config: Config, client: OpenAIClient | None = None) -> None:
+        self.config = config
+        self.client = client or OpenAIClient(config)
+        self._lock = threading.Lock()
+        self._counts = {"comparisons": 0, "failed_comparisons": 0, "consistent_pairs": 0,
+                        "pairs_judged_twice": 0}
+
+    def _compare(self, job: tuple[RankRequest, int, int]) -> Exchange[Verdict]:
+        request, i, j = job
+        cfg = self.config
+        prompt = pair_prompt(request.prompt, request.candidates[i], request.candidates[j], request.input,
+                             request.reference if cfg.show_reference else None)
+        return self.client.chat_parsed(cfg.model, [{"role": "user", "content": prompt}], parse=parse_verdict,
+                                       repair=repair_verdict, max_repairs=cfg.max_repairs,
+                                       temperature=cfg.temperature, max_completion_tokens=cfg.max_tokens)
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        jobs = [(r, i, j) for r in requests for i, j in permutations(range(len(r.candidates)), 2)]
+        verdicts = iter(self.client.map(self._compare, jobs))
+        return [self._tournament(r, {(i, j): next(verdicts) for i, j in permutations(range(len(r.candidates)), 2)})
+                for r in requests]
+
+    def _tournament(self, request: RankRequest, verdicts: dict[tuple[int, int], Exchange[Verdict]]) -> Ranking:
+        n = len(request.candidates)
+        wins = [[0.0] * n for _ in range(n)]
+        outcome: dict[tuple[int, int], Verdict] = {}
+        for (i, j), ex in verdicts.items():  # i was shown as A, j as B
+            if ex.value is None:
+                continue
+            outcome[(i, j)] = ex.value
+            if ex.value == "tie":
+                wins[i][j] += 0.5
+                wins[j][i] += 0.5
+            else:
+                winner, loser = (i, j) if ex.value == "A" else (j, i)
+                wins[winner][loser] += 1.0
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        both = [(i, j) for i, j in pairs if (i, j) in outcome and (j, i) in outcome]
+        consistent = sum(1 for i, j in both if _SWAPPED[outcome[(i, j)]] == outcome[(j, i)])
+        failed = len(verdicts) - len(outcome)
+        with self._lock:
+            self._counts["comparisons"] += len(verdicts)
+            self._counts["failed_comparisons"] += failed
+            self._counts["consistent_pairs"] += consistent
+            self._counts["pairs_judged_twice"] += len(both)
+        usage = {k: sum(ex.usage()[k] for ex in verdicts.values())
+                 for k in ("prompt_tokens", "completion_tokens", "retries", "repairs")}
+        metadata: dict[str, Any] = {"model": self.config.model, "comparisons": len(verdicts), "failed_comparisons":
+                                    failed, "pair_consistency": consistent / len(both) if both else None,
+                                    "wins": wins, **usage}
+        unjudged = [p for p in pairs if p not in outcome and p[::-1] not in outcome]
+        if unjudged:
+            i, j = unjudged[0]
+            return Ranking.failure(f"{len(unjudged)} pair(s) got no readable verdict, e.g. ({i}, {j}): "
+                                   f"{verdicts[(i, j)].error}", raw="\n\n".join(verdicts[(i, j)].texts) or None,
+                                   **metadata)
+        scores = copeland(wins) if self.config.method == "copeland" else bradley_terry(wins)
+        # Copeland ties are common; total wins break them, then the candidate index.
+        order = sorted(range(n), key=lambda c: (-scores[c], -sum(wins[c]), c))
+        return Ranking(order=order, scores=scores, metadata=metadata)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            counts = dict(self._counts)
+        pairs = counts.pop("pairs_judged_twice")
+        consistent = counts.pop("consistent_pairs")
+        return {**self.client.meter.as_dict(), **counts,
+                "pair_consistency": consistent / pairs if pairs else None}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def build(config: Config) -> PairwiseJudge:
+    return PairwiseJudge(config)
