@@ -13,8 +13,8 @@ import pytest
 from openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, Ranking, RankRequest, build_ranker
-from rankers.agreement import agreement
 from rankers.aggregate import borda, bradley_terry, copeland, kendall_tau, mean_pairwise_tau, top1_agree
+from rankers.agreement import agreement
 from rankers.cache import CachedRanker, cache_key
 from rankers.pairwise import parse_verdict
 from rankers.permutations import PermutedRanker, presentation_orders
