@@ -6,23 +6,12 @@ correct (the builtin suite's ``tuna_open.builtin.tasks:score``); accuracy is the
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
-from tuna_open.errors import UserError
 from tuna_open.eval.superni import compute_metrics
 
 Verifier = Callable[[str, str], float]
-
-
-def load_callable(spec: str) -> Callable[..., Any]:
-    """Import ``module:attr``; a bad spec is a one-line user error naming it."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise UserError(f"cannot import {spec!r} ({err})") from None
 
 
 def evaluate_instructions(records: Sequence[dict[str, Any]], predictions: Sequence[str],

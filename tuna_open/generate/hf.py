@@ -59,7 +59,8 @@ class HFSampler:
     def _generate_batch(self, prompts: list[str], params: SamplingParams, seed: int) -> list[list[Sample]]:
         tok = self.tokenizer
         tok.padding_side = "left"
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        # Default special tokens (BOS for Llama) exactly as TRL training and the likelihood rankers tokenize prompts.
+        enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
         greedy = params.temperature <= 0
         torch.manual_seed(seed)
         gen = self.model.generate(

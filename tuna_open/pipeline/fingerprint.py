@@ -29,6 +29,19 @@ def substitute_refs(value: Any, mapping: Mapping[str, Any]) -> Any:
     return value
 
 
+SECRET_KEYS = frozenset({"api_key"})
+
+
+def without_secrets(value: Any, replacement: str | None = None) -> Any:
+    """``value`` with literal secrets removed (or replaced): they never reach fingerprints or the run directory."""
+    if isinstance(value, dict):
+        return {k: (replacement if k in SECRET_KEYS and v else without_secrets(v, replacement))
+                for k, v in value.items() if not (k in SECRET_KEYS and v and replacement is None)}
+    if isinstance(value, list):
+        return [without_secrets(v, replacement) for v in value]
+    return value
+
+
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -41,7 +54,7 @@ def fingerprint(config: Mapping[str, Any], upstream: Mapping[str, str], files: l
     payload = {
         "version": VERSION,
         "seed": seed,
-        "config": substitute_refs(dict(config), {k: f"fp:{v}" for k, v in upstream.items()}),
+        "config": substitute_refs(without_secrets(dict(config)), {k: f"fp:{v}" for k, v in upstream.items()}),
         "files": {str(p): file_digest(p) for p in sorted(files)},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -20,7 +20,7 @@ from rich.console import Console
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.pipeline.fingerprint import fingerprint
+from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
 from tuna_open.pipeline.report import write_report
 from tuna_open.recipe import Recipe, iter_refs
 from tuna_open.stages import stage_module
@@ -101,12 +101,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
 
 
 def redact(value: Any) -> Any:
-    """Drop literal secrets (``api_key``) from anything written to the run directory."""
-    if isinstance(value, dict):
-        return {k: ("***" if k == "api_key" and v else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+    """Mask literal secrets (``api_key``) in anything written to the run directory."""
+    return without_secrets(value, replacement="***")
 
 
 def _prepare_stage_dir(stage_dir: Path, fp: str, fresh: bool) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from rankers.function import resolve
 
 from tuna_open.data.jsonl import atomic_write_text
-from tuna_open.eval.instructions import evaluate_instructions, load_callable
+from tuna_open.eval.instructions import evaluate_instructions
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 from tuna_open.pipeline.context import StageContext, StageResult
@@ -34,12 +36,19 @@ class Config(StageConfig):
     max_new_tokens: int = Field(default=64, ge=1)
     sampler: SamplerChoice = SamplerChoice()
 
+    @field_validator("verifier")
+    @classmethod
+    def _importable(cls, value: str | None) -> str | None:
+        if value is not None:
+            resolve(value)  # a typo fails at validation, naming the module or attribute
+        return value
+
     def data_names(self) -> list[str]:
         return [self.data] if self.data else []
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    verifier = load_callable(cfg.verifier) if cfg.verifier else None
+    verifier = resolve(cfg.verifier) if cfg.verifier else None
     records = [r for r in ctx.instructions(cfg.data) if r.get("output")] if cfg.data else []
     prompts = [format_prompt(r["instruction"], r["input"], cfg.template) for r in records]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=ctx.seed)
