@@ -1,0 +1,80 @@
+"""DPO baseline with TRL's ``DPOTrainer`` on preference pairs from any ranker's rankings.
+
+Text convention (read from TRL 1.12's ``DPOTrainer._prepare_dataset``): our prompts are plain, already templated
+strings, so the dataset is TRL's non-conversational ``prompt``/``chosen``/``rejected`` format. For that format TRL
+appends ``eos_token`` to each response, tokenizes ``prompt`` and ``prompt + response`` with the tokenizer's
+defaults, and never applies a chat template (templates are only used when ``prompt`` is a list of messages).
+The model therefore learns exactly ``prompt + response + EOS``, the sequence SFT trained and the samplers decode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from tuna_open.train.preferences import PreferencePair
+from tuna_open.train.trl_common import (
+    WORKDIR,
+    LoraSettings,
+    TrainSettings,
+    atomic_output_dir,
+    quiet_progress,
+    train_and_save,
+    trl_args,
+)
+
+if TYPE_CHECKING:
+    from trl import DPOTrainer
+
+HISTORY_FIELDS = {
+    "loss": "loss",
+    "reward_margin": "rewards/margins",
+    "reward_accuracy": "rewards/accuracies",
+    "learning_rate": "learning_rate",
+}
+
+
+class DPOSettings(TrainSettings):
+    learning_rate: float = 1e-6
+    beta: float = 0.1
+    """Strength of the pull towards the reference model (higher: smaller deviations)."""
+    loss_type: str = "sigmoid"
+    """Any TRL DPO loss: ``sigmoid`` (the DPO paper), ``ipo``, ``hinge``, ``robust``, ..."""
+    max_length: int = 1024
+    """Prompt + response tokens; a pair whose prompt alone reaches it is dropped by TRL (counted in ``examples``)."""
+    lora: LoraSettings | None = None
+    """Train LoRA adapters; the reference is then the base model with adapters disabled (no second copy)."""
+
+
+def build_dpo_trainer(model_path: str, pairs: Sequence[PreferencePair], settings: DPOSettings,
+                      workdir: str | Path) -> "DPOTrainer":
+    """A ready ``DPOTrainer``; the reference model is a frozen copy of the starting model (or, with LoRA, the
+    starting model itself with adapters disabled)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    set_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    ref_model = None if settings.lora else AutoModelForCausalLM.from_pretrained(model_path)
+    dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
+                                 for p in pairs])
+    args = trl_args(DPOConfig, settings, Path(workdir), beta=settings.beta, loss_type=[settings.loss_type],
+                    max_length=settings.max_length)
+    return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
+
+
+def train_dpo(model_path: str, pairs: Sequence[PreferencePair], settings: DPOSettings,
+              output_dir: str | Path) -> dict[str, Any]:
+    """DPO-train ``model_path`` on ``pairs``; the model + tokenizer land in ``output_dir`` atomically.
+
+    Returns ``history`` (step, loss, reward margin/accuracy, learning rate), ``train_seconds`` and ``examples``
+    (pairs left after TRL's length filter).
+    """
+    if not pairs:
+        raise ValueError("DPO needs at least one preference pair")
+    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
+        trainer = build_dpo_trainer(model_path, pairs, settings, tmp / WORKDIR)
+        return train_and_save(trainer, tmp, HISTORY_FIELDS)

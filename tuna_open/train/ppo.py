@@ -1,0 +1,174 @@
+"""PPO baseline (the paper's RLHF comparison) with ``trl.experimental.ppo.PPOTrainer`` from TRL 1.12.
+
+Policy: the SFT model. Reference: a frozen copy of it (the KL anchor). Reward: a trained sequence-classification
+reward model (``train_reward``), read at the last response token. Value model: initialised from that reward
+model, as in TRL's examples and the InstructGPT recipe. Generation stops at EOS, and responses are truncated after
+it before scoring, so the reward model sees ``prompt + response + EOS``, the text it was trained on.
+
+TRL's PPO only takes a reward *model* (an ``nn.Module`` with a backbone and a ``score`` head, called on token
+ids); a ranker-based reward (judge, verifier) is what ``train_grpo`` (GRPO or RLOO) is for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from pydantic import model_validator
+
+from tuna_open.train.trl_common import (
+    WORKDIR,
+    TrainSettings,
+    atomic_output_dir,
+    quiet_progress,
+    train_and_save,
+    trl_args,
+)
+
+if TYPE_CHECKING:
+    from trl.experimental.ppo import PPOTrainer
+
+HISTORY_FIELDS = {
+    "reward": "objective/scores",
+    "kl": "objective/kl",
+    "policy_loss": "loss/policy_avg",
+    "value_loss": "loss/value_avg",
+    "learning_rate": "lr",
+}
+
+
+class PPOSettings(TrainSettings):
+    learning_rate: float = 3e-6
+    total_episodes: int | None = None
+    """Prompts to roll out in all; None: ``num_epochs`` passes over the prompts. ``max_steps`` > 0 overrides both
+    (that many rollout batches of ``per_device_batch_size × gradient_accumulation_steps`` prompts)."""
+    num_ppo_epochs: int = 4
+    """Optimisation passes over each rollout batch."""
+    num_mini_batches: int = 1
+    local_rollout_forward_batch_size: int = 64
+    """Prompts per no-grad generation/scoring forward during rollout."""
+    response_length: int = 128
+    max_prompt_length: int = 512
+    """Prompts with more tokens are dropped (counted as ``prompts_dropped``): cutting either end of a templated
+    prompt would remove the instruction or the ``### Response:`` cue."""
+    temperature: float = 0.7
+    kl_coef: float = 0.05
+    missing_eos_penalty: float | None = None
+    """Subtracted from the score of a response that hit ``response_length`` without EOS."""
+    vf_coef: float = 0.1
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_rewards: bool = False
+
+    @model_validator(mode="after")
+    def _no_bf16(self) -> "PPOSettings":
+        if self.bf16:
+            # TRL 1.12's PPOTrainer builds its own Accelerator without the args' mixed precision: it would silently
+            # train in fp32, so refuse rather than pretend.
+            raise ValueError("bf16 is not supported by TRL's experimental PPOTrainer (it would silently run fp32)")
+        return self
+
+
+def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequence[str], settings: PPOSettings,
+                      workdir: str | Path) -> "PPOTrainer":
+    """A ready ``PPOTrainer`` (with the save workaround applied) over the prompts that fit ``max_prompt_length``."""
+    from datasets import Dataset
+    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
+                              DataCollatorWithPadding, set_seed)
+    from trl.import_utils import suppress_experimental_warning
+
+    with suppress_experimental_warning():  # deliberate: PPO lives only in trl.experimental, pinned to TRL 1.12
+        from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    set_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(policy_path)
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # PPO finds a response's end as the first pad token: with pad == EOS the EOS itself would be masked out of
+        # the policy loss and the reward read one token early, before the EOS the reward model was trained on.
+        raise ValueError(f"PPO needs a pad token distinct from EOS; {policy_path} has pad={tokenizer.pad_token!r}")
+    _check_same_vocab(tokenizer, reward_model_path)
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    dataset = Dataset.from_list([{"input_ids": x} for x in ids if len(x) <= settings.max_prompt_length])
+    rollout_batch = settings.per_device_batch_size * settings.gradient_accumulation_steps
+    if len(dataset) < rollout_batch:
+        # TRL's dataloader drops the last partial batch and cycles forever: too few prompts would hang, not fail.
+        raise ValueError(f"PPO needs at least {rollout_batch} prompts within max_prompt_length "
+                         f"(per_device_batch_size × gradient_accumulation_steps), got {len(dataset)}")
+    if settings.max_steps > 0:
+        total_episodes = settings.max_steps * rollout_batch
+    else:
+        total_episodes = settings.total_episodes or int(settings.num_epochs * len(dataset))
+    args = trl_args(
+        PPOConfig, settings, Path(workdir),
+        total_episodes=total_episodes,
+        num_ppo_epochs=settings.num_ppo_epochs,
+        num_mini_batches=settings.num_mini_batches,
+        local_rollout_forward_batch_size=settings.local_rollout_forward_batch_size,
+        response_length=settings.response_length,
+        stop_token="eos",
+        temperature=settings.temperature,
+        kl_coef=settings.kl_coef,
+        missing_eos_penalty=settings.missing_eos_penalty,
+        vf_coef=settings.vf_coef,
+        cliprange=settings.cliprange,
+        cliprange_value=settings.cliprange_value,
+        gamma=settings.gamma,
+        lam=settings.lam,
+        whiten_rewards=settings.whiten_rewards,
+        num_sample_generations=0,
+    )
+    policy = AutoModelForCausalLM.from_pretrained(policy_path)
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=AutoModelForCausalLM.from_pretrained(policy_path),
+        reward_model=AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1),
+        value_model=AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1),
+        train_dataset=dataset,
+        # Left padding: PPO appends generated tokens after the padded prompt batch, so prompts must end flush
+        # right. Only the collator pads; the tokenizer that is saved with the policy keeps its own padding side.
+        data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(policy_path, padding_side="left")),
+    )
+    _fix_save(trainer)
+    return trainer
+
+
+# --- WORKAROUND (transformers >= 5.19 with trl.experimental.ppo in TRL 1.12) ------------------------------------
+# ``Trainer._save`` reads ``self.is_distributed_loading_by_transformers``, an attribute ``Trainer.__init__`` sets.
+# ``PPOTrainer.__init__`` never calls ``Trainer.__init__``, so saving raises AttributeError. With transformers 5.24
+# the read is short-circuited on the process that writes (``args.should_save``), so a single-process run saves
+# fine, but every other rank of a multi-GPU run crashes in ``save_model``. We set the attribute exactly as
+# ``Trainer.__init__`` would. Remove when TRL's PPO initialises it (tests/test_trl_baselines.py exercises it).
+def _fix_save(trainer: "PPOTrainer") -> None:
+    if not hasattr(trainer, "is_distributed_loading_by_transformers"):
+        trainer.is_distributed_loading_by_transformers = getattr(
+            trainer.policy_model, "is_distributed_loading_by_transformers", False)
+# --- END WORKAROUND -------------------------------------------------------------------------------------------
+
+
+def _check_same_vocab(tokenizer: Any, reward_model_path: str) -> None:
+    """PPO scores the policy's token ids with the reward model directly: both must share one tokenizer."""
+    from transformers import AutoTokenizer
+
+    if AutoTokenizer.from_pretrained(reward_model_path).get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"reward model {reward_model_path} uses a different tokenizer than the policy; PPO feeds "
+                         "policy token ids to the reward model, so train the reward model from the policy's family")
+
+
+def train_ppo(policy_path: str, reward_model_path: str, prompts: Sequence[str], settings: PPOSettings,
+              output_dir: str | Path) -> dict[str, Any]:
+    """PPO-train ``policy_path`` against ``reward_model_path`` on templated ``prompts``.
+
+    Saves the final policy as a plain causal LM + tokenizer in ``output_dir`` (atomically). Returns ``history``
+    (per rollout batch: ``loss`` = policy loss + vf_coef × value loss, the objective TRL minimises; reward-model
+    score; KL to the reference; learning rate), ``train_seconds``, ``examples`` and ``prompts_dropped``.
+    """
+    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
+        trainer = build_ppo_trainer(policy_path, reward_model_path, prompts, settings, tmp / WORKDIR)
+        result = train_and_save(trainer, tmp, HISTORY_FIELDS, prompts_dropped=len(prompts) - len(trainer.train_dataset))
+    for row in result["history"]:
+        row["loss"] = row["policy_loss"] + settings.vf_coef * row["value_loss"]
+    return result

@@ -1,0 +1,192 @@
+"""What the TRL baselines (DPO, reward model, PPO, GRPO/RLOO) share, so each trainer module is only its own logic.
+
+One settings base (the TrainingArguments every trainer takes, under the names ``SFTSettings`` uses), one place
+that turns it into a TRL config with the project's quiet defaults, atomic output directories, the train-and-save
+sequence, and the log-history extraction the report plots.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from transformers import Trainer, TrainingArguments
+
+ArgsT = TypeVar("ArgsT", bound="TrainingArguments")
+
+WORKDIR = "_trainer"
+"""Trainer scratch space inside the temporary output directory; removed before the output is published."""
+
+
+class LoraSettings(BaseModel):
+    """Train LoRA adapters instead of all weights; the saved model has them merged, so consumers need no PEFT."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+    def peft_config(self, task_type: Literal["CAUSAL_LM", "SEQ_CLS"]) -> "LoraConfig":
+        """``SEQ_CLS`` makes PEFT also train (and save) the fresh score head, which LoRA alone would leave random."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules, task_type=task_type)
+
+
+class TrainSettings(BaseModel):
+    """TrainingArguments knobs common to all baselines; each trainer's settings subclass this and add its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = 1e-6
+    num_epochs: float = 1.0
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_steps: int = -1
+    """Stop after this many optimizer steps (PPO: rollout batches) when positive; overrides ``num_epochs``."""
+    warmup_steps: float = 0.0
+    """Linear warmup: a step count, or a fraction of all steps when below 1."""
+    weight_decay: float = 0.0
+    lr_scheduler_type: str = "linear"
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    seed: int = 0
+    progress_bar: bool = False
+    """Show the trainer's tqdm bar (off: the stage prints one summary line and the report draws the curves)."""
+
+
+def trl_args(config_cls: type[ArgsT], settings: TrainSettings, workdir: Path, **specific: Any) -> ArgsT:
+    """Build a TRL config from the shared settings plus trainer-specific fields.
+
+    Quiet and self-contained: no reporting integrations, no intermediate checkpoints (the caller saves the final
+    model once), CPU when there is no CUDA. TRL's own defaults of ``bf16=True`` and gradient checkpointing on are
+    overridden by the settings, which default to off because CPU runs and tiny models need neither.
+    """
+    import torch
+
+    return config_cls(
+        output_dir=str(workdir),
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.num_epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        bf16=settings.bf16,
+        activation_checkpointing=settings.gradient_checkpointing,
+        logging_steps=settings.logging_steps,
+        seed=settings.seed,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=not settings.progress_bar,
+        use_cpu=not torch.cuda.is_available(),
+        **specific,
+    )
+
+
+@contextmanager
+def atomic_output_dir(output_dir: str | Path) -> Iterator[Path]:
+    """Yield a fresh directory next to ``output_dir`` that replaces it only when the block succeeds.
+
+    A crashed or killed training run therefore never leaves a half-written model where a later stage (or a cached
+    re-run) would load it; the temporary directory is removed on failure.
+    """
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if output_dir.exists():
+        stale = output_dir.with_name(f".{output_dir.name}.old")
+        shutil.rmtree(stale, ignore_errors=True)
+        output_dir.rename(stale)
+        tmp.rename(output_dir)
+        shutil.rmtree(stale)
+    else:
+        tmp.rename(output_dir)
+
+
+@contextmanager
+def quiet_progress(quiet: bool = True) -> Iterator[None]:
+    """Silence the datasets (tokenizing, filtering) and transformers (loading, saving) progress bars for a block.
+
+    A stage prints one summary line; a dozen bars per training run would bury it. Previous states are restored.
+    """
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    if not quiet:
+        yield
+        return
+    datasets_off, transformers_on = datasets.are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not datasets_off:
+            datasets.enable_progress_bars()
+        if transformers_on:
+            hf_logging.enable_progress_bar()
+
+
+def train_and_save(trainer: "Trainer", out: Path, history_fields: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+    """Train, save a plain model + tokenizer into ``out``, drop the trainer's scratch space, return the record.
+
+    The returned dict is what stages put in their result: ``history`` (one row per logging step, keys from
+    ``history_fields``), ``train_seconds`` (training only, not loading or saving), ``examples`` (training rows
+    left after the trainer's own length filtering) and ``extra``.
+    """
+    from transformers import PrinterCallback
+
+    examples = len(trainer.train_dataset)
+    if examples == 0:
+        raise ValueError("no training examples left after the trainer's length filter; raise max_length")
+
+    trainer.remove_callback(PrinterCallback)  # its per-step dict dumps would drown the stage's summary line
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    save_plain_model(trainer, out)
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+    return {"history": log_history(trainer.state.log_history, history_fields), "train_seconds": seconds,
+            "examples": examples, **extra}
+
+
+def save_plain_model(trainer: "Trainer", out: Path) -> None:
+    """Save model and tokenizer so ``from_pretrained`` loads them without PEFT: LoRA adapters are merged first."""
+    from peft import PeftModel
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if isinstance(model, PeftModel):
+        model.merge_and_unload().save_pretrained(str(out))
+        trainer.processing_class.save_pretrained(str(out))
+    else:
+        trainer.save_model(str(out))  # also saves the tokenizer (processing_class)
+
+
+def log_history(entries: list[dict[str, Any]], fields: Mapping[str, str]) -> list[dict[str, float]]:
+    """Rows ``{"step", name: entry[key] ...}`` for each logging step that has every mapped key.
+
+    ``fields`` maps our names to the trainer's log keys; requiring all keys skips the end-of-training summary
+    entry, whose keys (``train_loss``, ``train_runtime``) differ.
+    """
+    return [{"step": float(e["step"]), **{name: float(e[key]) for name, key in fields.items()}}
+            for e in entries if all(key in e for key in fields.values())]
