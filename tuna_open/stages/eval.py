@@ -1,22 +1,27 @@
-"""Stage ``eval``: every model of the run answers the same held-out prompts, greedily, and is scored alike.
+"""Stage ``eval``: every model of the run answers the same prompts, greedily, and is scored alike.
 
-Held-out instruction data is scored by a verifier and ROUGE-L; the paper's benchmarks (Super-NaturalInstructions,
-LMentry, Vicuna QA) are added by their own option blocks.
+Suites, each optional: held-out instruction data scored by a verifier and ROUGE-L (``data``), the paper's
+Super-NaturalInstructions ROUGE-L (``superni``) and LMentry (``lmentry``), and Vicuna QA judged pairwise by
+any ranker against a baseline model (``vicuna_qa``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from rankers.function import resolve
-
 from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.errors import UserError
+from tuna_open.eval import lmentry as lmentry_suite
+from tuna_open.eval import superni as superni_suite
+from tuna_open.eval.lmentry import LMentryConfig
+from tuna_open.eval.superni import SuperNIConfig
 from tuna_open.eval.instructions import evaluate_instructions
 from tuna_open.generate import SamplerChoice, build_sampler
-from tuna_open.generate.base import SamplingParams
+from tuna_open.generate.base import Sampler, SamplingParams
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.recipe import StageConfig
@@ -35,6 +40,8 @@ class Config(StageConfig):
     template: str = "alpaca"
     max_new_tokens: int = Field(default=64, ge=1)
     sampler: SamplerChoice = SamplerChoice()
+    superni: SuperNIConfig | None = None
+    lmentry: LMentryConfig | None = None
 
     @field_validator("verifier")
     @classmethod
@@ -47,25 +54,49 @@ class Config(StageConfig):
         return [self.data] if self.data else []
 
 
+def _generate_fn(sampler: Sampler, params: SamplingParams):  # -> Callable[[list[str]], list[str]]
+    return lambda prompts: [s[0].text for s in sampler.generate(prompts, params)]
+
+
+def evaluate_model(sampler: Sampler, cfg: Config, records: list[dict[str, Any]],
+                   verifier: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """All configured suites for one model: (flat metrics for the report, details for metrics.json)."""
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    generate = _generate_fn(sampler, params)
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    if records:
+        predictions = generate([format_prompt(r["instruction"], r["input"], cfg.template) for r in records])
+        overall, per_task = evaluate_instructions(records, predictions, verifier)
+        metrics.update(overall)
+        details["instructions"] = {"per_task": per_task, "examples": [
+            {"id": r["id"], "prediction": p, "reference": r["output"]} for r, p in zip(records[:20], predictions)]}
+    try:
+        if cfg.superni:
+            result = superni_suite.evaluate(generate, cfg.superni)
+            metrics.update(superni_suite.summarize(result))
+            details["superni"] = {k: v for k, v in result.items() if k != "predictions"}
+        if cfg.lmentry:
+            result = lmentry_suite.evaluate(generate, **cfg.lmentry.model_dump())
+            metrics.update(lmentry_suite.summarize(result))
+            details["lmentry"] = {k: v for k, v in result.items() if k != "predictions"}
+    except ValueError as err:  # missing/malformed benchmark files: the suites name the file
+        raise UserError(str(err)) from None
+    return metrics, details
+
+
 def run(ctx: StageContext, cfg: Config) -> StageResult:
     verifier = resolve(cfg.verifier) if cfg.verifier else None
     records = [r for r in ctx.instructions(cfg.data) if r.get("output")] if cfg.data else []
-    prompts = [format_prompt(r["instruction"], r["input"], cfg.template) for r in records]
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=ctx.seed)
     metrics: dict[str, dict[str, float]] = {}
-    details: dict[str, dict] = {}
+    details: dict[str, Any] = {}
     with ctx.progress(len(cfg.models), "evaluating models") as advance:
         for name, model in cfg.models.items():
             sampler = build_sampler(ctx.resolve(model), cfg.sampler)
-            if records:
-                predictions = [s[0].text for s in sampler.generate(prompts, params)]
-                metrics[name], per_task = evaluate_instructions(records, predictions, verifier)
-                details[name] = {"per_task": per_task,
-                                 "examples": [{"id": r["id"], "prediction": p, "reference": r["output"]}
-                                              for r, p in zip(records[:20], predictions[:20])]}
+            metrics[name], details[name] = evaluate_model(sampler, cfg, records, verifier)
             del sampler
             advance(1)
     atomic_write_text(ctx.output, json.dumps({"metrics": metrics, "details": details}, indent=2))
-    key = "accuracy" if verifier else "rougeL"
-    summary = ", ".join(f"{m} {v.get(key, float('nan')):.1f}" for m, v in metrics.items())
-    return StageResult(summary=f"{key}: {summary}", metrics=metrics)
+    key = "accuracy" if verifier else next(iter(next(iter(metrics.values()), {})), "")
+    summary = ", ".join(f"{m} {v[key]:.1f}" for m, v in metrics.items() if key in v)
+    return StageResult(summary=f"{key}: {summary}" if key else "no metrics", metrics=metrics)
