@@ -268,3 +268,46 @@ def test_tuna_loss_k_sum_for_various_candidate_counts(n):
     assert out.rank_loss.item() == pytest.approx(brute_force_ranking(out.scores.detach(), 0.2, mask), rel=1e-10)
     for b, k in itertools.product(range(2), range(1, n)):
         assert out.scores[b, k] < 0
+
+
+@pytest.mark.parametrize("chunk_tokens, kept_chunks", [(1000, 1), (1000, 0), (5, 0), (5, 2), (5, 100)])
+def test_fused_head_kept_and_recomputed_chunks_agree(monkeypatch, chunk_tokens, kept_chunks):
+    """Chunks whose probabilities are kept from the forward pass and chunks recomputed in the backward pass give
+    the paper's gradients, alone or mixed, and a retained graph gives the same gradients twice."""
+    from tuna_open import losses
+
+    model = tiny_llama()
+    vocab = model.config.vocab_size
+    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", chunk_tokens * vocab)
+    monkeypatch.setattr(losses, "_KEEP_PROBS_BYTES", kept_chunks * chunk_tokens * vocab * 8)
+    batch = ranked_batch()
+    out = tuna_loss(model, *batch)
+    out.loss.backward(retain_graph=True)
+    first = gradients(model)
+    out.loss.backward()
+    second = gradients(model)
+    ref_loss, _ = naive_tuna(model, *batch, 0.1, 1.0, 1.0)
+    ref_loss.backward()
+    ref = gradients(model)
+    torch.testing.assert_close(out.loss, ref_loss, rtol=1e-10, atol=1e-10)
+    for name in ref:
+        torch.testing.assert_close(first[name], ref[name], rtol=1e-8, atol=1e-10, msg=name)
+        torch.testing.assert_close(second[name], first[name], rtol=0, atol=0, msg=name)
+
+
+def test_fused_head_with_bias():
+    model = tiny_llama()
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True, dtype=torch.float64)
+    torch.nn.init.normal_(head.bias)
+    model.lm_head = head
+    batch = ranked_batch()
+    out = tuna_loss(model, *batch)
+    out.loss.backward()
+    fast = gradients(model)
+    ref_loss, _ = naive_tuna(model, *batch, 0.1, 1.0, 1.0)
+    ref_loss.backward()
+    ref = gradients(model)
+    torch.testing.assert_close(out.loss, ref_loss, rtol=1e-10, atol=1e-10)
+    assert "lm_head.bias" in fast
+    for name in ref:
+        torch.testing.assert_close(fast[name], ref[name], rtol=1e-8, atol=1e-10, msg=name)

@@ -35,6 +35,11 @@ IGNORE_INDEX = -100
 # large enough that each chunk is a full-width matmul.
 _CHUNK_ELEMENTS = 1 << 22
 
+# Softmax probabilities kept from the forward pass, per call: while they fit, the backward pass skips the head's
+# recomputation (one of its four matmuls); chunks beyond the budget are recomputed, so memory stays bounded.
+# 1 GiB holds 8k label tokens of a 32k vocabulary in float32.
+_KEEP_PROBS_BYTES = 1 << 30
+
 # Config attributes of models whose forward transforms the head's output (Gemma 2 soft-capping, Cohere and Granite
 # scaling): their log-probabilities are not log_softmax(lm_head(h)), so they take the model's own logits path.
 _POST_HEAD_CONFIG_KEYS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -175,11 +180,15 @@ def _compute_dtype(device: torch.device, param_dtype: torch.dtype) -> torch.dtyp
 
 
 class _ChunkedLinearLogProbs(torch.autograd.Function):
-    """log_softmax(h @ W.T + b)[target] per token without keeping any [tokens x vocab] tensor for backward.
+    """log_softmax(h @ W.T + b)[target] per token, never holding more than budget + one chunk of [tokens x vocab].
 
-    Forward keeps the hidden states and one log-sum-exp per token; backward recomputes each chunk's logits, turns
-    them in place into d(logp)/d(logits) = g·(onehot - softmax), and applies both head matmuls. The head thus costs
-    four matmuls instead of three, in exchange for O(chunk x vocab) memory.
+    Forward computes each chunk's softmax in place and keeps the hidden states, one log-sum-exp per token, and the
+    chunks' probabilities P while they fit in ``_KEEP_PROBS_BYTES``. With g the incoming gradient per token,
+    d logp / d logits = g·(onehot(target) - P), so backward needs no [tokens x vocab] elementwise pass:
+
+        dH = g·(W[target] - P @ W)        dW = -P.T @ (g·H) + scatter of g·H into the target rows
+
+    A kept chunk costs two matmuls in backward; a chunk beyond the budget recomputes P first (a third).
     """
 
     @staticmethod
@@ -191,12 +200,23 @@ class _ChunkedLinearLogProbs(torch.autograd.Function):
         b = None if bias is None else bias.to(dtype)
         out = torch.empty(hidden.shape[0], dtype=_accumulate_dtype(dtype), device=hidden.device)
         lse = torch.empty_like(out)
+        budget = _KEEP_PROBS_BYTES
+        # Intermediates (not inputs or outputs) may live on ctx: the probabilities of the first len(probs) chunks.
+        ctx.probs = []
         with torch.autocast(hidden.device.type, enabled=False):
-            for start in range(0, hidden.shape[0], chunk):
+            for index, start in enumerate(range(0, hidden.shape[0], chunk)):
                 sl = slice(start, start + chunk)
                 logits = _logits(hidden[sl].to(dtype), w, b)
-                lse[sl] = torch.logsumexp(logits, dim=-1)
-                out[sl] = logits.gather(-1, targets[sl].unsqueeze(-1)).squeeze(-1) - lse[sl]
+                # Softmax in place: shift, pick the target, exponentiate, normalise; one buffer for the chunk.
+                peak = logits.amax(-1, keepdim=True)
+                shifted_target = logits.sub_(peak).gather(-1, targets[sl].unsqueeze(-1))
+                total = logits.exp_().sum(-1, keepdim=True)
+                out[sl] = (shifted_target - total.log()).squeeze(-1)
+                lse[sl] = (peak + total.log()).squeeze(-1)
+                size = logits.numel() * logits.element_size()
+                if size <= budget and len(ctx.probs) == index:  # kept chunks stay a prefix
+                    budget -= size
+                    ctx.probs.append(logits.div_(total))
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.dtype, ctx.chunk = dtype, chunk
         return out
@@ -212,23 +232,26 @@ class _ChunkedLinearLogProbs(torch.autograd.Function):
         grad_w = torch.zeros_like(weight) if need_w else None
         grad_b = torch.zeros_like(bias) if need_b else None
         with torch.autocast(hidden.device.type, enabled=False):
-            for start in range(0, hidden.shape[0], ctx.chunk):
+            for index, start in enumerate(range(0, hidden.shape[0], ctx.chunk)):
                 sl = slice(start, start + ctx.chunk)
-                h = hidden[sl].to(dtype)
-                g = grad_out[sl].to(lse.dtype)
-                # d logp / d logits = onehot(target) - softmax, scaled by the incoming gradient; built in place.
-                grad_logits = _logits(h, w, b).sub_(lse[sl, None]).exp_().mul_(-g[:, None])
-                grad_logits[torch.arange(len(g), device=g.device), targets[sl]] += g
-                grad_logits = grad_logits.to(dtype)
+                h, target, g = hidden[sl].to(dtype), targets[sl], grad_out[sl]
+                if index < len(ctx.probs):
+                    probs = ctx.probs[index].to(dtype)  # read only: a retained graph may run backward again
+                else:
+                    probs = _logits(h, w, b).sub_(lse[sl, None]).exp_().to(dtype)
+                g_col = g.to(dtype)[:, None]
                 if need_h:
-                    grad_h[sl] = grad_logits @ w
+                    grad_h[sl] = g_col * (w[target] - probs @ w)
                 if need_w:
+                    gh = g_col * h
+                    grad_w.index_add_(0, target, gh.to(grad_w.dtype))
                     if grad_w.dtype == dtype:
-                        grad_w.addmm_(grad_logits.T, h)
+                        grad_w.addmm_(probs.T, gh, alpha=-1)
                     else:
-                        grad_w += grad_logits.T @ h
+                        grad_w -= probs.T @ gh
                 if need_b:
-                    grad_b += grad_logits.sum(0)
+                    grad_b.index_add_(0, target, g.to(grad_b.dtype))
+                    grad_b -= (g.to(dtype) @ probs).to(grad_b.dtype)
         return grad_h, grad_w, grad_b, None
 
 
