@@ -8,6 +8,7 @@ model) go to ``plots/`` and are linked from the markdown.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ def write_report(recipe: Recipe, run_dir: Path, entries: list[dict[str, Any]],
         "rankers": rankers,
     }
     plots = _plots(run_dir / "plots", results, models, recipe.report.primary_metric)
+    for result in results.values():  # plots a stage drew itself (e.g. Vicuna QA win/tie/loss)
+        for src in map(Path, result.extra.get("plots", [])):
+            if src.exists():
+                shutil.copyfile(src, run_dir / "plots" / src.name)
+                plots.append(src.name)
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2))
     atomic_write_text(run_dir / "report.md", render_markdown(report, plots))
     return report

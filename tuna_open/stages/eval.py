@@ -12,24 +12,30 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from rankers import build_ranker
 from rankers.function import resolve
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
 from tuna_open.eval import lmentry as lmentry_suite
 from tuna_open.eval import superni as superni_suite
+from tuna_open.eval import vicuna_qa as vicuna_suite
 from tuna_open.eval.lmentry import LMentryConfig
 from tuna_open.eval.superni import SuperNIConfig
+from tuna_open.eval.vicuna_qa import VicunaQAConfig
 from tuna_open.eval.instructions import evaluate_instructions
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
-from tuna_open.recipe import StageConfig
+from tuna_open.recipe import Recipe
+from tuna_open.stages.ranked import RankerStage
 
 OUTPUT = "metrics"
 
 
-class Config(StageConfig):
+class Config(RankerStage):
+    """``ranker`` (or the recipe's top-level one) is the Vicuna QA judge; it is only needed with ``vicuna_qa``."""
+
     kind: Literal["eval"]
     models: dict[str, str]
     """Report name → model (``@stage``, local dir or HF id)."""
@@ -42,6 +48,11 @@ class Config(StageConfig):
     sampler: SamplerChoice = SamplerChoice()
     superni: SuperNIConfig | None = None
     lmentry: LMentryConfig | None = None
+    vicuna_qa: VicunaQAConfig | None = None
+
+    def effective(self, recipe: Recipe) -> dict[str, Any]:
+        # The judge only matters (and is only required) when Vicuna QA is evaluated.
+        return super().effective(recipe) if self.vicuna_qa else self.model_dump(exclude={"ranker"})
 
     @field_validator("verifier")
     @classmethod
@@ -88,15 +99,37 @@ def evaluate_model(sampler: Sampler, cfg: Config, records: list[dict[str, Any]],
 def run(ctx: StageContext, cfg: Config) -> StageResult:
     verifier = resolve(cfg.verifier) if cfg.verifier else None
     records = [r for r in ctx.instructions(cfg.data) if r.get("output")] if cfg.data else []
+    questions = []
+    if cfg.vicuna_qa:
+        v = cfg.vicuna_qa
+        try:
+            questions = vicuna_suite.load_questions(ctx.recipe.resolve_path(v.questions),
+                                                    v.references and ctx.recipe.resolve_path(v.references), v.limit)
+        except ValueError as err:
+            raise UserError(str(err)) from None
     metrics: dict[str, dict[str, float]] = {}
     details: dict[str, Any] = {}
+    answers: dict[str, list[str]] = {}
     with ctx.progress(len(cfg.models), "evaluating models") as advance:
         for name, model in cfg.models.items():
             sampler = build_sampler(ctx.resolve(model), cfg.sampler)
             metrics[name], details[name] = evaluate_model(sampler, cfg, records, verifier)
+            if questions:
+                params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+                answers[name] = _generate_fn(sampler, params)(
+                    vicuna_suite.question_prompts(questions, cfg.vicuna_qa.template))
             del sampler
             advance(1)
+    if questions:
+        judge = build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))
+        results = vicuna_suite.compare(questions, answers, judge, baseline=cfg.vicuna_qa.baseline)
+        for name, flat in vicuna_suite.summarize(results).items():
+            metrics.setdefault(name, {}).update(flat)
+        details["vicuna_qa"] = [r.to_dict() for r in results]
+        vicuna_suite.plot_win_tie_loss(results, ctx.stage_dir / "vicuna_qa.png")
     atomic_write_text(ctx.output, json.dumps({"metrics": metrics, "details": details}, indent=2))
     key = "accuracy" if verifier else next(iter(next(iter(metrics.values()), {})), "")
     summary = ", ".join(f"{m} {v[key]:.1f}" for m, v in metrics.items() if key in v)
-    return StageResult(summary=f"{key}: {summary}" if key else "no metrics", metrics=metrics)
+    plots = [str(ctx.stage_dir / "vicuna_qa.png")] if questions else []
+    return StageResult(summary=f"{key}: {summary}" if key else "no metrics", metrics=metrics,
+                       extra={"plots": plots} if plots else {})

@@ -1,0 +1,56 @@
+"""The eval stage end to end through the runner: held-out verifier metrics, LMentry, and Vicuna QA judged by
+a real local OpenAI-protocol server, all landing in report.json / report.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from openai_server import OpenAIProtocolServer
+from rich.console import Console
+
+from tuna_open.pipeline.runner import run_recipe
+from tuna_open.recipe import load_recipe
+
+
+def test_eval_stage_runs_every_suite(tmp_path: Path, shared_data: Path) -> None:
+    def judge(body: dict) -> str:
+        return "Both answers are poor.\nscores: [3, 1]\nrank: [0, 1]"  # always prefers the first shown
+
+    with OpenAIProtocolServer(chat=judge) as server:
+        recipe = {
+            "name": "evalstage",
+            "data": {"held": {"source": "builtin:tasks", "split": "heldout", "limit": 6}},
+            "ranker": {"backend": "openai", "openai": {"model": "judge", "base_url": server.base_url,
+                                                      "api_key": "test-key"}},
+            "stages": [
+                {"name": "a", "kind": "init_model", "vocab_size": 320, "tokenizer_corpus": 200},
+                {"name": "b", "kind": "init_model", "vocab_size": 320, "tokenizer_corpus": 200, "seed": 1},
+                {"name": "eval", "kind": "eval", "models": {"a": "@a", "b": "@b"}, "data": "held",
+                 "verifier": "tuna_open.builtin.tasks:score", "max_new_tokens": 6,
+                 "lmentry": {"data_dir": str(shared_data / "lmentry/data"), "tasks": ["first_letter"], "limit": 3},
+                 "vicuna_qa": {"questions": str(shared_data / "vicuna_qa/question.jsonl"), "limit": 3,
+                               "baseline": "a"}},
+            ],
+            "report": {"baseline": "a", "primary_metric": "accuracy"},
+        }
+        path = tmp_path / "r.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        report = run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True))
+        judged = len(server.requests)
+
+    models = report["models"]
+    assert set(models) == {"a", "b"}
+    for metrics in models.values():
+        assert {"accuracy", "verifier_score", "rougeL", "exact_match", "lmentry_accuracy"} <= set(metrics)
+        assert 0.0 <= metrics["accuracy"] <= 100.0
+    # Both presentation orders per question: a judge that always picks the first shown answer is pure
+    # position bias, so every non-identical pair must come out a tie.
+    assert judged == 6
+    assert models["b"]["vicuna_tie_rate_vs_a"] == 100.0
+    assert (tmp_path / "run/plots/vicuna_qa.png").exists()
+    assert "vicuna_qa.png" in (tmp_path / "run/report.md").read_text()
+    text = (tmp_path / "run/stages/eval/manifest.json").read_text() + (tmp_path / "run/recipe.json").read_text()
+    assert "test-key" not in text
+    assert json.loads((tmp_path / "run/report.json").read_text())["models"] == models
