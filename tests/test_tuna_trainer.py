@@ -1,0 +1,159 @@
+"""Tuna training on the tiny model: tokenization and collation, the ranking it learns, saving (plain and LoRA)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tuna_open.losses import IGNORE_INDEX, margin_ranking_loss, tuna_loss
+from tuna_open.train.tuna_trainer import (LoraSettings, TunaCollator, TunaTrainConfig, _groups, encode_group,
+                                          train_tuna)
+
+PROMPT = "### Instruction:\nAdd {a} and {b}.\n\n### Response:\n"
+
+
+def ranked_examples(count: int = 6) -> list[dict]:
+    """The right sum first, then ever worse answers: a ranking the model can learn in a few steps."""
+    return [{"prompt": PROMPT.format(a=i, b=i + 1),
+             "candidates": [str(2 * i + 1), f"{2 * i + 1} 0", "rank: [0, 1, 2, 3]"]}
+            for i in range(count)]
+
+
+def fast_config(**overrides) -> TunaTrainConfig:
+    settings = {"learning_rate": 3e-3, "max_steps": 12, "per_device_batch_size": 2, "logging_steps": 2,
+                "lr_scheduler_type": "constant", "max_length": 64}
+    return TunaTrainConfig(**{**settings, **overrides})
+
+
+def ranking_scores(model_dir: Path, examples: list[dict]) -> torch.Tensor:
+    """[prompts, candidates] length-normalised log-likelihoods under the saved model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    groups = [encode_group(tokenizer, e["prompt"], e["candidates"], 64) for e in examples]
+    with torch.no_grad():
+        return tuna_loss(model, **TunaCollator(tokenizer.pad_token_id)(groups)).scores
+
+
+def test_encode_group_masks_prompt_and_appends_eos(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt_ids = tok("Q: 1+1?")["input_ids"]
+    group = encode_group(tok, "Q: 1+1?", ["2", "two 2"], max_length=64)
+    for ids, labels, response in zip(group["input_ids"], group["labels"], ["2", "two 2"]):
+        response_ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert ids == prompt_ids + response_ids
+        assert labels == [IGNORE_INDEX] * len(prompt_ids) + response_ids
+    short = encode_group(tok, "Q: 1+1?", ["two 2"], max_length=len(prompt_ids) + 1)
+    assert len(short["input_ids"][0]) == len(prompt_ids) + 1 and short["labels"][0][-1] != IGNORE_INDEX
+
+
+def test_collator_pads_candidates_and_length():
+    groups = [{"input_ids": [[5, 6, 7], [5, 6]], "labels": [[-100, 6, 7], [-100, 6]]},
+              {"input_ids": [[8, 9, 10, 11]], "labels": [[-100, -100, 10, 11]]}]
+    batch = TunaCollator(pad_token_id=0)(groups)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, 2, 4)
+    assert batch["input_ids"][0, 1].tolist() == [5, 6, 0, 0]
+    assert batch["attention_mask"][0, 1].tolist() == [1, 1, 0, 0]
+    assert (batch["labels"][1, 1] == IGNORE_INDEX).all() and (batch["attention_mask"][1, 1] == 0).all()
+
+
+def test_sft_examples_are_mixed_as_single_candidate_groups(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    sft = [{"prompt": PROMPT.format(a=i, b=i), "response": str(2 * i)} for i in range(3)]
+    ranked, mixed = _groups(tok, ranked_examples(4), sft, fast_config(sft_mix_ratio=1.5))
+    assert len(ranked) == 4 and len(mixed) == 6  # 1.5 per ranked prompt, cycling through the 3 SFT examples
+    assert [len(g["input_ids"]) for g in ranked + mixed] == [3] * 4 + [1] * 6
+    sft_sequences = [tuple(g["input_ids"][0]) for g in mixed]
+    assert len(set(sft_sequences)) == 3 and len(set(sft_sequences[:3])) == 3  # each once before any repeat
+    assert _groups(tok, ranked_examples(4), sft, fast_config(sft_mix_ratio=0))[1] == []
+
+
+def test_prompts_longer_than_max_length_are_skipped(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    examples = ranked_examples(2) + [{"prompt": "x " * 100, "candidates": ["1", "2"]}]
+    ranked, _ = _groups(tok, examples, None, fast_config(max_length=32))
+    assert len(ranked) == 2
+    with pytest.raises(ValueError, match="max_length"):
+        _groups(tok, examples[2:], None, fast_config(max_length=32))
+
+
+def test_training_learns_the_ranking_and_saves_a_plain_model(tiny_model_dir, tmp_path):
+    examples = ranked_examples()
+    before = ranking_scores(tiny_model_dir, examples)
+    out = tmp_path / "tuna"
+    result = train_tuna(str(tiny_model_dir), examples, fast_config(), str(out))
+
+    assert result["examples"] == len(examples) and result["train_seconds"] > 0
+    history = result["history"]
+    assert [h["step"] for h in history] == [2, 4, 6, 8, 10, 12]
+    assert set(history[0]) == {"step", "loss", "rank_loss", "mle_loss", "learning_rate"}
+    for h in history:
+        assert h["loss"] == pytest.approx(h["rank_loss"] + h["mle_loss"], rel=1e-4)
+    assert history[-1]["loss"] < 0.75 * history[0]["loss"]
+
+    assert not (tmp_path / "tuna.tmp").exists() and not (out / "trainer").exists()
+    after = ranking_scores(out, examples)
+    # Every prompt's candidates now score in the taught order, and the k-summed hinge has mostly vanished.
+    assert (after[:, 0] > after[:, 1]).all() and (after[:, 1] > after[:, 2]).all()
+    assert margin_ranking_loss(after) < 0.25 * margin_ranking_loss(before)
+
+
+def test_lora_training_with_sft_mix_saves_merged_plain_weights(tiny_model_dir, tmp_path):
+    """LoRA plus SFT examples (one-candidate groups batched with three-candidate ones)."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "lora"
+    lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    sft = [{"prompt": PROMPT.format(a=i, b=i), "response": str(2 * i)} for i in range(4)]
+    result = train_tuna(str(tiny_model_dir), ranked_examples(4), fast_config(max_steps=3, lora=lora, seed=1),
+                        str(out), sft_examples=sft)
+    assert len(result["history"]) == 1 and result["examples"] == 4
+    assert not (out / "adapter_config.json").exists()
+    weights, base = load_file(out / "model.safetensors"), load_file(tiny_model_dir / "model.safetensors")
+    assert weights.keys() == base.keys()
+    changed = {k for k in base if not torch.equal(weights[k], base[k])}
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed)
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+
+
+def test_gradient_accumulation_matches_the_larger_batch_mean(tiny_model_dir, tmp_path):
+    """Batch 1 x accumulation 2 trains on the mean of two per-prompt losses; with SGD and equal candidate and
+    token counts per prompt that is exactly batch 2 x accumulation 1, and the logged loss agrees too."""
+    from safetensors.torch import load_file
+
+    examples = [{"prompt": PROMPT.format(a=i, b=i), "candidates": [str(i), str(i + 1)]} for i in range(1, 3)]
+    runs = {}
+    for name, (batch, accumulation) in {"acc": (1, 2), "batch": (2, 1)}.items():
+        config = fast_config(per_device_batch_size=batch, gradient_accumulation_steps=accumulation, max_steps=1,
+                             logging_steps=1, optim="sgd", learning_rate=0.5)
+        result = train_tuna(str(tiny_model_dir), examples, config, str(tmp_path / name))
+        runs[name] = (result["history"][0]["loss"], load_file(tmp_path / name / "model.safetensors"))
+    assert runs["acc"][0] == pytest.approx(runs["batch"][0], rel=1e-5)
+    for key, value in runs["batch"][1].items():
+        torch.testing.assert_close(runs["acc"][1][key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_activation_checkpointing_trains_identically(tiny_model_dir, tmp_path):
+    """Recomputing the decoder in backward (Trainer's activation checkpointing) must not change the Tuna step."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for flag in (False, True):
+        out = tmp_path / f"gc{int(flag)}"
+        config = fast_config(max_steps=2, logging_steps=1, gradient_checkpointing=flag)
+        runs[flag] = (train_tuna(str(tiny_model_dir), ranked_examples(4), config, str(out))["history"],
+                      load_file(out / "model.safetensors"))
+    for a, b in zip(runs[False][0], runs[True][0]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    for key, value in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][key], value, rtol=1e-4, atol=1e-6, msg=key)

@@ -1,0 +1,284 @@
+"""Tuna training: the paper's ranking objective (``tuna_open.losses.tuna_loss``) inside a transformers ``Trainer``.
+
+Everything that is not the loss comes from ``Trainer`` (and so from accelerate): DDP, DeepSpeed and FSDP under
+``accelerate launch`` (configs in ``recipes/accelerate/``), bf16, activation checkpointing, gradient
+accumulation, schedulers. One dataset item is one prompt with all its candidates, so a batch (and thus gradient
+accumulation or data parallelism) never splits a prompt's ranking.
+
+Sequences follow the convention of the likelihood rankers: ``tokenizer(prompt)`` (with the tokenizer's special
+tokens) followed by ``tokenizer(response, add_special_tokens=False) + [eos]``; labels are -100 on the prompt and
+on padding. Original SFT examples can be mixed in as one-candidate groups: they add MLE tokens and no ranking pairs,
+the regulariser the paper keeps from instruction tuning.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuna_open.losses import IGNORE_INDEX
+from tuna_open.train.sft import SftExample
+
+if TYPE_CHECKING:
+    import torch
+    from peft import LoraConfig
+    from transformers import PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+class TunaExample(TypedDict):
+    prompt: str
+    """Templated prompt."""
+    candidates: list[str]
+    """Responses best→worst; prompts may have different numbers of candidates."""
+
+
+class Group(TypedDict):
+    """One prompt's tokenized candidates: a dataset item."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+
+
+class LoraSettings(BaseModel):
+    """LoRA adapters (PEFT); merged into the base weights on save so later stages load a plain model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module names to adapt; ``all-linear`` is every linear layer but the output head."""
+
+    def peft_config(self) -> "LoraConfig":
+        from peft import LoraConfig
+
+        return LoraConfig(task_type="CAUSAL_LM", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules)
+
+
+class TunaTrainConfig(BaseModel):
+    """Defaults are the paper's (Tuna_p: lr 1e-5; the stage sets 1e-6 for Tuna_c), bar the batch size (16 there)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(1e-5, gt=0)
+    num_epochs: float = Field(1.0, gt=0)
+    per_device_batch_size: int = Field(1, gt=0)
+    """Prompts per device and micro-batch, each with all its candidates."""
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    margin: float = Field(0.1, ge=0)
+    mle_weight: float = Field(1.0, ge=0)
+    lenpen: float = 1.0
+    """Length penalty: a candidate's score is its summed log-likelihood / length ** lenpen."""
+    max_length: int = Field(512, gt=1)
+    """Prompt + response tokens; longer sequences lose their end, prompts this long are skipped."""
+    sft_mix_ratio: float = Field(1.0, ge=0)
+    """SFT examples mixed in per ranked prompt when ``sft_examples`` are given (sampled with the seed)."""
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_scheduler_type: str = "cosine"
+    optim: str = "adamw_torch"
+    """A transformers ``OptimizerNames`` value."""
+    seed: int = 0
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    lora: LoraSettings | None = None
+    logging_steps: int = Field(10, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    """Stop after this many optimizer steps (overrides ``num_epochs``)."""
+
+
+def encode_group(tokenizer: "PreTrainedTokenizerBase", prompt: str, responses: Sequence[str],
+                 max_length: int) -> Group:
+    """Tokenize one prompt with its responses (EOS appended), labels -100 on the prompt; truncated to max_length."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    group: Group = {"input_ids": [], "labels": []}
+    for response in responses:
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        group["input_ids"].append((prompt_ids + response_ids)[:max_length])
+        group["labels"].append(([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length])
+    return group
+
+
+@dataclass(frozen=True)
+class TunaCollator:
+    """Pads groups into [B, N, L] tensors: missing candidates are all-padding rows (labels -100), which the loss
+    leaves out; L is the longest sequence in the batch, not ``max_length``."""
+
+    pad_token_id: int
+
+    def __call__(self, groups: Sequence[Group]) -> dict[str, "torch.Tensor"]:
+        import torch
+
+        n_cand = max(len(g["input_ids"]) for g in groups)
+        length = max(len(ids) for g in groups for ids in g["input_ids"])
+        shape = (len(groups), n_cand, length)
+        input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
+        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros(shape, dtype=torch.long)
+        for b, group in enumerate(groups):
+            for n, (ids, labs) in enumerate(zip(group["input_ids"], group["labels"])):
+                input_ids[b, n, :len(ids)] = torch.tensor(ids)
+                labels[b, n, :len(labs)] = torch.tensor(labs)
+                attention_mask[b, n, :len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _tuna_trainer_class() -> type:
+    """``TunaTrainer`` is built on first use so importing this module does not import transformers."""
+    import torch
+    from transformers import Trainer
+
+    from tuna_open.losses import tuna_loss
+
+    class TunaTrainer(Trainer):
+        """``Trainer`` whose loss is ``tuna_loss``; logs its ranking and MLE components next to ``loss``."""
+
+        # tuna_loss is a per-micro-batch mean: Trainer must divide it by the accumulation steps.
+        loss_is_scaled_for_ga = False
+
+        def __init__(self, *args: Any, margin: float, mle_weight: float, lenpen: float, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.loss_kwargs = {"margin": margin, "mle_weight": mle_weight, "lenpen": lenpen}
+            self._components: dict[str, list[torch.Tensor]] = {"rank_loss": [], "mle_loss": []}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = tuna_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
+                            **self.loss_kwargs)
+            if model.training:
+                self._components["rank_loss"].append(out.rank_loss.detach())
+                self._components["mle_loss"].append(out.mle_loss.detach())
+            return (out.loss, {"scores": out.scores}) if return_outputs else out.loss
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            # Train-step logs carry "loss"; average the components over the same window, across processes.
+            if "loss" in logs and self._components["rank_loss"]:
+                for key, values in self._components.items():
+                    logs[key] = float(self.accelerator.reduce(torch.stack(values).mean(), reduction="mean"))
+                    values.clear()
+            super().log(logs, start_time)
+
+    return TunaTrainer
+
+
+def _groups(tokenizer: "PreTrainedTokenizerBase", examples: Sequence[TunaExample],
+            sft_examples: Sequence[SftExample] | None, config: TunaTrainConfig) -> tuple[list[Group], list[Group]]:
+    """(ranked groups, SFT groups) to train on; groups whose prompt leaves no room for a response are skipped."""
+    ranked = [encode_group(tokenizer, e["prompt"], e["candidates"], config.max_length) for e in examples]
+    sft: list[Group] = []
+    if sft_examples and config.sft_mix_ratio > 0:
+        count = round(config.sft_mix_ratio * len(examples))
+        rng = random.Random(config.seed)
+        # Without replacement while the pool lasts, then cycling through reshuffled copies.
+        pool: list[SftExample] = []
+        while len(pool) < count:
+            pool += rng.sample(list(sft_examples), len(sft_examples))
+        sft = [encode_group(tokenizer, e["prompt"], [e["response"]], config.max_length) for e in pool[:count]]
+    fits = [[g for g in groups if any(x != IGNORE_INDEX for labels in g["labels"] for x in labels)]
+            for groups in (ranked, sft)]
+    skipped = len(ranked) + len(sft) - len(fits[0]) - len(fits[1])
+    if skipped:
+        log.warning("skipped %d training prompts longer than max_length=%d", skipped, config.max_length)
+    if not fits[0]:
+        raise ValueError(f"no ranked example fits max_length={config.max_length}")
+    return fits[0], fits[1]
+
+
+def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTrainConfig, output_dir: str,
+               sft_examples: Sequence[SftExample] | None = None) -> dict:
+    """Fine-tune ``model_path`` with the Tuna loss on ranked ``examples``; save model + tokenizer to ``output_dir``.
+
+    The model is trained into ``<output_dir>.tmp`` and renamed when complete, so ``output_dir`` only ever holds a
+    whole model. LoRA adapters are merged before saving. Returns the per-logging-step ``history`` (loss,
+    rank_loss, mle_loss, learning_rate), ``train_seconds`` and the number of ranked ``examples`` trained on
+    (prompts too long for ``max_length`` are skipped).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainingArguments
+
+    output = Path(output_dir)
+    tmp = output.with_name(output.name + ".tmp")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{model_path}: the tokenizer has no EOS token; responses are trained with EOS appended")
+    ranked, sft = _groups(tokenizer, examples, sft_examples, config)
+    # TrainingArguments first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights already sharded.
+    args = TrainingArguments(
+        output_dir=str(tmp / "trainer"),
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler_type,
+        optim=config.optim,
+        bf16=config.bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    with args.main_process_first(local=False):
+        if args.process_index == 0:
+            shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    model.config.use_cache = False
+    if config.lora is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, config.lora.peft_config())
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = _tuna_trainer_class()(
+        model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(pad_id),
+        processing_class=tokenizer, margin=config.margin, mle_weight=config.mle_weight, lenpen=config.lenpen)
+    if config.lora is not None and _shards_weights(trainer):
+        raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save needs "
+                         "whole weights (use DDP or ZeRO-2 for LoRA)")
+    trainer.remove_callback(PrinterCallback)  # the stage prints one summary line; curves go to the report
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    _save(trainer, tokenizer, tmp, output, merge_lora=config.lora is not None)
+    history = [{"step": h["step"], "loss": h["loss"], "rank_loss": h["rank_loss"], "mle_loss": h["mle_loss"],
+                "learning_rate": h.get("learning_rate", 0.0)}
+               for h in trainer.state.log_history if "rank_loss" in h]
+    return {"history": history, "train_seconds": seconds, "examples": len(ranked)}
+
+
+def _shards_weights(trainer: Any) -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return trainer.is_fsdp_enabled or is_deepspeed_zero3_enabled()
+
+
+def _save(trainer: Any, tokenizer: "PreTrainedTokenizerBase", tmp: Path, output: Path, merge_lora: bool) -> None:
+    """Write the model into ``tmp`` and rename it to ``output`` on the main process; other processes wait."""
+    if merge_lora:
+        if trainer.accelerator.is_main_process:
+            trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(tmp))
+    else:
+        trainer.save_model(str(tmp))  # gathers sharded (ZeRO-3 / FSDP) weights; writes on the main process
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        tmp.rename(output)
+    trainer.accelerator.wait_for_everyone()
