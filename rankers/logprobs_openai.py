@@ -1,0 +1,129 @@
+"""The OpenAI-protocol engine of ``teacher_logprob``: candidate log-likelihoods from a completions server's echo.
+
+A completions request with ``echo=True, logprobs=1, max_tokens=0`` returns the log-probability of every token
+of the prompt it was sent, each given the tokens before it, so sending ``prompt + candidate`` and summing the
+candidate's part scores the candidate under the served model. One request per ranking request carries all its
+candidates (a list of prompts), ``max_concurrency`` requests in flight, with the shared client's retries and
+usage accounting (``rankers.openai_client``).
+
+Two ways to find the candidate's part:
+
+- **token ids** (when a tokenizer is at hand: ``tokenizer``, or ``model`` naming a local directory, as for a
+  vLLM server started with ``--model DIR``): prompt and candidate are tokenized here exactly as the other
+  engines do (``encode_candidates``), EOS appended, and sent as token ids; the candidate is the last
+  ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to kernel round-off.
+- **text offsets** (no tokenizer, e.g. a hosted model): ``prompt + candidate`` is sent as text and the tokens
+  whose ``text_offset`` falls inside the candidate are summed. No EOS is scored (its text is unknown), and a
+  token the server's tokenizer merged across the prompt/candidate boundary counts as the prompt's.
+
+A vLLM server must run with ``--no-enable-prefix-caching`` for these numbers: with prefix caching, echoed prompt
+log-probs of cached positions are stale (vllm-project/vllm#42019; on CPU they come back NaN, which the server
+cannot even encode as JSON).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from rankers.openai_client import OpenAIClient
+
+if TYPE_CHECKING:
+    from rankers.teacher_logprob import Config
+
+
+def encode_candidates(tokenizer: Any, prompt: str, candidates: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+    """(prompt ids, [candidate ids + EOS]) under the ``LogprobScorer`` convention.
+
+    The prompt gets the tokenizer's usual special tokens (BOS), each candidate none besides the appended EOS;
+    they are tokenized separately so a candidate's tokens do not depend on the prompt.
+    """
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the teacher's tokenizer has no EOS token; candidates are scored with EOS appended")
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    if not prompt_ids:
+        raise ValueError(f"prompt {prompt!r} tokenizes to nothing; the first candidate token would have no context")
+    return prompt_ids, [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                        for c in candidates]
+
+
+def _choices_in_order(response: Any, expected: int) -> list[Any]:
+    choices = sorted(response.choices, key=lambda c: c.index)
+    if len(choices) != expected:
+        raise ValueError(f"the server answered {len(choices)} choices for {expected} prompts")
+    for choice in choices:
+        if choice.logprobs is None or not choice.logprobs.token_logprobs:
+            raise ValueError("the server returned no echoed logprobs (it must support completions with echo=True "
+                             "and logprobs)")
+    return choices
+
+
+def _sum(logprobs: Sequence[float | None]) -> float:
+    if any(lp is None for lp in logprobs):
+        raise ValueError("the server returned no logprob for a candidate token")
+    return float(sum(logprobs))  # type: ignore[arg-type]
+
+
+class OpenAILogprobScorer:
+    """A ``LogprobScorer`` over an OpenAI-protocol completions endpoint (see the module docstring)."""
+
+    def __init__(self, client: OpenAIClient, model: str, tokenizer: Any | None = None) -> None:
+        self.client = client
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
+        if len(prompts) != len(candidates):
+            raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
+        work = self._by_ids if self.tokenizer is not None else self._by_text
+        return self.client.map(lambda job: work(*job) if job[1] else [], list(zip(prompts, candidates)))
+
+    def _echo(self, prompt: Any) -> Any:
+        response, _ = self.client.call(lambda sdk: sdk.completions.create(
+            model=self.model, prompt=prompt, echo=True, logprobs=1, max_tokens=0))
+        return response
+
+    def _by_ids(self, prompt: str, candidates: Sequence[str]) -> list[tuple[float, int]]:
+        prompt_ids, candidate_ids = encode_candidates(self.tokenizer, prompt, candidates)
+        response = self._echo([prompt_ids + ids for ids in candidate_ids])
+        out = []
+        for choice, ids in zip(_choices_in_order(response, len(candidates)), candidate_ids):
+            logprobs = choice.logprobs.token_logprobs
+            start = len(prompt_ids)
+            if len(logprobs) < start + len(ids):
+                raise ValueError(f"the server echoed {len(logprobs)} tokens for a {start + len(ids)}-token prompt")
+            out.append((_sum(logprobs[start:start + len(ids)]), len(ids)))
+        return out
+
+    def _by_text(self, prompt: str, candidates: Sequence[str]) -> list[tuple[float, int]]:
+        response = self._echo([prompt + c for c in candidates])
+        start = len(prompt)
+        out = []
+        for choice, candidate in zip(_choices_in_order(response, len(candidates)), candidates):
+            end = start + len(candidate)
+            logprobs = choice.logprobs
+            span = [lp for lp, offset in zip(logprobs.token_logprobs, logprobs.text_offset) if start <= offset < end]
+            out.append((_sum(span), len(span)))
+        return out
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.client.meter.as_dict()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def local_tokenizer_path(config: "Config") -> str | None:
+    """The tokenizer to encode with: ``tokenizer`` if set, else ``model`` when it is a local directory."""
+    if config.tokenizer is not None:
+        return config.tokenizer
+    return config.model if config.model is not None and Path(config.model).is_dir() else None
+
+
+def make_scorer(config: "Config") -> OpenAILogprobScorer:
+    from rankers.hf import load_tokenizer
+
+    assert config.model is not None  # the ranker checks before asking for an engine
+    path = local_tokenizer_path(config)
+    return OpenAILogprobScorer(OpenAIClient(config), config.model, load_tokenizer(path) if path else None)

