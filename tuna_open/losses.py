@@ -15,11 +15,14 @@ many in the backward. ``tuna_loss`` instead
 
 * runs the LM head only where a label is predicted (not on prompt or padding positions, nor on padding
   candidates, which are dropped before the forward pass),
-* computes those token log-probabilities in vocabulary-wide chunks inside one autograd Function that keeps only the
-  hidden states and one log-sum-exp per token, recomputing each chunk's logits in the backward pass
-  (memory O(chunk x vocab) instead of O(tokens x vocab)), and
-* feeds the ranking and the MLE term from the same token log-probabilities (MLE = -their mean), so the head runs
-  once forward and once in the backward recomputation.
+* computes those token log-probabilities in chunks of tokens inside one autograd Function that keeps, besides the
+  hidden states and one log-sum-exp per token, only as many chunks' softmax probabilities as fit a fixed budget
+  and recomputes the rest in the backward pass (memory O(budget + chunk x vocab), not O(tokens x vocab)), and whose
+  backward applies the head's two matmuls to the probabilities without any other vocabulary-wide pass, and
+* feeds the ranking and the MLE term from the same token log-probabilities (MLE = -their mean).
+
+Measured with ``benchmarks/tuna_step.py`` (CPU, 4 prompts x 4 candidates x 160 tokens, 32k vocabulary, hidden 256):
+0.40-0.44x the paper's step time and 0.30x its peak memory, same loss and gradients.
 """
 
 from __future__ import annotations
