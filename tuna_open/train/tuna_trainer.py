@@ -19,16 +19,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
+from tuna_open.train.trl_common import WORKDIR, LoraSettings, TrainSettings, trl_args
 
 if TYPE_CHECKING:
     import torch
-    from peft import LoraConfig
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
@@ -48,34 +48,16 @@ class Group(TypedDict):
     labels: list[list[int]]
 
 
-class LoraSettings(BaseModel):
-    """LoRA adapters (PEFT); merged into the base weights on save so later stages load a plain model."""
+class TunaTrainConfig(TrainSettings):
+    """Defaults are the paper's (Tuna_p: lr 1e-5; the stage sets 1e-6 for Tuna_c), bar the batch size (16 there).
 
-    model_config = ConfigDict(extra="forbid")
-
-    r: int = Field(16, gt=0)
-    alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    """Module names to adapt; ``all-linear`` is every linear layer but the output head."""
-
-    def peft_config(self) -> "LoraConfig":
-        from peft import LoraConfig
-
-        return LoraConfig(task_type="CAUSAL_LM", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules)
-
-
-class TunaTrainConfig(BaseModel):
-    """Defaults are the paper's (Tuna_p: lr 1e-5; the stage sets 1e-6 for Tuna_c), bar the batch size (16 there)."""
-
-    model_config = ConfigDict(extra="forbid")
+    The shared TrainingArguments knobs (``TrainSettings``) keep the names every other trainer uses.
+    """
 
     learning_rate: float = Field(1e-5, gt=0)
-    num_epochs: float = Field(1.0, gt=0)
     per_device_batch_size: int = Field(1, gt=0)
     """Prompts per device and micro-batch, each with all its candidates."""
-    gradient_accumulation_steps: int = Field(1, gt=0)
+    lr_scheduler_type: str = "cosine"
     margin: float = Field(0.1, ge=0)
     mle_weight: float = Field(1.0, ge=0)
     lenpen: float = 1.0
@@ -84,18 +66,9 @@ class TunaTrainConfig(BaseModel):
     """Prompt + response tokens; longer sequences lose their end, prompts this long are skipped."""
     sft_mix_ratio: float = Field(1.0, ge=0)
     """SFT examples mixed in per ranked prompt when ``sft_examples`` are given (sampled with the seed)."""
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    lr_scheduler_type: str = "cosine"
     optim: str = "adamw_torch"
     """A transformers ``OptimizerNames`` value."""
-    seed: int = 0
-    bf16: bool = False
-    gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
-    logging_steps: int = Field(10, gt=0)
-    max_steps: int | None = Field(None, gt=0)
-    """Stop after this many optimizer steps (overrides ``num_epochs``)."""
 
 
 def encode_group(tokenizer: "PreTrainedTokenizerBase", prompt: str, responses: Sequence[str],
@@ -203,7 +176,6 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
     rank_loss, mle_loss, learning_rate), ``train_seconds`` and the number of ranked ``examples`` trained on
     (prompts too long for ``max_length`` are skipped).
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainingArguments
 
     output = Path(output_dir)
@@ -213,30 +185,9 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
         raise ValueError(f"{model_path}: the tokenizer has no EOS token; responses are trained with EOS appended")
     ranked, sft = _groups(tokenizer, examples, sft_examples, config)
     # TrainingArguments first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights already sharded.
-    args = TrainingArguments(
-        output_dir=str(tmp / "trainer"),
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.num_epochs,
-        max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        lr_scheduler_type=config.lr_scheduler_type,
-        optim=config.optim,
-        bf16=config.bf16,
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        logging_steps=config.logging_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        ddp_find_unused_parameters=False,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    args = trl_args(TrainingArguments, config, tmp / WORKDIR, optim=config.optim, data_seed=config.seed,
+                    activation_checkpointing_kwargs={"use_reentrant": False}, remove_unused_columns=False,
+                    ddp_find_unused_parameters=False)
     with args.main_process_first(local=False):
         if args.process_index == 0:
             shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
@@ -245,7 +196,7 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
     if config.lora is not None:
         from peft import get_peft_model
 
-        model = get_peft_model(model, config.lora.peft_config())
+        model = get_peft_model(model, config.lora.peft_config("CAUSAL_LM"))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = _tuna_trainer_class()(
         model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(pad_id),
@@ -279,6 +230,6 @@ def _save(trainer: Any, tokenizer: "PreTrainedTokenizerBase", tmp: Path, output:
         trainer.save_model(str(tmp))  # gathers sharded (ZeRO-3 / FSDP) weights; writes on the main process
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        shutil.rmtree(tmp / WORKDIR, ignore_errors=True)
         tmp.rename(output)
     trainer.accelerator.wait_for_everyone()
