@@ -158,6 +158,59 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
     click.echo(json.dumps(result, indent=2))
 
 
+@main.command("eval")
+@click.option("--model", "models", multiple=True, required=True, metavar="NAME=MODEL",
+              help="A model to evaluate (local dir or HF id); repeat for several.")
+@click.option("--data", "data_source", help="Held-out instruction data (JSON/JSONL, hf:ID or builtin:tasks).")
+@click.option("--split", help="Split of --data (builtin: heldout; hf: test).")
+@click.option("--limit", type=int, help="Evaluate on the first N records of --data.")
+@click.option("--verifier", help="module:function scoring (response, reference) in [0, 1] (enables accuracy).")
+@click.option("--superni", help="Super-NaturalInstructions: a natural-instructions checkout or hf:ID.")
+@click.option("--lmentry", type=click.Path(path_type=Path), help="LMentry task files directory.")
+@click.option("--vicuna", type=click.Path(path_type=Path), help="Vicuna QA questions JSONL (needs --judge).")
+@click.option("--judge", type=click.Path(path_type=Path), help="Ranker config YAML for Vicuna QA.")
+@click.option("--baseline", help="Model every other model is compared with (Vicuna QA and the report).")
+@click.option("--max-new-tokens", default=256, show_default=True)
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/eval"), show_default=True)
+@user_errors
+def eval_cmd(models: tuple[str, ...], data_source: str | None, split: str | None, limit: int | None,
+             verifier: str | None, superni: str | None, lmentry: Path | None, vicuna: Path | None,
+             judge: Path | None, baseline: str | None, max_new_tokens: int, run_dir: Path) -> None:
+    """Evaluate models on held-out data and the paper's benchmarks without writing a recipe.
+
+    Builds a one-stage recipe (kept as RUN_DIR/recipe.json, secrets masked) and runs it like any other, so
+    re-running the same command is served from the cache.
+    """
+    from tuna_open.pipeline.runner import run_recipe
+    from tuna_open.recipe import parse_recipe
+
+    pairs = [m.split("=", 1) for m in models]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise UserError("--model expects NAME=MODEL")
+    if vicuna and not judge:
+        raise UserError("--vicuna needs --judge (a ranker config YAML)")
+    stage: dict[str, Any] = {"name": "eval", "kind": "eval", "models": dict(pairs), "max_new_tokens": max_new_tokens}
+    recipe: dict[str, Any] = {"name": "eval", "stages": [stage],
+                              "report": {"baseline": baseline or pairs[0][0],
+                                         "primary_metric": "accuracy" if verifier else "rougeL"}}
+    if data_source:
+        src = data_source if ":" in data_source else str(Path(data_source).resolve())
+        recipe["data"] = {"heldout": {"source": src, "split": split, "limit": limit}}
+        stage.update(data="heldout", verifier=verifier)
+    if superni:
+        stage["superni"] = {"source": superni if superni.startswith("hf:") else str(Path(superni).resolve())}
+    if lmentry:
+        stage["lmentry"] = {"data_dir": str(lmentry.resolve())}
+    if vicuna:
+        stage["vicuna_qa"] = {"questions": str(vicuna.resolve()), "baseline": baseline}
+        stage["ranker"] = _load_mapping(judge)
+    parsed = parse_recipe(recipe, Path.cwd(), "tuna-open eval")
+    _quiet_libraries()
+    report = run_recipe(parsed, run_dir, console=console)
+    print_models(report)
+    console.print(f"report: {run_dir / 'report.md'}")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @user_errors

@@ -225,16 +225,20 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise UserError(f"{where}: invalid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe must be a YAML mapping")
-    data = apply_overrides(data, overrides or [])
+    return parse_recipe(apply_overrides(data, overrides or []), path.resolve().parent, str(path))
+
+
+def parse_recipe(data: dict[str, Any], base_dir: Path, where: str) -> Recipe:
+    """Validate recipe data (relative paths resolve against ``base_dir``); errors name ``where`` and the field."""
     try:
-        recipe = Recipe.model_validate({**data, "base_dir": path.resolve().parent})
+        recipe = Recipe.model_validate({**data, "base_dir": base_dir})
     except ValidationError as err:
-        raise UserError(f"{path}: {_first_error(err)}") from None
-    check_recipe(recipe, path)
+        raise UserError(f"{where}: {_first_error(err)}") from None
+    check_recipe(recipe, where)
     return recipe
 
 
-def check_recipe(recipe: Recipe, path: Path) -> None:
+def check_recipe(recipe: Recipe, path: Path | str) -> None:
     """Cross-field checks: unique names, references to earlier stages, data names and files exist."""
     seen: set[str] = set()
     for i, stage in enumerate(recipe.stages):
