@@ -7,6 +7,7 @@ lets a GPT-4 judge, a vLLM-served open judge and a Python verifier be swapped by
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -69,6 +70,30 @@ class Ranker(Protocol):
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]: ...
 
 
+def close_if_closable(obj: object) -> None:
+    """``obj.close()`` where it has one: a ranker or scorer may hold nothing to free."""
+    close = getattr(obj, "close", None)
+    if close is not None:
+        close()
+
+
 def order_from_scores(scores: Sequence[float]) -> list[int]:
     """Best-first order from per-candidate scores; ties keep the lower index first (stable, deterministic)."""
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
+class Tally:
+    """Named counts for a ranker's ``stats``, safe to add to from the worker threads of a concurrent ranker."""
+
+    def __init__(self, *names: str) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(names, 0)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, value in deltas.items():
+                self._counts[name] += value
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rankers.base import Ranker, Ranking, RankRequest
+from rankers.base import Ranker, Ranking, RankRequest, close_if_closable
 
 NON_SEMANTIC_KEYS = frozenset({
     "api_key", "api_key_env", "timeout", "max_retries", "max_concurrency", "prices", "cache_dir",
@@ -96,6 +96,4 @@ class CachedRanker:
         return {**getattr(self.inner, "stats", {}), "cache_hits": self.hits, "cache_misses": self.misses}
 
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
+        close_if_closable(self.inner)

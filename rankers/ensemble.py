@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from pydantic import Field, model_validator
 
 from rankers.aggregate import borda
-from rankers.base import Ranker, Ranking, RankRequest
+from rankers.base import Ranker, Ranking, RankRequest, close_if_closable
 from rankers.registry import RankerConfig, RankerConfigError, build_ranker, validate_config
 
 
@@ -71,9 +71,7 @@ class EnsembleRanker:
 
     def close(self) -> None:
         for m in self.members:
-            close = getattr(m, "close", None)
-            if close is not None:
-                close()
+            close_if_closable(m)
 
 
 def build(config: Config) -> EnsembleRanker:

@@ -23,7 +23,7 @@ import threading
 from typing import Any, Sequence
 
 from rankers.aggregate import borda, mean_pairwise_tau
-from rankers.base import Ranker, Ranking, RankRequest
+from rankers.base import Ranker, Ranking, RankRequest, close_if_closable
 
 
 def presentation_orders(n: int, k: int, rng: random.Random) -> list[list[int]]:
@@ -118,6 +118,4 @@ class PermutedRanker:
         return {**getattr(self.inner, "stats", {}), **own}
 
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
+        close_if_closable(self.inner)
