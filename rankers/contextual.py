@@ -13,12 +13,27 @@ separators, ``Response 2`` items, trailing punctuation). The judge's own answer 
 returned order. A candidate the judge left out is accepted only when it duplicates a ranked candidate (same
 text up to case and whitespace): it is placed right after its twin. Anything else raises ``ParseError``, whose
 message goes into the repair prompt so the judge can fix its answer.
+
+Both contextual judges (``openai`` over an API, ``vllm`` in process) share the rest here too: their judging
+keys (``JudgeSettings``), the conversation a request starts (``judge_conversation``, re-asked per
+``rankers.repair``) and the ``Ranking`` its exchange becomes (``ranking_from_exchange``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rankers.base import Ranking, RankRequest
+from rankers.repair import Conversation, Exchange
+
+Judgement = tuple[list[int], list[float] | None]
+"""What ``parse_ranking`` reads from an answer: the order of all candidates and their scores, if given."""
+
+REPAIR_SEPARATOR = "\n\n--- repair ---\n\n"
+"""Joins a judge's answers in ``Ranking.raw`` when a repair was needed, so the audit trail keeps them all."""
 
 # The last "rank:" line wins: judges sometimes restate a draft ranking before the final one.
 _RANK_LINE = re.compile(
@@ -148,7 +163,7 @@ def complete_order(ranked: Sequence[int], candidates: Sequence[str]) -> list[int
     return order
 
 
-def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None) -> tuple[list[int], list[float] | None]:
+def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None) -> Judgement:
     """(order of all n candidates best first, per-candidate scores or None) from a judge's answer.
 
     ``candidates`` (their texts) are needed to accept omitted duplicates; without them every candidate must be
@@ -159,3 +174,48 @@ def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None) ->
     texts = list(candidates) if candidates is not None else [f"\0{i}" for i in range(n)]  # all distinct
     order = complete_order(parse_rank_line(text), texts)
     return order, parse_scores(text, n)
+
+
+class JudgeSettings(BaseModel):
+    """Judging keys of the contextual judges, mixed in first (``Config(JudgeSettings, RankerConfig, ...)``)
+    so that ``model`` and these keys follow the common ones, as a backend's own keys do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    """The judge (each backend says how it is named)."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    max_tokens: int = Field(default=2048, ge=1)
+    """Completion budget: the judge writes its own answer and a justification per response before ranking."""
+    max_repairs: int = Field(default=1, ge=0)
+    """Re-asks after an unreadable answer before the request is recorded as failed."""
+    show_reference: bool = False
+    """Show the request's reference answer (the dataset's output) to the judge."""
+
+
+def unjudged(request: RankRequest) -> Ranking | None:
+    """The ranking of a request with nothing to compare (one candidate or none), which needs no judge; else None."""
+    n = len(request.candidates)
+    return Ranking(order=list(range(n)), metadata={"judged": False}) if n <= 1 else None
+
+
+def judge_conversation(request: RankRequest, settings: JudgeSettings) -> Conversation[Judgement]:
+    """The judge prompt for ``request`` as a conversation that re-asks with ``repair_prompt``."""
+    n = len(request.candidates)
+    reference = request.reference if settings.show_reference else None
+    prompt = build_prompt(request.prompt, request.candidates, request.input, reference)
+    return Conversation([{"role": "user", "content": prompt}],
+                        parse=lambda text: parse_ranking(text, n, request.candidates),
+                        repair=lambda error: repair_prompt(error, n), max_repairs=settings.max_repairs)
+
+
+def ranking_from_exchange(exchange: Exchange[Judgement], n: int, **metadata: Any) -> Ranking:
+    """The ``Ranking`` of a finished exchange over n candidates: every answer in ``raw``, its usage in
+    ``metadata``; a ``Ranking.failure`` with the reason when no answer was readable."""
+    raw = REPAIR_SEPARATOR.join(exchange.texts) or None
+    metadata = {**metadata, **exchange.usage()}
+    if exchange.value is None:
+        return Ranking.failure(exchange.error or "no answer", raw=raw, **metadata)
+    order, scores = exchange.value
+    # A repaired answer is often the rank line alone; the first answer's scores line still holds.
+    return Ranking(order=order, scores=scores or parse_scores(exchange.texts[0], n), raw=raw, metadata=metadata)

@@ -22,13 +22,14 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from rankers.registry import RankerConfigError
+from rankers.repair import Conversation, Exchange
 
 if TYPE_CHECKING:
     import openai
@@ -125,25 +126,6 @@ class ChatResult:
     retries: int
 
 
-@dataclass
-class Exchange(Generic[T]):
-    """A chat re-asked until its answer parsed: the parsed ``value``, or ``None`` and the ``error``."""
-
-    value: T | None = None
-    error: str | None = None
-    texts: list[str] = field(default_factory=list)
-    """Every answer, first to last."""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    retries: int = 0
-    repairs: int = 0
-    """Re-asks made after unreadable answers."""
-
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "retries": self.retries, "repairs": self.repairs}
-
-
 def resolve_api_key(settings: ClientSettings) -> str:
     if settings.api_key is not None:
         return settings.api_key.get_secret_value()
@@ -230,29 +212,19 @@ class OpenAIClient:
         A re-ask continues the conversation: the unreadable answer, then ``repair(error message)``. A failed
         call ends the exchange. Never raises for a per-item problem: the caller turns ``error`` into a failure.
         """
-        exchange: Exchange[T] = Exchange()
-        for attempt in range(max_repairs + 1):
+        return self.converse(model, Conversation(messages, parse, repair, max_repairs), **params)
+
+    def converse(self, model: str, conversation: Conversation[T], **params: Any) -> Exchange[T]:
+        """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.repair``)."""
+        while True:
             try:
-                result = self.chat(model, messages, **params)
+                result = self.chat(model, conversation.messages, **params)
             except CallFailed as err:
-                exchange.error = f"call failed: {err}"
-                return exchange
-            exchange.prompt_tokens += result.prompt_tokens
-            exchange.completion_tokens += result.completion_tokens
-            exchange.retries += result.retries
-            text = result.texts[0]
-            exchange.texts.append(text)
-            try:
-                exchange.value = parse(text)
-                return exchange
-            except ValueError as err:
-                exchange.error = str(err)
-            if attempt < max_repairs:
-                exchange.repairs += 1
-                messages = [*messages, {"role": "assistant", "content": text},
-                            {"role": "user", "content": repair(exchange.error)}]
-        exchange.error = f"no readable answer after {len(exchange.texts)} answer(s): {exchange.error}"
-        return exchange
+                conversation.fail(f"call failed: {err}")
+                return conversation.exchange
+            if not conversation.take(result.texts[0], result.prompt_tokens, result.completion_tokens,
+                                     result.retries):
+                return conversation.exchange
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """``fn`` over ``items`` with at most ``max_concurrency`` in flight; results in input order.

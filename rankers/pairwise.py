@@ -12,16 +12,16 @@ A request fails when some pair got no readable verdict in either order: ranking 
 from __future__ import annotations
 
 import re
-import threading
 from itertools import permutations
 from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
 from rankers.aggregate import bradley_terry, copeland
-from rankers.base import Ranking, RankRequest
-from rankers.openai_client import ClientSettings, Exchange, OpenAIClient
+from rankers.base import Ranking, RankRequest, Tally
+from rankers.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
+from rankers.repair import Exchange
 
 Verdict = Literal["A", "B", "tie"]
 _VERDICT = re.compile(r"(?im)(?<![\w])verdict\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?\s*\[?\s*(?:response\s+)?"
@@ -81,9 +81,7 @@ class PairwiseJudge:
     def __init__(self, config: Config, client: OpenAIClient | None = None) -> None:
         self.config = config
         self.client = client or OpenAIClient(config)
-        self._lock = threading.Lock()
-        self._counts = {"comparisons": 0, "failed_comparisons": 0, "consistent_pairs": 0,
-                        "pairs_judged_twice": 0}
+        self._counts = Tally("comparisons", "failed_comparisons", "consistent_pairs", "pairs_judged_twice")
 
     def _compare(self, job: tuple[RankRequest, int, int]) -> Exchange[Verdict]:
         request, i, j = job
@@ -118,11 +116,8 @@ class PairwiseJudge:
         both = [(i, j) for i, j in pairs if (i, j) in outcome and (j, i) in outcome]
         consistent = sum(1 for i, j in both if _SWAPPED[outcome[(i, j)]] == outcome[(j, i)])
         failed = len(verdicts) - len(outcome)
-        with self._lock:
-            self._counts["comparisons"] += len(verdicts)
-            self._counts["failed_comparisons"] += failed
-            self._counts["consistent_pairs"] += consistent
-            self._counts["pairs_judged_twice"] += len(both)
+        self._counts.add(comparisons=len(verdicts), failed_comparisons=failed, consistent_pairs=consistent,
+                         pairs_judged_twice=len(both))
         usage = {k: sum(ex.usage()[k] for ex in verdicts.values())
                  for k in ("prompt_tokens", "completion_tokens", "retries", "repairs")}
         metadata: dict[str, Any] = {"model": self.config.model, "comparisons": len(verdicts), "failed_comparisons":
@@ -141,8 +136,7 @@ class PairwiseJudge:
 
     @property
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            counts = dict(self._counts)
+        counts = self._counts.as_dict()
         pairs = counts.pop("pairs_judged_twice")
         consistent = counts.pop("consistent_pairs")
         return {**self.client.meter.as_dict(), **counts,

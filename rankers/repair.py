@@ -1,0 +1,76 @@
+"""Asking a chat model until its answer parses: one re-ask policy for every judge, whatever carries the chat.
+
+A judge's answer may hold no readable verdict. The policy is the same for every judge and every transport
+(an HTTP API answering one conversation at a time, an in-process engine answering a batch of them): keep each
+answer, parse it, and while ``parse`` raises ValueError and re-asks remain, continue the conversation with the
+unreadable answer and ``repair(the parser's complaint)``; when none remain, the exchange ends with "no readable
+answer after N answer(s)". ``Conversation.take`` applies it to one answer, so the transport only decides when
+and how the next question is sent (``OpenAIClient.converse`` loops one conversation; ``VLLMJudge`` batches the
+conversations still waiting). An answer that never came (a failed call, a prompt too long for the engine)
+ends the conversation through ``fail``: it is not unreadable, so it is not re-asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class Exchange(Generic[T]):
+    """A chat re-asked until its answer parsed: the parsed ``value``, or ``None`` and the ``error``."""
+
+    value: T | None = None
+    error: str | None = None
+    texts: list[str] = field(default_factory=list)
+    """Every answer, first to last."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    repairs: int = 0
+    """Re-asks made after unreadable answers."""
+
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "retries": self.retries, "repairs": self.repairs}
+
+
+@dataclass
+class Conversation(Generic[T]):
+    """One judging conversation: what to send next (``messages``) and what its answers gave (``exchange``)."""
+
+    messages: Messages
+    parse: Callable[[str], T]
+    """Reads the verdict from an answer; raises ValueError (in words the model can act on) when it cannot."""
+    repair: Callable[[str], str]
+    """The re-ask message for a parser complaint."""
+    max_repairs: int
+    exchange: Exchange[T] = field(default_factory=Exchange)
+
+    def take(self, text: str, prompt_tokens: int = 0, completion_tokens: int = 0, retries: int = 0) -> bool:
+        """Record one answer; True when it was unreadable and ``messages`` now hold the re-ask to send."""
+        exchange = self.exchange
+        exchange.texts.append(text)
+        exchange.prompt_tokens += prompt_tokens
+        exchange.completion_tokens += completion_tokens
+        exchange.retries += retries
+        try:
+            exchange.value = self.parse(text)
+            return False
+        except ValueError as err:
+            exchange.error = str(err)
+        if exchange.repairs < self.max_repairs:
+            exchange.repairs += 1
+            self.messages = [*self.messages, {"role": "assistant", "content": text},
+                             {"role": "user", "content": self.repair(exchange.error)}]
+            return True
+        exchange.error = f"no readable answer after {len(exchange.texts)} answer(s): {exchange.error}"
+        return False
+
+    def fail(self, error: str) -> None:
+        """End the conversation without an answer (the question could not be asked or the call failed)."""
+        self.exchange.error = error
