@@ -1,8 +1,9 @@
 """The transformers engine of ``teacher_logprob``: exact candidate log-likelihoods, batched and right-padded.
 
-Each (prompt, candidate) pair becomes one sequence ``prompt_ids + candidate_ids + [eos]``; sequences are sorted
-by length so a batch wastes little padding, and right padding leaves every real token's position and (causal)
-context unchanged, so a batched score equals the unbatched one. Only the candidate span's logits go through
+Each (prompt, candidate) pair becomes one sequence ``prompt_ids + candidate_ids + [eos]`` (tokenized by
+``rankers.teacher_logprob.encode_pairs``, the convention every engine shares); sequences are sorted by length so
+a batch wastes little padding, and right padding leaves every real token's position and (causal) context
+unchanged, so a batched score equals the unbatched one. Only the candidate span's logits go through
 ``log_softmax``, which keeps memory at O(candidate length x vocab) per sequence.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from rankers.hf import load_tokenizer, resolve_device, resolve_dtype, right_pad
+from rankers.teacher_logprob import Scores, encode_pairs, gather, require_eos
 
 if TYPE_CHECKING:
     from rankers.teacher_logprob import Config
@@ -20,27 +22,18 @@ class HFLogprobScorer:
     """A ``LogprobScorer`` over a causal LM held in this process."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8) -> None:
-        if tokenizer.eos_token_id is None:
-            raise ValueError("the teacher's tokenizer has no EOS token; candidates are scored with EOS appended")
+        require_eos(tokenizer)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
 
-    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
-        tok = self.tokenizer
-        prompt_ids = [tok(p)["input_ids"] for p in prompts]
-        for p, ids in zip(prompts, prompt_ids):
-            if not ids:
-                raise ValueError(f"prompt {p!r} tokenizes to nothing; the first candidate token would have no context")
-        seqs = [(i, j, prompt_ids[i], tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
-                for i, cands in enumerate(candidates) for j, c in enumerate(cands)]
-        seqs.sort(key=lambda s: len(s[2]) + len(s[3]), reverse=True)
-        out: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in candidates]
-        for start in range(0, len(seqs), self.batch_size):
-            batch = seqs[start:start + self.batch_size]
-            for (i, j, _, cand), value in zip(batch, self._score_batch([(p, c) for _, _, p, c in batch])):
-                out[i][j] = (value, len(cand))
-        return out
+    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Scores]:
+        pairs = sorted(encode_pairs(self.tokenizer, prompts, candidates), key=lambda s: len(s[2]) + len(s[3]),
+                       reverse=True)
+        sums: list[float] = []
+        for start in range(0, len(pairs), self.batch_size):
+            sums += self._score_batch([(p, c) for _, _, p, c in pairs[start:start + self.batch_size]])
+        return gather(candidates, pairs, sums)
 
     def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
         import torch

@@ -9,9 +9,9 @@ usage accounting (``rankers.openai_client``).
 Two ways to find the candidate's part:
 
 - **token ids** (when a tokenizer is at hand: ``tokenizer``, or ``model`` naming a local directory, as for a
-  vLLM server started with ``--model DIR``): prompt and candidate are tokenized here exactly as the other
-  engines do (``encode_candidates``), EOS appended, and sent as token ids; the candidate is the last
-  ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to kernel round-off.
+  vLLM server started with ``--model DIR``): prompt and candidate are tokenized exactly as the other engines
+  do (``rankers.teacher_logprob.encode_candidates``), EOS appended, and sent as token ids; the candidate is the
+  last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to kernel round-off.
 - **text offsets** (no tokenizer, e.g. a hosted model): ``prompt + candidate`` is sent as text and the tokens
   whose ``text_offset`` falls inside the candidate are summed. No EOS is scored (its text is unknown), and a
   token the server's tokenizer merged across the prompt/candidate boundary counts as the prompt's.
@@ -19,6 +19,9 @@ Two ways to find the candidate's part:
 A vLLM server must run with ``--no-enable-prefix-caching`` for these numbers: with prefix caching, echoed prompt
 log-probs of cached positions are stale (vllm-project/vllm#42019; on CPU they come back NaN, which the server
 cannot even encode as JSON).
+
+A request whose call still fails after the client's retries is reported per request by ``score_each`` (the
+``teacher_logprob`` ranker records it as a failure and goes on); ``score`` raises its ``CallFailed``.
 """
 
 from __future__ import annotations
@@ -26,25 +29,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rankers.openai_client import OpenAIClient
+from rankers.openai_client import CallFailed, OpenAIClient
+from rankers.teacher_logprob import Scores, check_batch, encode_candidates
 
 if TYPE_CHECKING:
     from rankers.teacher_logprob import Config
-
-
-def encode_candidates(tokenizer: Any, prompt: str, candidates: Sequence[str]) -> tuple[list[int], list[list[int]]]:
-    """(prompt ids, [candidate ids + EOS]) under the ``LogprobScorer`` convention.
-
-    The prompt gets the tokenizer's usual special tokens (BOS), each candidate none besides the appended EOS;
-    they are tokenized separately so a candidate's tokens do not depend on the prompt.
-    """
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the teacher's tokenizer has no EOS token; candidates are scored with EOS appended")
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    if not prompt_ids:
-        raise ValueError(f"prompt {prompt!r} tokenizes to nothing; the first candidate token would have no context")
-    return prompt_ids, [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-                        for c in candidates]
 
 
 def _choices_in_order(response: Any, expected: int) -> list[Any]:
@@ -72,18 +61,32 @@ class OpenAILogprobScorer:
         self.model = model
         self.tokenizer = tokenizer
 
-    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
-        if len(prompts) != len(candidates):
-            raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
+    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Scores]:
+        results = self.score_each(prompts, candidates)
+        for result in results:
+            if isinstance(result, CallFailed):
+                raise result
+        return results  # type: ignore[return-value]  # no CallFailed left
+
+    def score_each(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Scores | CallFailed]:
+        """``score``, but a request whose call failed after the client's retries gives its ``CallFailed``."""
+        check_batch(prompts, candidates)
         work = self._by_ids if self.tokenizer is not None else self._by_text
-        return self.client.map(lambda job: work(*job) if job[1] else [], list(zip(prompts, candidates)))
+
+        def one(prompt: str, cands: Sequence[str]) -> Scores | CallFailed:
+            try:
+                return work(prompt, cands) if cands else []
+            except CallFailed as err:
+                return err
+
+        return self.client.map(lambda job: one(*job), list(zip(prompts, candidates)))
 
     def _echo(self, prompt: Any) -> Any:
         response, _ = self.client.call(lambda sdk: sdk.completions.create(
             model=self.model, prompt=prompt, echo=True, logprobs=1, max_tokens=0))
         return response
 
-    def _by_ids(self, prompt: str, candidates: Sequence[str]) -> list[tuple[float, int]]:
+    def _by_ids(self, prompt: str, candidates: Sequence[str]) -> Scores:
         prompt_ids, candidate_ids = encode_candidates(self.tokenizer, prompt, candidates)
         response = self._echo([prompt_ids + ids for ids in candidate_ids])
         out = []
@@ -95,7 +98,7 @@ class OpenAILogprobScorer:
             out.append((_sum(logprobs[start:start + len(ids)]), len(ids)))
         return out
 
-    def _by_text(self, prompt: str, candidates: Sequence[str]) -> list[tuple[float, int]]:
+    def _by_text(self, prompt: str, candidates: Sequence[str]) -> Scores:
         response = self._echo([prompt + c for c in candidates])
         start = len(prompt)
         out = []

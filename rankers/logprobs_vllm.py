@@ -1,10 +1,10 @@
 """The in-process vLLM engine of ``teacher_logprob``: candidate log-likelihoods as vLLM prompt log-probs.
 
-Each (prompt, candidate) pair is one token-id prompt ``prompt_ids + candidate_ids + [eos]`` (tokenized here by
-``encode_candidates``, the convention every engine shares); vLLM computes the log-prob of every prompt token
-given the ones before it (``prompt_logprobs=0``: the actual token only, no alternatives) and generates one
-throwaway token. The candidate's span is summed. All pairs of a ``score`` call go to the engine as one batch,
-which vLLM schedules itself.
+Each (prompt, candidate) pair is one token-id prompt ``prompt_ids + candidate_ids + [eos]`` (tokenized by
+``rankers.teacher_logprob.encode_pairs``, the convention every engine shares); vLLM computes the log-prob of
+every prompt token given the ones before it (``prompt_logprobs=0``: the actual token only, no alternatives) and
+generates one throwaway token. The candidate's span is summed. All pairs of a ``score`` call go to the engine as
+one batch, which vLLM schedules itself.
 
 The engine runs without prefix caching: with it, vLLM returns stale prompt log-probs for cached positions
 (vllm-project/vllm#42019; on CPU they come back NaN), and the candidates of one prompt share its prefix.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rankers.logprobs_openai import encode_candidates
+from rankers.teacher_logprob import Scores, encode_pairs, gather
 from rankers.vllm_engine import load_llm, shutdown_llm
 
 if TYPE_CHECKING:
@@ -28,28 +28,19 @@ class VLLMLogprobScorer:
         self.llm = llm
         self.tokenizer = tokenizer
 
-    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
+    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Scores]:
         from vllm import SamplingParams
 
-        if len(prompts) != len(candidates):
-            raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
-        pairs = []  # (request index, candidate index, prompt length, candidate ids)
-        inputs = []
-        for i, (prompt, cands) in enumerate(zip(prompts, candidates)):
-            if not cands:
-                continue
-            prompt_ids, candidate_ids = encode_candidates(self.tokenizer, prompt, cands)
-            for j, ids in enumerate(candidate_ids):
-                pairs.append((i, j, len(prompt_ids), ids))
-                inputs.append({"prompt_token_ids": prompt_ids + ids})
-        out: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in candidates]
-        if not inputs:
-            return out
+        pairs = encode_pairs(self.tokenizer, prompts, candidates)
+        if not pairs:
+            return gather(candidates, pairs, [])
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
-        for (i, j, start, ids), result in zip(pairs, self.llm.generate(inputs, params, use_tqdm=False)):
-            positions = result.prompt_logprobs[start:start + len(ids)]
-            out[i][j] = (float(sum(pos[token].logprob for pos, token in zip(positions, ids))), len(ids))
-        return out
+        results = self.llm.generate([{"prompt_token_ids": p + c} for _, _, p, c in pairs], params, use_tqdm=False)
+        sums = []
+        for (_, _, prompt_ids, ids), result in zip(pairs, results):
+            positions = result.prompt_logprobs[len(prompt_ids):len(prompt_ids) + len(ids)]
+            sums.append(float(sum(pos[token].logprob for pos, token in zip(positions, ids))))
+        return gather(candidates, pairs, sums)
 
     def close(self) -> None:
         shutdown_llm(self.llm)

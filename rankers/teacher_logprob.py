@@ -13,6 +13,12 @@ sampler was not the teacher). Otherwise an engine scores the candidates; engines
 - ``hf``: transformers, in process (``rankers.logprobs_hf``);
 - ``vllm``: a vLLM engine in process (``rankers.logprobs_vllm``);
 - ``openai``: an OpenAI-protocol completions server with ``echo``+``logprobs`` (``rankers.logprobs_openai``).
+
+Every engine that tokenizes does it here (``encode_candidates``, ``encode_pairs``), so all of them score the
+same tokens. A request whose scoring fails on its own (its call still fails after the client's retries: 5xx,
+timeouts, or an error answer to that one request) becomes a ``Ranking.failure`` with the reason and is counted
+in ``stats``; the other requests are ranked as usual and an order is never invented. A configuration error
+(``RankerConfigError``: a rejected key, an unknown model) still stops the run.
 """
 
 from __future__ import annotations
@@ -20,12 +26,19 @@ from __future__ import annotations
 import importlib
 from typing import Any, Literal, Protocol, Sequence
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from rankers.base import Ranking, RankRequest, order_from_scores
-from rankers.openai_client import ClientSettings
+from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
+from rankers.openai_client import CallFailed, ClientSettings
 from rankers.registry import RankerConfig, RankerConfigError
-from rankers.templates import TEMPLATES, format_prompt
+from rankers.templates import TemplateName, format_prompt
+
+
+Scores = list[tuple[float, int]]
+"""One request's ``(sum of log-probs, number of tokens)`` per candidate."""
+
+Pair = tuple[int, int, list[int], list[int]]
+"""(request index, candidate index, prompt ids, candidate ids + EOS): one sequence to score."""
 
 
 class LogprobScorer(Protocol):
@@ -33,11 +46,62 @@ class LogprobScorer(Protocol):
 
     ``score(prompts, candidates)[i][j]`` is ``(sum of log-probs, number of tokens)`` of ``candidates[i][j]``
     followed by the tokenizer's EOS, given ``prompts[i]`` (already templated). Prompt and candidate are
-    tokenized separately and concatenated, so the candidate's token count does not depend on the prompt; the
-    prompt gets the tokenizer's usual special tokens (BOS), the candidate none besides the appended EOS.
+    tokenized separately and concatenated (``encode_candidates``), so the candidate's token count does not depend
+    on the prompt; the prompt gets the tokenizer's usual special tokens (BOS), the candidate none besides the
+    appended EOS.
+
+    A scorer whose requests can fail one at a time (a server) may also define ``score_each``: the same, except
+    that a request whose scoring failed after the client's retries gives its ``CallFailed`` in place of its
+    scores. The ranker records such a request as a failure and goes on; ``score`` raises it.
     """
 
-    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]: ...
+    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Scores]: ...
+
+
+def check_batch(prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> None:
+    """A ``score`` call needs one candidate list per prompt."""
+    if len(prompts) != len(candidates):
+        raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
+
+
+def require_eos(tokenizer: Any) -> int:
+    """The EOS id every candidate is scored with; a tokenizer without one cannot score candidates."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the teacher's tokenizer has no EOS token; candidates are scored with EOS appended")
+    return tokenizer.eos_token_id
+
+
+def encode_candidates(tokenizer: Any, prompt: str, candidates: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+    """(prompt ids, [candidate ids + EOS]) under the ``LogprobScorer`` convention.
+
+    The prompt gets the tokenizer's usual special tokens (BOS), each candidate none besides the appended EOS;
+    they are tokenized separately so a candidate's tokens do not depend on the prompt.
+    """
+    eos = require_eos(tokenizer)
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    if not prompt_ids:
+        raise ValueError(f"prompt {prompt!r} tokenizes to nothing; the first candidate token would have no context")
+    return prompt_ids, [tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in candidates]
+
+
+def encode_pairs(tokenizer: Any, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Pair]:
+    """Every (prompt, candidate) sequence of a ``score`` call, request by request; a request without
+    candidates has none."""
+    check_batch(prompts, candidates)
+    pairs: list[Pair] = []
+    for i, (prompt, cands) in enumerate(zip(prompts, candidates)):
+        if cands:
+            prompt_ids, candidate_ids = encode_candidates(tokenizer, prompt, cands)
+            pairs.extend((i, j, prompt_ids, ids) for j, ids in enumerate(candidate_ids))
+    return pairs
+
+
+def gather(candidates: Sequence[Sequence[str]], pairs: Sequence[Pair], sums: Sequence[float]) -> list[Scores]:
+    """``score``'s answer from each pair's summed log-prob (pairs in any order)."""
+    out: list[Scores] = [[(0.0, 0)] * len(c) for c in candidates]
+    for (i, j, _, ids), value in zip(pairs, sums, strict=True):
+        out[i][j] = (value, len(ids))
+    return out
 
 
 class Config(RankerConfig, ClientSettings):
@@ -46,7 +110,7 @@ class Config(RankerConfig, ClientSettings):
     tokenizer: str | None = None
     """Defaults to ``model``."""
     engine: Literal["hf", "vllm", "openai"] = "hf"
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     """The prompt template the candidates were sampled with (``rankers.templates``)."""
     lenpen: float = Field(default=1.0, ge=0.0)
     use_request_logprobs: bool = True
@@ -58,13 +122,6 @@ class Config(RankerConfig, ClientSettings):
     tensor_parallel_size: int = Field(default=1, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     max_model_len: int | None = Field(default=None, ge=1)
-
-    @field_validator("template")
-    @classmethod
-    def _known_template(cls, value: str) -> str:
-        if value not in TEMPLATES:
-            raise ValueError(f"unknown prompt template {value!r} (known: {', '.join(TEMPLATES)})")
-        return value
 
 
 def make_engine(config: Config) -> LogprobScorer:
@@ -85,6 +142,7 @@ class TeacherLogprobRanker:
         self._scorer = scorer
         self.precomputed = 0
         self.scored = 0
+        self.failed = 0
 
     @property
     def scorer(self) -> LogprobScorer:
@@ -95,7 +153,7 @@ class TeacherLogprobRanker:
             self._scorer = make_engine(self.config)
         return self._scorer
 
-    def _carried(self, request: RankRequest) -> list[tuple[float, int]] | None:
+    def _carried(self, request: RankRequest) -> Scores | None:
         if not self.config.use_request_logprobs or request.logprobs is None or request.lengths is None:
             return None
         n = len(request.candidates)
@@ -105,20 +163,29 @@ class TeacherLogprobRanker:
         return list(zip(request.logprobs, request.lengths))
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
-        pairs: list[list[tuple[float, int]] | None] = [self._carried(r) for r in requests]
+        pairs: list[Scores | CallFailed | None] = [self._carried(r) for r in requests]
         todo = [i for i, p in enumerate(pairs) if p is None]
         if todo:
             prompts = [format_prompt(requests[i].prompt, requests[i].input, self.config.template) for i in todo]
-            for i, scored in zip(todo, self.scorer.score(prompts, [requests[i].candidates for i in todo])):
+            for i, scored in zip(todo, self._score(prompts, [requests[i].candidates for i in todo])):
                 pairs[i] = scored
-        self.scored += len(todo)
+        failed = sum(isinstance(pairs[i], CallFailed) for i in todo)
+        self.scored += len(todo) - failed
+        self.failed += failed
         self.precomputed += len(requests) - len(todo)
         scored = set(todo)
         return [self._ranking(p, source=self.config.engine if i in scored else "request")
                 for i, p in enumerate(pairs)]
 
-    def _ranking(self, pairs: list[tuple[float, int]] | None, source: str) -> Ranking:
+    def _score(self, prompts: list[str], candidates: list[list[str]]) -> list[Scores | CallFailed]:
+        """The engine's scores per request; an engine with ``score_each`` gives a failed request's error instead."""
+        scorer = self.scorer
+        return getattr(scorer, "score_each", scorer.score)(prompts, candidates)
+
+    def _ranking(self, pairs: Scores | CallFailed | None, source: str) -> Ranking:
         assert pairs is not None  # every request was either carried or scored
+        if isinstance(pairs, CallFailed):
+            return Ranking.failure(f"call failed: {pairs}", source=source)
         scores = [lp / max(n, 1) ** self.config.lenpen for lp, n in pairs]
         return Ranking(order=order_from_scores(scores), scores=scores,
                        metadata={"logprobs": [lp for lp, _ in pairs], "lengths": [n for _, n in pairs],
@@ -127,12 +194,10 @@ class TeacherLogprobRanker:
     @property
     def stats(self) -> dict[str, Any]:
         return {"scored_requests": self.scored, "precomputed_requests": self.precomputed,
-                **getattr(self._scorer, "stats", {})}
+                "failed_requests": self.failed, **getattr(self._scorer, "stats", {})}
 
     def close(self) -> None:
-        close = getattr(self._scorer, "close", None)
-        if close is not None:
-            close()
+        close_if_closable(self._scorer)
 
 
 def build(config: Config) -> TeacherLogprobRanker:

@@ -7,6 +7,10 @@ definition of the Alpaca template lives in this package and tuna_open imports it
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import AfterValidator
+
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
@@ -21,10 +25,22 @@ ALPACA_NO_INPUT = (
 TEMPLATES = ("alpaca", "raw")
 
 
+def check_template(name: str) -> str:
+    """``name`` when it is one of ``TEMPLATES``; else ValueError naming the known ones."""
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {name!r} (known: {', '.join(TEMPLATES)})")
+    return name
+
+
+TemplateName = Annotated[str, AfterValidator(check_template)]
+"""A config key naming a template, checked when the config is validated."""
+
+
 def format_prompt(instruction: str, input: str = "", template: str = "alpaca") -> str:
     """Render the model-facing prompt. ``raw`` passes the instruction (and input) through unchanged."""
     if template == "alpaca":
         return (ALPACA_WITH_INPUT if input else ALPACA_NO_INPUT).format(instruction=instruction, input=input)
     if template == "raw":
         return f"{instruction}\n\n{input}" if input else instruction
-    raise ValueError(f"unknown prompt template {template!r} (known: {', '.join(TEMPLATES)})")
+    check_template(template)  # raises for an unknown name
+    raise NotImplementedError(f"template {template!r} is in TEMPLATES but format_prompt cannot render it")

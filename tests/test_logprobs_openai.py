@@ -10,8 +10,9 @@ import pytest
 import torch
 from openai_server import OpenAIProtocolServer
 
-from rankers import RankRequest, build_ranker
-from rankers.openai_client import CallFailed
+from rankers import RankerConfigError, RankRequest, build_ranker
+from rankers.logprobs_openai import OpenAILogprobScorer
+from rankers.openai_client import Backoff, CallFailed, ClientSettings, OpenAIClient
 
 REQUESTS = [
     RankRequest(prompt="Add 12 and 30.", candidates=["42", "The answer is 41.", "3 2 1 0"], id="a"),
@@ -103,8 +104,48 @@ def test_unusable_answers_are_errors_not_scores(broken, message: str) -> None:
             ranker.rank([RankRequest(prompt="Q", candidates=["a", "b"])])
 
 
-def test_a_server_that_keeps_failing_stops_scoring() -> None:
+def test_a_request_whose_scoring_keeps_failing_is_a_counted_failure() -> None:
+    """One request's server error, after the client's retries, fails that request alone; the others are ranked."""
+    def one_fails(body: dict) -> dict | tuple[int, dict]:
+        if body["prompt"][0].startswith("broken"):
+            return 500, {"error": {"message": "boom", "type": "server_error"}}
+        return char_echo(body)
+
+    requests = [RankRequest(prompt="Q?", candidates=["ab", "abcd"]),
+                RankRequest(prompt="broken", candidates=["x", "y"], id="b"),
+                RankRequest(prompt="R?", candidates=["abc", "a"])]
+    with OpenAIProtocolServer(completions=one_fails) as server:
+        ranker = openai_ranker(server, "hosted-model", template="raw", lenpen=0.0, max_retries=1)
+        ranker.scorer.client.backoff = Backoff(base=0.01, cap=0.05)
+        rankings = ranker.rank(requests)
+        sent = [body["prompt"][0] for body in server.requests]
+    assert sent.count("brokenx") == 2  # the first try and its one retry
+    failed = rankings[1]
+    assert failed.failed and failed.order == [] and failed.scores is None
+    assert failed.error == "call failed: HTTP 500: boom after 1 retries" and failed.metadata == {"source": "openai"}
+    assert [r.order for r in (rankings[0], rankings[2])] == [[0, 1], [1, 0]] and not rankings[0].failed
+    assert ranker.stats["failed_requests"] == 1 and ranker.stats["scored_requests"] == 2
+    assert ranker.stats["failed_calls"] == 1 and ranker.stats["calls"] == 3
+
+
+def test_a_server_that_keeps_failing_fails_every_request() -> None:
     with OpenAIProtocolServer(completions=lambda body: (503, {"error": {"message": "down"}})) as server:
         ranker = openai_ranker(server, "hosted-model", max_retries=0)
+        rankings = ranker.rank(REQUESTS)
+    assert all(r.failed and r.order == [] and "HTTP 503: down" in r.error for r in rankings)
+    assert ranker.stats["failed_requests"] == len(REQUESTS) and ranker.stats["scored_requests"] == 0
+
+
+def test_the_scorer_alone_still_raises_a_failed_call() -> None:
+    with OpenAIProtocolServer(completions=lambda body: (503, {"error": {"message": "down"}})) as server:
+        scorer = OpenAILogprobScorer(OpenAIClient(ClientSettings(base_url=server.base_url, max_retries=0)), "m")
         with pytest.raises(CallFailed, match="HTTP 503"):
-            ranker.rank(REQUESTS[:1])
+            scorer.score(["Q"], [["a", "b"]])
+
+
+def test_a_rejected_key_still_stops_the_run() -> None:
+    with OpenAIProtocolServer(completions=lambda body: (401, {"error": {"message": "bad key"}})) as server:
+        ranker = openai_ranker(server, "hosted-model")
+        with pytest.raises(RankerConfigError, match="401: bad key"):
+            ranker.rank(REQUESTS)
+        assert len(server.requests) == len(REQUESTS)  # one try each, none retried

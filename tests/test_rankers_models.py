@@ -45,7 +45,7 @@ def test_teacher_logprob_hf_matches_direct_computation(tiny_model_dir: Path, cau
         assert ranking.metadata["logprobs"] == pytest.approx([lp for lp, _ in expected], abs=1e-4)
         assert ranking.scores == pytest.approx([lp / n for lp, n in expected], abs=1e-5)
         assert ranking.order == order_from_scores(ranking.scores) and ranking.metadata["source"] == "hf"
-    assert ranker.stats == {"scored_requests": 2, "precomputed_requests": 0}
+    assert ranker.stats == {"scored_requests": 2, "precomputed_requests": 0, "failed_requests": 0}
 
 
 def test_batching_does_not_change_scores(tiny_model_dir: Path) -> None:
