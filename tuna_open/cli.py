@@ -19,7 +19,7 @@ from rich.table import Table
 from rankers import RankerConfigError
 from tuna_open.errors import UserError
 
-console = Console()
+console = Console(soft_wrap=True)  # one line per stage, however narrow the terminal
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,7 +40,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _quiet_libraries() -> None:
+    """One summary line per stage: library progress bars, info logs and deprecation chatter would bury it."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -11,6 +11,9 @@ ids); a ranker-based reward (judge, verifier) is what ``train_grpo`` (GRPO or RL
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -168,7 +171,10 @@ def train_ppo(policy_path: str, reward_model_path: str, prompts: Sequence[str], 
     """
     with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
         trainer = build_ppo_trainer(policy_path, reward_model_path, prompts, settings, tmp / WORKDIR)
-        result = train_and_save(trainer, tmp, HISTORY_FIELDS, prompts_dropped=len(prompts) - len(trainer.train_dataset))
+        # TRL's PPO loop prints a banner to stdout; the stage prints its own summary line instead.
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = train_and_save(trainer, tmp, HISTORY_FIELDS,
+                                    prompts_dropped=len(prompts) - len(trainer.train_dataset))
     for row in result["history"]:
         row["loss"] = row["policy_loss"] + settings.vf_coef * row["value_loss"]
     return result

@@ -1,0 +1,48 @@
+"""The shipped quickstart recipe end to end, shrunk by --set overrides so it runs in about a minute.
+
+Every stage kind of the quickstart runs for real (TRL SFT, sampling, both rankers, the reward model, Tuna,
+DPO, PPO, eval), and the report must hold every model with the same metrics. The full-size run is the
+README's first command and the seeds benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tuna_open.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SHRINK = [
+    "data.train.limit=160", "data.tuna.limit=24", "data.heldout.limit=16",
+    "stages.sft.train.num_epochs=1", "stages.teacher.train.num_epochs=1",
+    "stages.reward.train.num_epochs=1", "stages.tuna_p.train.num_epochs=1", "stages.tuna_c.train.num_epochs=1",
+    "stages.tuna.train.num_epochs=1", "stages.dpo.train.num_epochs=1",
+    "stages.ppo.train.total_episodes=32", "stages.ppo.train.per_device_batch_size=8",
+    "stages.teacher_samples.max_new_tokens=8", "stages.student_samples.max_new_tokens=8",
+    "stages.eval.max_new_tokens=8",
+]
+
+
+@pytest.mark.slow
+def test_quickstart_recipe_end_to_end(tmp_path: Path) -> None:
+    args = ["run", str(ROOT / "recipes/quickstart.yaml"), "--run-dir", str(tmp_path / "run")]
+    for item in SHRINK:
+        args += ["--set", item]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run/report.json").read_text())
+    models = report["models"]
+    assert {"sft", "tuna_p", "tuna_c", "tuna", "dpo", "ppo"} <= set(models)
+    metric_sets = {frozenset(m) for m in models.values()}
+    assert len(metric_sets) == 1 and {"accuracy", "rougeL", "exact_match"} <= next(iter(metric_sets))
+    assert all(s["status"] == "done" for s in report["stages"])
+    assert (tmp_path / "run/report.md").read_text().count("| tuna") >= 3
+
+    again = CliRunner().invoke(main, args)  # unchanged recipe: every stage from cache
+    assert again.exit_code == 0, again.output
+    report = json.loads((tmp_path / "run/report.json").read_text())
+    assert all(s["status"] == "cached" for s in report["stages"])
