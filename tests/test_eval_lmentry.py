@@ -277,5 +277,5 @@ def test_user_mistakes_name_the_file(tmp_path: Path, data_dir: Path) -> None:
         load_tasks(tmp_path, ["last_letter"])
     with pytest.raises(ValueError, match="returned 0 completions"):
         evaluate(lambda prompts: [], data_dir, tasks=["first_letter"])
-    with pytest.raises(ValueError, match="unknown template"):
+    with pytest.raises(ValueError, match="unknown prompt template .chatml."):
         LMentryConfig(data_dir=str(data_dir), template="chatml")

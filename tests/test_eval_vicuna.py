@@ -66,7 +66,7 @@ def test_loading_mistakes_name_the_file(tmp_path: Path) -> None:
     bad.write_text('{"question_id": 1,\n')
     with pytest.raises(ValueError, match=r"q\.jsonl:1: invalid JSON"):
         load_questions(bad)
-    with pytest.raises(ValidationError, match="unknown template"):
+    with pytest.raises(ValidationError, match="unknown prompt template .chatml."):
         VicunaQAConfig(questions=str(bad), template="chatml")
 
 

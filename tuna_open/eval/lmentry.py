@@ -37,9 +37,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from rankers.templates import TEMPLATES, format_prompt
+from rankers.templates import TemplateName, format_prompt
 from tuna_open.eval.superni import GenerateFn, generate_all
 
 CORE_TASKS: tuple[str, ...] = (
@@ -87,15 +87,8 @@ class LMentryConfig(BaseModel):
     """Default: every LMentry task (core and analysis) with a file in ``data_dir``."""
     limit: int | None = Field(default=None, ge=1)
     """Examples per task, spread evenly over the task's templates (default: all)."""
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     """How an example's input reaches the model: a ``rankers.templates`` name (``raw`` passes it unchanged)."""
-
-    @field_validator("template")
-    @classmethod
-    def _known_template(cls, value: str) -> str:
-        if value not in TEMPLATES:
-            raise ValueError(f"unknown template {value!r} (known: {', '.join(TEMPLATES)})")
-        return value
 
 
 @dataclass(frozen=True)

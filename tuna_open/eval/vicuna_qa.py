@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.base import Ranker, Ranking, RankRequest
 from rankers.contextual import normalize
-from rankers.templates import TEMPLATES, format_prompt
+from rankers.templates import TemplateName, format_prompt
 from tuna_open.data.jsonl import read_jsonl
 
 OUTCOMES = ("win", "tie", "loss")
@@ -40,15 +40,8 @@ class VicunaQAConfig(BaseModel):
     """Compare every model with this one; default: every pair of models."""
     limit: int | None = Field(default=None, ge=1)
     """Only the first questions (default: all 80)."""
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     """How a question reaches the answering models (a ``rankers.templates`` name)."""
-
-    @field_validator("template")
-    @classmethod
-    def _known_template(cls, value: str) -> str:
-        if value not in TEMPLATES:
-            raise ValueError(f"unknown template {value!r} (known: {', '.join(TEMPLATES)})")
-        return value
 
 
 @dataclass(frozen=True)

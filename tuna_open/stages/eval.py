@@ -25,6 +25,7 @@ from tuna_open.eval.vicuna_qa import VicunaQAConfig
 from tuna_open.eval.instructions import evaluate_instructions
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
+from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.recipe import Recipe
@@ -43,7 +44,7 @@ class Config(RankerStage):
     """Held-out instruction data with reference outputs."""
     verifier: str | None = None
     """``module:attr`` scoring ``(response, reference) -> [0, 1]``; enables ``accuracy``."""
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     max_new_tokens: int = Field(default=64, ge=1)
     sampler: SamplerChoice = SamplerChoice()
     superni: SuperNIConfig | None = None

@@ -17,6 +17,7 @@ from pydantic import Field
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
+from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.recipe import StageConfig
@@ -30,7 +31,7 @@ class Config(StageConfig):
     """``@stage``, a local model dir or HF id (for ``sampler.backend: openai``, the served model's name)."""
     data: str
     """A recipe ``data`` entry (or ``@stage`` records with instruction/input)."""
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     n: int = Field(default=4, ge=1)
     temperature: float = Field(default=1.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)

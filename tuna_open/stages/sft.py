@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.recipe import StageConfig
@@ -18,7 +19,7 @@ class Config(StageConfig):
     """``@stage``, a local model directory, or a Hugging Face model id."""
     data: str
     """A recipe ``data`` entry whose records have reference outputs."""
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     train: SFTSettings = SFTSettings()
 
     def data_names(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from rankers import build_ranker
+from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.stages.ranked import RankerStage
@@ -17,7 +18,7 @@ class Config(RankerStage):
     kind: Literal["train_grpo"]
     model: str
     data: str
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     train: GRPOSettings = GRPOSettings()
 
     def data_names(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.recipe import StageConfig
@@ -20,7 +21,7 @@ class Config(StageConfig):
     """A sequence-classification reward model (``@train_reward`` stage, a dir or an HF id); also the value init."""
     data: str
     """Instructions whose prompts PPO generates on."""
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     train: PPOSettings = PPOSettings()
 
     def data_names(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tuna_open.errors import UserError
+from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.stages.ranked import RankedInputs
@@ -23,7 +24,7 @@ class Config(RankedInputs):
     model: str
     sft_data: str | None = None
     """Optional recipe data mixed in as MLE-only examples (the paper regularises with the SFT data)."""
-    template: str = "alpaca"
+    template: TemplateName = "alpaca"
     train: TunaTrainConfig = TunaTrainConfig()
 
     def data_names(self) -> list[str]:
