@@ -1,0 +1,316 @@
+"""Sampling throughput per backend: transformers ``generate`` against vLLM, on the same prompts and settings.
+
+Why: Tuna samples N candidates for every instruction twice (the teacher for Tuna_p, the student for Tuna_c), so
+sampling speed bounds how large a run can be. This script puts numbers on the backends of
+``tuna_open.generate`` (prompts/s and generated tokens/s): ``hf`` (transformers, in this process), a vLLM
+OpenAI-compatible server driven by the ``openai`` sampler, and the in-process ``vllm`` engine when vllm imports
+in this interpreter. Every backend gets the same prompts (the builtin held-out tasks in the Alpaca template) and
+the same ``SamplingParams`` (n samples per prompt, log-probs on, as Tuna_p needs), one untimed warm-up batch
+first, then ``--repeats`` timed passes (medians reported). Generated tokens are the samples' ``num_tokens`` (EOS
+included), which every backend reports when log-probs are on.
+
+The model is a random-init tiny Llama built here (tokenizer trained on the builtin tasks, as the ``init_model``
+stage does) unless ``--model DIR`` names one, e.g. ``runs/quickstart/stages/sft/model``. A random model rarely
+emits EOS, so its samples run to ``--max-new-tokens``: the same decode work on every backend.
+
+The vLLM server is the test suite's ``VLLMServer`` (``tests/vllm_server.py``: free loopback port, its own process
+group, prefix caching off), started with ``--vllm-python`` or ``$VLLM_PYTHON`` (vLLM's CPU build lives in its own
+venv), with chunked prefill off (``CHUNKED_PREFILL_OFF``: on CPU, vLLM 0.27.1 crashes on seeded requests whose
+prefill is split). It starts once, after the in-process backends are measured, so they never share the CPU with
+it. The in-process engine has no key to turn chunked prefill off (``EngineSettings``), so on CPU it dies at the
+default sizes; it is then listed under ``failed``, with vLLM's log on stderr. The openai sampler keeps ``--concurrency`` prompts in flight (default: the transformers batch size, so both
+have the same work in flight). A backend that cannot run is listed under ``skipped``, one that broke during the
+run under ``failed``, each with the reason; no number is ever estimated for either.
+
+    python benchmarks/sampling.py
+    VLLM_PYTHON=.venv-vllm/bin/python python benchmarks/sampling.py --prompts 64
+    python benchmarks/sampling.py --model runs/quickstart/stages/sft/model --max-new-tokens 64
+
+``benchmarks/ranking.py`` reuses this module's model builder, vLLM server start and device description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from tuna_open.builtin.model import BUILTIN_MODELS, init_model, train_tokenizer
+from tuna_open.builtin.tasks import corpus, generate
+from tuna_open.generate import SamplerChoice, build_sampler
+from tuna_open.generate.base import Sampler, SamplingParams
+from tuna_open.prompts import format_prompt
+
+REPO = Path(__file__).resolve().parents[1]
+# The test suite's server helpers are the benchmarks' too: one implementation of "start a real vLLM server" and
+# of "a local OpenAI-protocol server", not a copy per script.
+sys.path.insert(0, str(REPO / "tests"))
+from vllm_server import ServerStartError, VLLMServer, vllm_python  # noqa: E402
+
+TOKENIZER_CORPUS = 2000
+"""Builtin task texts the tokenizer is trained on (the ``init_model`` stage's default)."""
+VOCAB_SIZE = 512
+
+
+class Skipped(Exception):
+    """A backend that cannot run here; the message is the reason printed under ``skipped``."""
+
+
+# --- shared with benchmarks/ranking.py ---------------------------------------------------------------------
+
+
+def build_tiny_model(out_dir: Path, architecture: str = "student", seed: int = 0) -> Path:
+    """A random-init builtin Llama with its tokenizer trained on the builtin tasks, as the ``init_model`` stage
+    builds the quickstart's models (no download)."""
+    tokenizer = train_tokenizer(corpus(TOKENIZER_CORPUS, seed), out_dir, vocab_size=VOCAB_SIZE)
+    init_model(BUILTIN_MODELS[architecture], tokenizer, out_dir, seed=seed)
+    return out_dir
+
+
+def model_for(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
+    """(model directory, description): ``--model`` if given, else a tiny model built in ``workdir``."""
+    if args.model:
+        if not Path(args.model).is_dir():
+            raise SystemExit(f"error: --model {args.model} is not a directory")
+        return args.model, args.model
+    arch = BUILTIN_MODELS[args.architecture]
+    path = build_tiny_model(workdir / "model", args.architecture, args.seed)
+    return str(path), (f"random-init builtin {args.architecture} Llama (hidden {arch.hidden_size}, "
+                       f"{arch.num_hidden_layers} layers, vocab {VOCAB_SIZE})")
+
+
+def torch_device() -> str:
+    """Where in-process torch work runs: the GPU's name, or the CPU with the thread count torch uses."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def host() -> dict[str, Any]:
+    """The machine's CPU count and 1-minute load average, taken before the benchmark's own work: on a shared
+    machine other processes' threads compete with torch's and vLLM's, and the numbers mean little without it."""
+    return {"cpu_count": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
+
+
+def resolve_vllm_python(flag: str | None) -> str:
+    """The interpreter that has vLLM (``--vllm-python``, else ``$VLLM_PYTHON``, else this one if vllm imports)."""
+    if flag:
+        if not Path(flag).is_file():
+            raise Skipped(f"--vllm-python {flag} does not exist")
+        return flag
+    try:
+        python = vllm_python()
+    except FileNotFoundError as err:
+        raise Skipped(str(err)) from None
+    if python is None:
+        raise Skipped("no interpreter with vllm: pass --vllm-python or set $VLLM_PYTHON (.ci/install_vllm.sh)")
+    return python
+
+
+CHUNKED_PREFILL_OFF = ("--no-enable-chunked-prefill",)
+"""vLLM 0.27.1 on CPU kills its engine ("CPU Generator does not use offset") when a seeded request's prefill is
+split over two steps: the model runner rewinds the request's generator offset, which CPU generators lack. Seeded
+sampling of more prompt tokens than a step's budget (e.g. 32 prompts x n=4 x ~60 tokens > 2,048) splits one."""
+
+
+@contextlib.contextmanager
+def vllm_server(model: str, python_flag: str | None, enforce_eager: bool = True,
+                extra_args: Sequence[str] = ()) -> Iterator[VLLMServer]:
+    """A started vLLM server for ``model``, closed on exit; ``Skipped`` (with the log's last line) if it can't start.
+
+    Prefix caching stays off: vLLM 0.27.1 returns NaN/stale prompt log-probs for prefix-cache hits.
+    """
+    python = resolve_vllm_python(python_flag)
+    try:
+        server = VLLMServer(model, python=python, enforce_eager=enforce_eager, prefix_caching=False,
+                            extra_args=extra_args).start()
+    except ServerStartError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        last = f" ... {lines[-1]}" if len(lines) > 1 else ""  # the log's last line usually names the cause
+        raise Skipped(f"the vLLM server ({python}) did not start: {lines[0]}{last}") from None
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def close(resource: object) -> None:
+    """Free what a sampler or a ranker holds (an engine, a model, an HTTP pool); ``close`` is optional for both."""
+    closer = getattr(resource, "close", None)
+    if closer is not None:
+        closer()
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one bounded line for the JSON's ``failed`` entries."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:1000]
+
+
+@contextlib.contextmanager
+def server_errors(server: VLLMServer) -> Iterator[None]:
+    """Re-raise a failure while talking to ``server`` with the root cause from its log: an HTTP 500 only says
+    "EngineCore encountered an issue", and the log, which names the error, is deleted when the server closes.
+    The cause is the first exception logged at ERROR level (the worker's; the engine's and the API server's
+    follow it and only wrap it)."""
+    try:
+        yield
+    except Exception as err:
+        causes = [line for line in server.log_tail(600).splitlines()
+                  if " ERROR " in line and re.search(r"\b\w+(Error|Exception): ", line)]
+        cause = f" (server log: {causes[0].split('] ', 1)[-1].strip()})" if causes else ""
+        raise RuntimeError(f"{one_line(err)}{cause}") from err
+
+
+def describe_server(server: VLLMServer) -> dict[str, Any]:
+    """What served the requests: vLLM's version (its ``/version`` endpoint), interpreter and start-up time."""
+    try:
+        with urllib.request.urlopen(server.base_url.removesuffix("/v1") + "/version", timeout=5) as response:
+            version = json.load(response).get("version")
+    except (OSError, ValueError):
+        version = None
+    return {"vllm_version": version, "python": server.python,
+            "startup_s": round(server.startup_seconds or 0.0, 1), "prefix_caching": server.prefix_caching,
+            "enforce_eager": server.enforce_eager, "extra_args": server.extra_args}
+
+
+# --- sampling ----------------------------------------------------------------------------------------------
+
+
+def benchmark_prompts(count: int, seed: int) -> list[str]:
+    """Templated prompts of the builtin held-out tasks (the quickstart's sampling inputs)."""
+    return [format_prompt(r["instruction"], r["input"]) for r in generate("heldout", count, seed)]
+
+
+def measure(sampler: Sampler, warmup: Sequence[str], prompts: Sequence[str], params: SamplingParams,
+            repeats: int) -> dict[str, Any]:
+    """Prompts/s and generated tokens/s of ``sampler`` (medians of ``repeats`` passes after one warm-up batch)."""
+    sampler.generate(warmup, params)  # loads kernels, fills caches, opens connections: not what is measured
+    seconds: list[float] = []
+    tokens: list[int] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        samples = sampler.generate(prompts, params)
+        seconds.append(time.perf_counter() - start)
+        counts = [s.num_tokens for row in samples for s in row]
+        if len(counts) != len(prompts) * params.n or any(c is None for c in counts):
+            raise RuntimeError(f"{type(sampler).__name__} returned {len(counts)} samples or no token counts "
+                               f"({len(prompts)} prompts x n={params.n} with logprobs were asked)")
+        tokens.append(sum(counts))  # type: ignore[arg-type]
+    return {
+        "prompts_per_s": round(statistics.median(len(prompts) / s for s in seconds), 2),
+        "samples_per_s": round(statistics.median(len(prompts) * params.n / s for s in seconds), 2),
+        "tokens_per_s": round(statistics.median(t / s for t, s in zip(tokens, seconds)), 1),
+        "mean_tokens_per_sample": round(statistics.fmean(tokens) / (len(prompts) * params.n), 1),
+        "seconds": [round(s, 3) for s in seconds],
+    }
+
+
+
+def run_backend(choice: SamplerChoice, model: str, args: argparse.Namespace, warmup: list[str],
+                prompts: list[str], params: SamplingParams) -> dict[str, Any]:
+    sampler = build_sampler(model, choice)
+    try:
+        return measure(sampler, warmup, prompts, params, args.repeats)
+    finally:
+        close(sampler)
+
+
+def bench_vllm_inprocess(model: str, args: argparse.Namespace, warmup: list[str], prompts: list[str],
+                         params: SamplingParams) -> dict[str, Any]:
+    """The in-process engine (``backend: vllm``), when vllm imports in this interpreter."""
+    if importlib.util.find_spec("vllm") is None:
+        raise Skipped(f"vllm is not importable by {sys.executable} (run this script with the vLLM interpreter to "
+                      f"measure the in-process engine)")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; only read on CPU (the default is 4)
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries only the JSON
+    choice = SamplerChoice(backend="vllm", vllm={"dtype": "float32", "enforce_eager": args.enforce_eager})
+    try:
+        return run_backend(choice, model, args, warmup, prompts, params)
+    except Exception as err:
+        raise RuntimeError(f"{one_line(err)} (vLLM's log on stderr names the cause)") from err
+
+
+def bench_vllm_server(model: str, args: argparse.Namespace, warmup: list[str], prompts: list[str],
+                      params: SamplingParams) -> dict[str, Any]:
+    """A vLLM server driven by the ``openai`` sampler, ``--concurrency`` prompts in flight."""
+    with vllm_server(model, args.vllm_python, args.enforce_eager, extra_args=CHUNKED_PREFILL_OFF) as server:
+        choice = SamplerChoice(backend="openai", openai={"base_url": server.base_url, "api_key": "EMPTY",
+                                                         "max_concurrency": args.concurrency, "max_retries": 0})
+        with server_errors(server):
+            return {**run_backend(choice, server.model, args, warmup, prompts, params),
+                    "server": describe_server(server)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model directory (default: build a random-init tiny Llama)")
+    parser.add_argument("--architecture", choices=sorted(BUILTIN_MODELS), default="student",
+                        help="size of the built model (ignored with --model)")
+    parser.add_argument("--prompts", type=int, default=32, help="timed prompts per pass")
+    parser.add_argument("--warmup", type=int, default=8, help="prompts of the untimed warm-up batch")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per backend (medians reported)")
+    parser.add_argument("--n", type=int, default=4, help="samples per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hf-batch-size", type=int, default=32, help="prompts per transformers generate call")
+    parser.add_argument("--concurrency", type=int, help="openai sampler requests in flight (default: --hf-batch-size)")
+    parser.add_argument("--vllm-python", help="interpreter with vllm for the server (default: $VLLM_PYTHON)")
+    parser.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=True,
+                        help="vLLM without torch.compile/CUDA graphs (on CPU compiling costs a minute)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (transformers)")
+    args = parser.parse_args()
+    machine = host()
+    torch.set_num_threads(args.threads)
+    args.concurrency = args.concurrency or args.hf_batch_size
+
+    params = SamplingParams(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            top_p=args.top_p, seed=args.seed, logprobs=True)
+    every = benchmark_prompts(args.warmup + args.prompts, args.seed)
+    warmup, prompts = every[:args.warmup], every[args.warmup:]
+    backends: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+
+    with tempfile.TemporaryDirectory(prefix="bench-sampling-") as tmp:
+        model, model_desc = model_for(args, Path(tmp))
+        backends["hf"] = {**run_backend(SamplerChoice(backend="hf", hf={"batch_size": args.hf_batch_size}),
+                                        model, args, warmup, prompts, params), "device": torch_device()}
+        for name, bench in (("vllm_inprocess", bench_vllm_inprocess), ("vllm_server", bench_vllm_server)):
+            try:
+                backends[name] = bench(model, args, warmup, prompts, params)
+            except Skipped as reason:
+                skipped[name] = str(reason)
+            except Exception as err:  # vLLM dying mid-run is a finding to report, not a reason to lose the rest
+                failed[name] = one_line(err)
+
+    hf_rate = backends["hf"]["tokens_per_s"]
+    for name, result in backends.items():
+        if name != "hf":
+            result["tokens_per_s_vs_hf"] = round(result["tokens_per_s"] / hf_rate, 2)
+    print(json.dumps({
+        "backends": backends,
+        "skipped": skipped,
+        "failed": failed,
+        "model": model_desc,
+        "settings": {"prompts": args.prompts, "warmup_prompts": args.warmup, "repeats": args.repeats,
+                     "sampling_params": params.model_dump(), "hf_batch_size": args.hf_batch_size,
+                     "openai_concurrency": args.concurrency, "torch_threads": args.threads, **machine},
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
