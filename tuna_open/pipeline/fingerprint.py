@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from tuna_open import __version__
 from tuna_open.recipe import REF
 
-VERSION = "0.1.0"
 
 
 def substitute_refs(value: Any, mapping: Mapping[str, Any]) -> Any:
@@ -52,7 +52,7 @@ def file_digest(path: Path) -> str:
 
 def fingerprint(config: Mapping[str, Any], upstream: Mapping[str, str], files: list[Path], seed: int) -> str:
     payload = {
-        "version": VERSION,
+        "version": __version__,
         "seed": seed,
         "config": substitute_refs(without_secrets(dict(config)), {k: f"fp:{v}" for k, v in upstream.items()}),
         "files": {str(p): file_digest(p) for p in sorted(files)},
