@@ -103,7 +103,7 @@ def _plots(out_dir: Path, results: dict[str, StageResult], models: dict[str, dic
                 ax.plot(*zip(*pts), label=name)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
-        ax.set_yscale("log")
+        ax.set_yscale("symlog", linthresh=1e-2)  # PPO and DPO losses can be negative
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out_dir / "training_loss.png", dpi=100)
