@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -96,17 +95,6 @@ def validate(recipe_path: Path, overrides: tuple[str, ...]) -> None:
     click.echo(f"ok: {recipe_path} ({len(recipe.stages)} stages: {', '.join(s.name for s in recipe.stages)})")
 
 
-def _load_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: invalid YAML/JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping")
-    return data
-
 
 @main.command()
 @click.option("--ranker", "ranker_path", required=True, type=click.Path(path_type=Path),
@@ -123,10 +111,10 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
 
     from tuna_open.data.jsonl import read_jsonl
     from tuna_open.pipeline.context import track
-    from tuna_open.recipe import RankerChoice, apply_overrides
+    from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.rank import rank_records
 
-    raw = apply_overrides(_load_mapping(ranker_path), list(overrides))
+    raw = apply_overrides(load_mapping(ranker_path, "ranker config"), list(overrides))
     try:
         choice = RankerChoice.model_validate(raw)
     except ValidationError as err:
@@ -187,7 +175,7 @@ def eval_cmd(models: tuple[str, ...], data_source: str | None, split: str | None
     re-running the same command is served from the cache.
     """
     from tuna_open.pipeline.runner import run_recipe
-    from tuna_open.recipe import parse_recipe
+    from tuna_open.recipe import load_mapping, parse_recipe
 
     pairs = [m.split("=", 1) for m in models]
     if any(len(p) != 2 or not all(p) for p in pairs):
@@ -208,7 +196,7 @@ def eval_cmd(models: tuple[str, ...], data_source: str | None, split: str | None
         stage["lmentry"] = {"data_dir": str(lmentry.resolve())}
     if vicuna:
         stage["vicuna_qa"] = {"questions": str(vicuna.resolve()), "baseline": baseline}
-        stage["ranker"] = _load_mapping(judge)
+        stage["ranker"] = load_mapping(judge, "judge config")
     parsed = parse_recipe(recipe, Path.cwd(), "tuna-open eval")
     _quiet_libraries()
     report = run_recipe(parsed, run_dir, console=console)

@@ -211,11 +211,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Parse, override and validate a recipe; every user mistake becomes a one-line UserError."""
-    path = Path(path)
+def load_mapping(path: Path, what: str) -> dict[str, Any]:
+    """Read a YAML (or JSON) mapping; a missing file or a syntax error is one line naming ``file:line:col``."""
     if not path.is_file():
-        raise UserError(f"{path}: recipe file not found")
+        raise UserError(f"{path}: {what} file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -224,7 +223,14 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise UserError(f"{where}: invalid YAML ({problem})") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a recipe must be a YAML mapping")
+        raise UserError(f"{path}: a {what} must be a YAML mapping")
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Parse, override and validate a recipe; every user mistake becomes a one-line UserError."""
+    path = Path(path)
+    data = load_mapping(path, "recipe")
     return parse_recipe(apply_overrides(data, overrides or []), path.resolve().parent, str(path))
 
 

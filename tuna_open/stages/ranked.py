@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import StageContext
+from pydantic import BaseModel
+
+from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.recipe import RankerChoice, Recipe, StageConfig
 
 
 class RankedInputs(StageConfig):
+    model: str
+    """The model to train (``@stage``, a local dir or an HF id)."""
     rankings: str
     """``@stage`` of a ``rank`` stage."""
     candidates: str | None = None
@@ -27,6 +31,18 @@ class RankedInputs(StageConfig):
         if not hasattr(producer, "input"):
             raise UserError(f"stage {self.name}: rankings {self.rankings} is not a rank stage; set 'candidates'")
         return producer.input
+
+    def train_on_pairs(self, ctx: StageContext, mode: str, train: Callable[..., dict[str, Any]],
+                       settings: BaseModel) -> StageResult:
+        """Rankings → preference pairs → ``train(model, pairs, settings, output)`` (the DPO and reward stages)."""
+        from tuna_open.train.preferences import preference_pairs
+
+        pairs = preference_pairs(*self.load(ctx), mode=mode)
+        if not pairs:
+            raise UserError(f"stage {self.name}: no preference pairs in {self.rankings}")
+        result = train(ctx.resolve(self.model), pairs, settings.model_copy(update={"seed": ctx.seed}), str(ctx.output))
+        return StageResult(summary=f"{len(pairs)} preference pairs ({mode})", counts={"pairs": len(pairs)},
+                           history=result["history"])
 
     def load(self, ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(candidates records, ranking records) of this stage's inputs."""

@@ -21,7 +21,6 @@ OUTPUT = "model"
 
 class Config(RankedInputs):
     kind: Literal["train_tuna"]
-    model: str
     sft_data: str | None = None
     """Optional recipe data mixed in as MLE-only examples (the paper regularises with the SFT data)."""
     template: TemplateName = "alpaca"
