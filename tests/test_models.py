@@ -64,7 +64,8 @@ def test_references_are_recognised_and_replaced_inside_configs() -> None:
               "ranker": {"backend": "openai", "openai": {"model": "gpt-4"}}}
     out = resolve_model_refs(config, lambda ref: f"/cache/{ref}")
     assert out == {"model": "/cache/smollm2-135m-instruct",
-                   "models": {"a": "/cache/gguf:m.gguf", "b": "runs/x/model"}, "n": 4, "ranker": {"backend": "openai", "openai": {"model": "gpt-4"}}}
+                   "models": {"a": "/cache/gguf:m.gguf", "b": "runs/x/model"}, "n": 4,
+                   "ranker": {"backend": "openai", "openai": {"model": "gpt-4"}}}
 
 
 def test_gguf_reference_fingerprints_by_content(tmp_path: Path) -> None:
