@@ -35,7 +35,7 @@ class Config(RankedInputs):
     train: TunaTrainConfig = TunaTrainConfig()
 
     def data_names(self) -> list[str]:
-        return [self.sft_data] if self.sft_data else []
+        return [self.sft_data] if self.sft_data and not self.sft_data.startswith("@") else []
 
 
 def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, Any]], ties: str = "strict",
