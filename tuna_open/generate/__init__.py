@@ -39,6 +39,11 @@ class SamplerChoice(BaseModel):
             importlib.import_module(SAMPLERS[self.backend]).Config.model_validate(getattr(self, self.backend))
         return self
 
+    @property
+    def chat_api(self) -> bool:
+        """The selected sampler is sent conversations (``openai`` with ``api: chat``), not rendered prompts."""
+        return self.backend == "openai" and self.openai.get("api") == "chat"
+
 
 def build_sampler(model: str, choice: SamplerChoice) -> Sampler:
     """Load ``model`` (HF id, local dir, or the served model's name for ``openai``) with the chosen backend."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from rankers.templates import Message
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -35,7 +37,11 @@ class Sample:
     num_tokens: int | None = None
 
 
+Prompt = str | list[Message]
+"""A rendered prompt, or a conversation for a sampler that applies the chat template itself (chat completions)."""
+
+
 class Sampler(Protocol):
     """A loaded model that completes prompts. ``generate`` returns ``params.n`` samples per prompt, in order."""
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Sample]]: ...
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Sample]]: ...

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tuna_open.errors import UserError
-from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import prompt_builder
 from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
 
@@ -23,7 +22,6 @@ class Config(RankedInputs):
     kind: Literal["train_tuna"]
     sft_data: str | None = None
     """Optional recipe data mixed in as MLE-only examples (the paper regularises with the SFT data)."""
-    template: TemplateName = "alpaca"
     train: TunaTrainConfig = TunaTrainConfig()
 
     def data_names(self) -> list[str]:
@@ -48,15 +46,17 @@ def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, A
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    examples = ranked_examples(*cfg.load(ctx))
+    model = ctx.resolve(cfg.model)
+    examples = ranked_examples(*cfg.load(ctx, model))
     if not examples:
         raise UserError(f"stage {cfg.name}: no usable rankings in {cfg.rankings}")
     sft = None
     if cfg.sft_data:
-        sft = [{"prompt": format_prompt(r["instruction"], r["input"], cfg.template), "response": r["output"]}
+        prompt = prompt_builder(cfg.template, model)
+        sft = [{"prompt": prompt(r), "response": r["output"]}
                for r in ctx.instructions(cfg.sft_data) if r.get("output")]
     settings = cfg.train.model_copy(update={"seed": ctx.seed})
-    result = train_tuna(ctx.resolve(cfg.model), examples, settings, str(ctx.output), sft_examples=sft)
+    result = train_tuna(model, examples, settings, str(ctx.output), sft_examples=sft)
     hist = result["history"]
     last = f", final loss {hist[-1]['loss']:.3f}" if hist else ""
     return StageResult(summary=f"{len(examples)} ranked prompts{last}", counts={"examples": len(examples)},
