@@ -1,0 +1,114 @@
+"""``template: chat``: prompts rendered by the model's own chat template wherever prompts are built (one BOS,
+multi-turn context kept), the teacher scoring the same text, and the OpenAI sampler over chat completions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import CHAT_TEMPLATE
+from openai_server import OpenAIProtocolServer
+
+from rankers import RankRequest, build_ranker
+from rankers.templates import format_prompt
+from tuna_open.errors import UserError
+from tuna_open.generate import SamplerChoice, build_sampler
+from tuna_open.generate.base import SamplingParams
+from tuna_open.prompts import build_prompt, prompt_builder, sampler_prompter
+from tuna_open.stages.rank import to_request
+
+CONTEXT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 2 and 3."},
+           {"role": "assistant", "content": "5"}, {"role": "user", "content": "Now double it."}]
+MULTI = {"id": "m", "instruction": "Now double it.", "input": "", "messages": CONTEXT, "output": "10"}
+SINGLE = {"id": "s", "instruction": "Add the numbers.", "input": "2 3", "output": "5"}
+
+
+@pytest.fixture(scope="module")
+def chat_tok(tiny_chat_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_chat_model_dir)
+
+
+RENDERED = ("<|system|>\nBe brief.</s>\n<|user|>\nAdd 2 and 3.</s>\n<|assistant|>\n5</s>\n"
+            "<|user|>\nNow double it.</s>\n<|assistant|>\n")
+
+
+def test_chat_prompt_renders_the_whole_conversation_with_one_bos(chat_tok) -> None:
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    # The tiny tokenizer adds no BOS itself, so the template's BOS stays in the text...
+    assert build_prompt(MULTI, "chat", chat_tok) == "<s>" + RENDERED
+    # ...and a tokenizer that adds one (Llama's) gets the text without it: one BOS either way.
+    adds_bos = copy.deepcopy(chat_tok)
+    adds_bos._tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    assert build_prompt(MULTI, "chat", adds_bos) == RENDERED
+    for tok in (chat_tok, adds_bos):
+        ids = tok(build_prompt(MULTI, "chat", tok))["input_ids"]
+        assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+    # An Alpaca record is one user turn of instruction and input.
+    assert build_prompt(SINGLE, "chat", adds_bos) == "<|user|>\nAdd the numbers.\n\n2 3</s>\n<|assistant|>\n"
+    # Alpaca stays the default and is unchanged for single-turn records.
+    assert build_prompt(SINGLE, "alpaca") == format_prompt("Add the numbers.", "2 3")
+
+
+def test_templates_that_cannot_render_a_record_say_so(tiny_model_dir: Path) -> None:
+    with pytest.raises(UserError, match="record 'm': template 'alpaca' renders one instruction; a multi-turn"):
+        build_prompt(MULTI, "alpaca")
+    with pytest.raises(UserError, match="has no chat template"):
+        prompt_builder("chat", str(tiny_model_dir))(SINGLE)
+    with pytest.raises(UserError, match="set template: chat"):
+        sampler_prompter("alpaca", "served", chat_api=True)
+
+
+def test_judges_see_the_conversation_and_the_teacher_scores_the_chat_prompt(tiny_chat_model_dir: Path,
+                                                                           chat_tok) -> None:
+    request = to_request({**MULTI, "candidates": ["10", "5 5", "twelve"]})
+    assert request.messages == CONTEXT and request.prompt.startswith("System: Be brief.\n\nUser: Add 2 and 3.")
+    chat = build_ranker({"backend": "teacher_logprob", "model": str(tiny_chat_model_dir), "template": "chat"})
+    # The same scores as a raw prompt holding the rendered text: the teacher sees exactly the chat prompt.
+    raw = build_ranker({"backend": "teacher_logprob", "model": str(tiny_chat_model_dir), "template": "raw"})
+    text = RankRequest(prompt=build_prompt(MULTI, "chat", chat_tok), candidates=request.candidates)
+    assert chat.rank([request])[0].scores == pytest.approx(raw.rank([text])[0].scores, abs=1e-5)
+    with pytest.raises(ValueError, match="multi-turn conversation needs template 'chat'"):
+        raw.rank([request])
+
+
+def chat_answers(body: dict) -> dict:
+    content = f"re {body['messages'][-1]['content']} seed{body['seed']}"
+    return {"content": content, "logprobs": [-0.25] * len(content.split())}
+
+
+def test_openai_chat_sampler_sends_messages_and_sums_logprobs() -> None:
+    prompter = sampler_prompter("chat", "served-model", chat_api=True)
+    sent, recorded = zip(*map(prompter, [MULTI, SINGLE]))
+    assert sent[0] == CONTEXT and recorded[0].startswith("System: Be brief.")
+    params = SamplingParams(n=2, max_new_tokens=5, temperature=0.7, seed=3, logprobs=True)
+    with OpenAIProtocolServer(chat=chat_answers) as server:
+        choice = SamplerChoice(backend="openai", openai={"base_url": server.base_url, "api_key": "t", "api": "chat"})
+        assert choice.chat_api
+        out = build_sampler("served-model", choice).generate(list(sent), params)
+        assert [s.text for s in out[0]] == ["re Now double it. seed3"] * 2
+        assert [s.text for s in out[1]] == ["re Add the numbers.\n\n2 3 seed4"] * 2
+        assert (out[0][0].logprob, out[0][0].num_tokens) == (pytest.approx(-1.25), 5)
+        body = server.requests[0]
+        assert (body["messages"], body["n"], body["max_tokens"], body["logprobs"]) == (CONTEXT, 2, 5, True)
+        # Without logprobs none are asked; a completions sampler refuses conversations.
+        plain = build_sampler("served-model", choice).generate([sent[1]], SamplingParams(n=1))
+        assert "logprobs" not in server.requests[-1] and plain[0][0].logprob is None
+        completions = SamplerChoice(backend="openai", openai={"base_url": server.base_url, "api_key": "t"})
+        with pytest.raises(TypeError, match="completions API prompt strings"):
+            build_sampler("served-model", completions).generate([sent[0]], params)
+
+
+def test_chat_sampler_without_logprobs_in_the_answer_is_an_error() -> None:
+    with OpenAIProtocolServer(chat=lambda body: "no logprobs") as server:
+        choice = SamplerChoice(backend="openai", openai={"base_url": server.base_url, "api_key": "t", "api": "chat"})
+        with pytest.raises(ValueError, match="chat completions with logprobs=true"):
+            build_sampler("m", choice).generate([CONTEXT], SamplingParams(n=1, logprobs=True))
+
+
+def test_test_chat_template_is_the_fixture_one(chat_tok) -> None:
+    assert chat_tok.chat_template == CHAT_TEMPLATE
