@@ -112,3 +112,25 @@ def test_chat_sampler_without_logprobs_in_the_answer_is_an_error() -> None:
 
 def test_test_chat_template_is_the_fixture_one(chat_tok) -> None:
     assert chat_tok.chat_template == CHAT_TEMPLATE
+
+
+def test_training_stages_render_prompts_in_the_trained_models_format(tiny_chat_model_dir: Path) -> None:
+    """Candidates sampled through a chat API (prompt recorded as a transcript) train the student in its template."""
+    from types import SimpleNamespace
+
+    from tuna_open.stages.train_dpo import Config
+
+    single = {**SINGLE, "prompt": "User: Add the numbers.\n\n2 3", "candidates": ["5", "6"]}
+    foreign = {"id": "x", "prompt": "kept as it is", "candidates": ["a", "b"]}  # no instruction to render from
+    records = {"@c": [single, {**MULTI, "prompt": "User: ...", "candidates": ["10", "9"]}, foreign], "@r": []}
+    ctx = SimpleNamespace(records=records.__getitem__, recipe=None)
+    model = str(tiny_chat_model_dir)
+    cfg = Config(name="d", kind="train_dpo", model=model, rankings="@r", candidates="@c", template="chat")
+    candidates, _ = cfg.load(ctx, model)  # type: ignore[arg-type]
+    assert [c["prompt"] for c in candidates] == [
+        "<s><|user|>\nAdd the numbers.\n\n2 3</s>\n<|assistant|>\n", "<s>" + RENDERED, "kept as it is"]
+    alpaca = cfg.model_copy(update={"template": "alpaca"})
+    with pytest.raises(UserError, match="record 'm'"):
+        alpaca.load(ctx, model)  # type: ignore[arg-type]
+    records["@c"] = [single]
+    assert alpaca.load(ctx, model)[0][0]["prompt"] == format_prompt("Add the numbers.", "2 3")  # type: ignore[arg-type]

@@ -8,12 +8,12 @@ on a teacher's samples gets the prompt in the student's format, not the teacher'
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from rankers.templates import TEMPLATES, Message, conversation, format_prompt, transcript
 from tuna_open.errors import UserError
 
-__all__ = ["TEMPLATES", "format_prompt", "build_prompt", "prompt_builder", "record_conversation", "sampler_prompter"]
+__all__ = ["TEMPLATES", "build_prompt", "format_prompt", "prompt_builder", "record_conversation", "sampler_prompter"]
 
 
 def record_conversation(record: Mapping[str, Any]) -> list[Message]:

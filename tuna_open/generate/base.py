@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from rankers.templates import Message
-
 from pydantic import BaseModel, ConfigDict
+
+from rankers.templates import Message
 
 
 class SamplingParams(BaseModel):

@@ -77,8 +77,8 @@ class OpenAISampler:
                                list(enumerate(prompts)))
 
     def _complete(self, prompt: Prompt, params: SamplingParams, seed: int) -> list[Sample]:
-        common = dict(model=self.model, n=params.n, max_tokens=params.max_new_tokens, temperature=params.temperature,
-                      top_p=params.top_p, seed=seed)
+        common = {"model": self.model, "n": params.n, "max_tokens": params.max_new_tokens,
+                  "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
         if self.chat:
             logprobs: dict[str, Any] = {"logprobs": True} if params.logprobs else {}
             response, _ = self.client.call(lambda sdk: sdk.chat.completions.create(

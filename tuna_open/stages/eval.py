@@ -68,7 +68,7 @@ class Config(RankerStage):
         return [self.data] if self.data else []
 
     @model_validator(mode="after")
-    def _suites_render_text(self) -> "Config":
+    def _suites_render_text(self) -> Config:
         # The benchmark suites render their own instruction text without a tokenizer; only ``data`` has records.
         for suite in (self.superni, self.lmentry, self.vicuna_qa):
             if suite is not None and suite.template == "chat":

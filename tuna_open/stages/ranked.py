@@ -21,8 +21,9 @@ class RankedInputs(StageConfig):
     candidates: str | None = None
     """``@stage`` with the ranked candidates; defaults to the rank stage's ``input``."""
     template: TemplateName = "alpaca"
-    """``chat`` re-renders each candidates record's prompt with the trained model's chat template (the sampler's
-    may differ); otherwise the prompt the candidates were sampled with is trained on, as it is."""
+    """How the trained model sees each prompt: a candidates record's prompt is rendered again from its
+    instruction (or conversation) with this template and the trained model's tokenizer, so candidates sampled
+    in another format (a teacher's chat template, a chat API) still train the student in its own."""
 
     def effective(self, recipe: Recipe) -> dict[str, Any]:
         out = super().effective(recipe)
@@ -52,10 +53,9 @@ class RankedInputs(StageConfig):
 
     def load(self, ctx: StageContext, model: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(candidates records, ranking records) of this stage's inputs, prompts rendered for ``model``."""
-        candidates = ctx.records(self.candidates_ref(ctx.recipe))
-        if self.template == "chat":
-            prompt = prompt_builder(self.template, model)
-            candidates = [{**c, "prompt": prompt(c)} for c in candidates]
+        prompt = prompt_builder(self.template, model)
+        candidates = [{**c, "prompt": prompt(c)} if "instruction" in c else c
+                      for c in ctx.records(self.candidates_ref(ctx.recipe))]
         return candidates, ctx.records(self.rankings)
 
 
