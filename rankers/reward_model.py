@@ -16,7 +16,7 @@ from pydantic import Field
 from rankers.base import Ranking, RankRequest, order_from_scores
 from rankers.hf import load_tokenizer, resolve_device, resolve_dtype, right_pad
 from rankers.registry import RankerConfig
-from rankers.templates import conversation, format_prompt
+from rankers.templates import conversation, request_prompt
 
 
 class Config(RankerConfig):
@@ -58,7 +58,7 @@ class RewardModelRanker:
             turns = conversation(request.prompt, request.input, request.messages)
             text = tok.apply_chat_template(turns + [{"role": "assistant", "content": candidate}], tokenize=False)
             return tok(text, add_special_tokens=False)["input_ids"]
-        prompt = format_prompt(request.prompt, request.input, self.config.template, request.messages)
+        prompt = request_prompt(request, self.config.template, self.name)
         return tok(prompt + candidate + tok.eos_token)["input_ids"]
 
     def rewards(self, rows: list[list[int]]) -> list[float]:

@@ -31,7 +31,7 @@ from pydantic import Field
 from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
 from rankers.openai_client import CallFailed, ClientSettings
 from rankers.registry import RankerConfig, RankerConfigError
-from rankers.templates import TemplateName, format_prompt
+from rankers.templates import TemplateName, request_prompt
 
 
 Scores = list[tuple[float, int]]
@@ -178,8 +178,7 @@ class TeacherLogprobRanker:
         todo = [i for i, p in enumerate(pairs) if p is None]
         if todo:
             tokenizer = self.chat_tokenizer if self.config.template == "chat" else None
-            prompts = [format_prompt(requests[i].prompt, requests[i].input, self.config.template,
-                                     requests[i].messages, tokenizer) for i in todo]
+            prompts = [request_prompt(requests[i], self.config.template, self.name, tokenizer) for i in todo]
             for i, scored in zip(todo, self._score(prompts, [requests[i].candidates for i in todo])):
                 pairs[i] = scored
         failed = sum(isinstance(pairs[i], CallFailed) for i in todo)

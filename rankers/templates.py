@@ -13,9 +13,12 @@ instruction text and refuse a multi-turn conversation rather than silently dropp
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Sequence
 
 from pydantic import AfterValidator
+
+if TYPE_CHECKING:
+    from rankers.base import RankRequest
 
 Message = dict[str, str]
 """One chat turn: ``{"role": "system"|"user"|"assistant", "content": str}``."""
@@ -96,3 +99,14 @@ def format_prompt(instruction: str, input: str = "", template: str = "alpaca",
     if template == "raw":
         return f"{instruction}\n\n{input}" if input else instruction
     raise NotImplementedError(f"template {template!r} is in TEMPLATES but format_prompt cannot render it")
+
+
+def request_prompt(request: "RankRequest", template: str, ranker: str, tokenizer: Any = None) -> str:
+    """The prompt of a ranking request; one the template cannot render means the ranker's ``template`` is wrong
+    for this data, a ``RankerConfigError`` (one line) rather than a failed judgement."""
+    from rankers.registry import RankerConfigError
+
+    try:
+        return format_prompt(request.prompt, request.input, template, request.messages, tokenizer)
+    except ValueError as err:
+        raise RankerConfigError(f"ranker {ranker}: request {request.id}: {err}") from None

@@ -9,7 +9,7 @@ import pytest
 from conftest import CHAT_TEMPLATE
 from openai_server import OpenAIProtocolServer
 
-from rankers import RankRequest, build_ranker
+from rankers import RankerConfigError, RankRequest, build_ranker
 from rankers.templates import format_prompt
 from tuna_open.errors import UserError
 from tuna_open.generate import SamplerChoice, build_sampler
@@ -72,7 +72,8 @@ def test_judges_see_the_conversation_and_the_teacher_scores_the_chat_prompt(tiny
     raw = build_ranker({"backend": "teacher_logprob", "model": str(tiny_chat_model_dir), "template": "raw"})
     text = RankRequest(prompt=build_prompt(MULTI, "chat", chat_tok), candidates=request.candidates)
     assert chat.rank([request])[0].scores == pytest.approx(raw.rank([text])[0].scores, abs=1e-5)
-    with pytest.raises(ValueError, match="multi-turn conversation needs template 'chat'"):
+    with pytest.raises(RankerConfigError, match="ranker teacher_logprob: request m: template 'raw' renders one "
+                                                "instruction; a multi-turn conversation needs template 'chat'"):
         raw.rank([request])
 
 
@@ -93,7 +94,7 @@ def test_openai_chat_sampler_sends_messages_and_sums_logprobs() -> None:
         assert [s.text for s in out[0]] == ["re Now double it. seed3"] * 2
         assert [s.text for s in out[1]] == ["re Add the numbers.\n\n2 3 seed4"] * 2
         assert (out[0][0].logprob, out[0][0].num_tokens) == (pytest.approx(-1.25), 5)
-        body = server.requests[0]
+        body = next(b for b in server.requests if b["seed"] == 3)  # requests run concurrently
         assert (body["messages"], body["n"], body["max_tokens"], body["logprobs"]) == (CONTEXT, 2, 5, True)
         # Without logprobs none are asked; a completions sampler refuses conversations.
         plain = build_sampler("served-model", choice).generate([sent[1]], SamplingParams(n=1))
@@ -134,3 +135,29 @@ def test_training_stages_render_prompts_in_the_trained_models_format(tiny_chat_m
         alpaca.load(ctx, model)  # type: ignore[arg-type]
     records["@c"] = [single]
     assert alpaca.load(ctx, model)[0][0]["prompt"] == format_prompt("Add the numbers.", "2 3")  # type: ignore[arg-type]
+
+
+def test_eval_command_takes_a_chat_template(tmp_path: Path, tiny_chat_model_dir: Path, tiny_model_dir: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tuna_open.cli import main
+
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"id": "m", "messages": CONTEXT + [{"role": "assistant", "content": "10"}]}) + "\n")
+
+    def run(model: Path, template: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["eval", "--model", f"m={model}", "--data", str(data), "--template",
+                                           template, "--max-new-tokens", "3", "--run-dir", str(tmp_path / template)])
+        return result.exit_code, result.output
+
+    code, out = run(tiny_chat_model_dir, "chat")
+    assert code == 0, out
+    assert "rougeL" in json.loads((tmp_path / "chat/report.json").read_text())["models"]["m"]
+    code, out = run(tiny_model_dir, "chat")  # no chat template: one line naming the problem
+    last = out.strip().splitlines()[-1]
+    assert code == 2 and last == f"error: template 'chat': {tiny_model_dir} has no chat template (set one in its " \
+        "tokenizer, or use template alpaca)", out
+    code, out = run(tiny_chat_model_dir, "alpaca")  # a multi-turn record cannot be an Alpaca prompt
+    assert code == 2 and "record 'm': template 'alpaca' renders one instruction" in out, out

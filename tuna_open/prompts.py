@@ -37,6 +37,9 @@ def prompt_builder(template: str, model: str) -> Callable[[Mapping[str, Any]], s
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model)
+        if tokenizer.chat_template is None:  # a model problem, named before any record is rendered
+            raise UserError(f"template 'chat': {model} has no chat template (set one in its tokenizer, or use "
+                            "template alpaca)")
     return lambda record: build_prompt(record, template, tokenizer)
 
 
