@@ -161,3 +161,38 @@ def test_eval_command_takes_a_chat_template(tmp_path: Path, tiny_chat_model_dir:
         "tokenizer, or use template alpaca)", out
     code, out = run(tiny_chat_model_dir, "alpaca")  # a multi-turn record cannot be an Alpaca prompt
     assert code == 2 and "record 'm': template 'alpaca' renders one instruction" in out, out
+
+
+def test_a_chat_only_endpoint_is_the_tuna_p_teacher(tmp_path: Path) -> None:
+    """sample (chat completions, log-probs) → rank (teacher_logprob on the carried log-probs): no local model."""
+    import json
+
+    import yaml
+    from rich.console import Console
+
+    from tuna_open.data.jsonl import read_jsonl
+    from tuna_open.pipeline.runner import run_recipe
+    from tuna_open.recipe import load_recipe
+
+    lengths = iter([2, 1, 3])
+
+    def answer(body: dict) -> dict:  # the longer the answer, the lower its summed log-prob
+        words = ["ten"] * next(lengths)
+        return {"content": " ".join(words), "logprobs": [-1.0] * len(words)}
+
+    (tmp_path / "chat.jsonl").write_text(json.dumps({"id": "m", "messages": CONTEXT}) + "\n")
+    with OpenAIProtocolServer(chat=answer) as server:
+        recipe = {"name": "api", "data": {"chat": {"source": "chat.jsonl"}}, "stages": [
+            {"name": "teacher", "kind": "sample", "model": "served", "data": "chat", "template": "chat", "n": 3,
+             "logprobs": True, "dedup": False,
+             "sampler": {"backend": "openai", "openai": {"base_url": server.base_url, "api_key": "t", "api": "chat"}}},
+            {"name": "tuna_p", "kind": "rank", "input": "@teacher",
+             "ranker": {"backend": "teacher_logprob", "teacher_logprob": {"lenpen": 0.0}}}]}
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+        run_recipe(load_recipe(tmp_path / "r.yaml"), tmp_path / "run", console=Console(quiet=True))
+    assert server.requests[0]["messages"] == CONTEXT and server.requests[0]["logprobs"] is True
+    [record] = read_jsonl(tmp_path / "run/stages/teacher/records.jsonl")
+    assert record["prompt"].startswith("System: Be brief.") and record["messages"] == CONTEXT
+    [ranking] = read_jsonl(tmp_path / "run/stages/tuna_p/records.jsonl")
+    assert record["logprobs"] == [-2.0, -1.0, -3.0] and ranking["order"] == [1, 0, 2]
+    assert ranking["metadata"]["source"] == "request"
