@@ -164,3 +164,9 @@ def test_validate_accepts_a_conversational_file_and_names_csv_lines(tmp_path: Pa
     (tmp_path / "a.csv").write_text('instruction,input,output\n"two\nlines",,x\n,,y\n')
     result = CliRunner().invoke(main, ["validate", str(write_recipe(tmp_path, tmp_path / "a.csv"))])
     assert result.exit_code == 2 and "a.csv:4: field 'instruction' is missing" in result.output, result.output
+
+
+def test_broken_json_lines_name_the_line(tmp_path: Path) -> None:
+    (tmp_path / "b.jsonl").write_text(json.dumps(ALPACA[0]) + "\n\n{oops\n")
+    with pytest.raises(UserError, match=r"b.jsonl:3: invalid JSON"):
+        load(tmp_path / "b.jsonl")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rankers.templates import Message
+from tuna_open.data.jsonl import iter_jsonl_lines
 from tuna_open.data.records import Instruction
 from tuna_open.errors import UserError
 from tuna_open.recipe import DataSource
@@ -95,13 +96,11 @@ def _file_rows(path: Path) -> Iterator[Row]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield f"{path}:{lineno}", json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+    try:
+        for lineno, record in iter_jsonl_lines(path):
+            yield f"{path}:{lineno}", record
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def _csv_rows(path: Path) -> Iterator[Row]:
