@@ -59,8 +59,13 @@ def test_templates_that_cannot_render_a_record_say_so(tiny_model_dir: Path) -> N
         build_prompt(MULTI, "alpaca")
     with pytest.raises(UserError, match="has no chat template"):
         prompt_builder("chat", str(tiny_model_dir))(SINGLE)
-    with pytest.raises(UserError, match="set template: chat"):
-        sampler_prompter("alpaca", "served", chat_api=True)
+    from tuna_open.stages.sample import Config
+
+    chat_api = {"backend": "openai", "openai": {"api": "chat"}}
+    Config(name="s", kind="sample", model="m", data="d", template="chat", sampler=chat_api)
+    with pytest.raises(ValueError, match="sampler.openai.api 'chat' applies the server's chat template: set "
+                                         "template: chat \\(not 'alpaca'\\)"):
+        Config(name="s", kind="sample", model="m", data="d", sampler=chat_api)
 
 
 def test_judges_see_the_conversation_and_the_teacher_scores_the_chat_prompt(tiny_chat_model_dir: Path,
@@ -196,3 +201,15 @@ def test_a_chat_only_endpoint_is_the_tuna_p_teacher(tmp_path: Path) -> None:
     [ranking] = read_jsonl(tmp_path / "run/stages/tuna_p/records.jsonl")
     assert record["logprobs"] == [-2.0, -1.0, -3.0] and ranking["order"] == [1, 0, 2]
     assert ranking["metadata"]["source"] == "request"
+
+
+def test_eval_config_refuses_chat_where_suites_render_text() -> None:
+    from tuna_open.stages.eval import Config
+
+    chat_api = {"backend": "openai", "openai": {"api": "chat"}}
+    Config(name="e", kind="eval", models={"m": "m"}, data="d", template="chat", sampler=chat_api)
+    with pytest.raises(ValueError, match="LMentryConfig.template: 'chat' is only supported for the data suite"):
+        Config(name="e", kind="eval", models={"m": "m"}, lmentry={"data_dir": "x", "template": "chat"})
+    with pytest.raises(ValueError, match="LMentryConfig sends text prompts"):
+        Config(name="e", kind="eval", models={"m": "m"}, template="chat", sampler=chat_api,
+               lmentry={"data_dir": "x"})

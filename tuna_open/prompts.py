@@ -47,14 +47,11 @@ def sampler_prompter(template: str, model: str,
                      chat_api: bool) -> Callable[[Mapping[str, Any]], tuple[str | list[Message], str]]:
     """``record -> (what the sampler is sent, the prompt text recorded)`` for sampling ``model``.
 
-    A chat-completions sampler is sent the conversation and the server applies its own chat template, so the
-    recorded text is a plain transcript; every other sampler is sent the rendered prompt, which is also recorded.
+    A chat-completions sampler (``template: chat``, checked by ``SamplerChoice.check_template``) is sent the
+    conversation and the server applies its own chat template, so the recorded text is a plain transcript; every
+    other sampler is sent the rendered prompt, which is also recorded.
     """
     if chat_api:
-        if template != "chat":
-            raise UserError(f"a chat-completions sampler applies the server's chat template: set template: chat "
-                            f"(not {template!r})")
-
         def chat(record: Mapping[str, Any]) -> tuple[str | list[Message], str]:
             messages = record_conversation(record)
             return messages, transcript(messages)

@@ -68,11 +68,15 @@ class Config(RankerStage):
         return [self.data] if self.data else []
 
     @model_validator(mode="after")
-    def _suites_render_text(self) -> Config:
+    def _templates_fit(self) -> Config:
+        self.sampler.check_template(self.template)
         # The benchmark suites render their own instruction text without a tokenizer; only ``data`` has records.
         for suite in (self.superni, self.lmentry, self.vicuna_qa):
             if suite is not None and suite.template == "chat":
                 raise ValueError(f"{type(suite).__name__}.template: 'chat' is only supported for the data suite")
+            if suite is not None and self.sampler.chat_api:
+                raise ValueError(f"{type(suite).__name__} sends text prompts, which a chat-completions sampler "
+                                 "cannot take (use api: completions)")
         return self
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
@@ -47,6 +47,11 @@ class Config(StageConfig):
 
     def data_names(self) -> list[str]:
         return [] if self.data.startswith("@") else [self.data]
+
+    @model_validator(mode="after")
+    def _template_fits_sampler(self) -> "Config":
+        self.sampler.check_template(self.template)
+        return self
 
 
 def _mean_pairwise_rougeL(texts: list[str]) -> float:
