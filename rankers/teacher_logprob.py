@@ -31,7 +31,7 @@ from pydantic import Field
 from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
 from rankers.openai_client import CallFailed, ClientSettings
 from rankers.registry import RankerConfig, RankerConfigError
-from rankers.templates import TemplateName, format_prompt
+from rankers.templates import TemplateName, request_prompt
 
 
 Scores = list[tuple[float, int]]
@@ -143,6 +143,7 @@ class TeacherLogprobRanker:
         self.precomputed = 0
         self.scored = 0
         self.failed = 0
+        self._chat_tokenizer: Any = None
 
     @property
     def scorer(self) -> LogprobScorer:
@@ -152,6 +153,16 @@ class TeacherLogprobRanker:
                                         "must name the teacher that scores them")
             self._scorer = make_engine(self.config)
         return self._scorer
+
+    @property
+    def chat_tokenizer(self) -> Any:
+        """The teacher's tokenizer, whose chat template renders ``template: chat`` prompts (loaded once)."""
+        if self._chat_tokenizer is None:
+            from rankers.hf import load_tokenizer
+
+            self._chat_tokenizer = getattr(self.scorer, "tokenizer", None) or \
+                load_tokenizer(self.config.tokenizer or self.config.model)
+        return self._chat_tokenizer
 
     def _carried(self, request: RankRequest) -> Scores | None:
         if not self.config.use_request_logprobs or request.logprobs is None or request.lengths is None:
@@ -166,7 +177,8 @@ class TeacherLogprobRanker:
         pairs: list[Scores | CallFailed | None] = [self._carried(r) for r in requests]
         todo = [i for i, p in enumerate(pairs) if p is None]
         if todo:
-            prompts = [format_prompt(requests[i].prompt, requests[i].input, self.config.template) for i in todo]
+            tokenizer = self.chat_tokenizer if self.config.template == "chat" else None
+            prompts = [request_prompt(requests[i], self.config.template, self.name, tokenizer) for i in todo]
             for i, scored in zip(todo, self._score(prompts, [requests[i].candidates for i in todo])):
                 pairs[i] = scored
         failed = sum(isinstance(pairs[i], CallFailed) for i in todo)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
+from rankers.templates import Message
+
 
 class Instruction(TypedDict):
     id: str
@@ -17,6 +19,9 @@ class Instruction(TypedDict):
     """Reference response (SFT target; verifiers and judges may use it)."""
     task: NotRequired[str]
     """Task family (builtin suite) or category, for per-category metrics."""
+    messages: NotRequired[list[Message]]
+    """A conversation's turns before the response (ending with the user turn ``instruction`` holds); rendered
+    by ``template: chat``."""
 
 
 class Candidates(TypedDict):
@@ -26,6 +31,7 @@ class Candidates(TypedDict):
     prompt: str
     """The model-facing prompt (template applied) the candidates were sampled with."""
     candidates: list[str]
+    messages: NotRequired[list[Message]]
     output: NotRequired[str]
     task: NotRequired[str]
     logprobs: NotRequired[list[float]]

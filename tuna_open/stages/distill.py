@@ -19,7 +19,7 @@ from tuna_open.recipe import StageConfig
 
 OUTPUT = "records"
 
-INSTRUCTION_KEYS = ("id", "task", "instruction", "input")
+INSTRUCTION_KEYS = ("id", "task", "instruction", "input", "messages")
 
 
 class Config(StageConfig):

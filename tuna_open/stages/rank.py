@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field
 
 from rankers import RankRequest, build_ranker
+from rankers.templates import is_multi_turn, transcript
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
@@ -32,7 +33,10 @@ class Config(RankerStage):
 
 
 def to_request(rec: dict[str, Any]) -> RankRequest:
-    return RankRequest(prompt=rec["instruction"], input=rec.get("input", ""), candidates=rec["candidates"],
+    """A candidates record as a ranking job; a multi-turn prompt reaches judges as the conversation's text."""
+    messages = rec.get("messages")
+    prompt = transcript(messages) if is_multi_turn(messages) else rec["instruction"]
+    return RankRequest(prompt=prompt, input=rec.get("input", ""), candidates=rec["candidates"], messages=messages,
                        id=rec["id"], reference=rec.get("output"), logprobs=rec.get("logprobs"),
                        lengths=rec.get("lengths"), metadata={"task": rec["task"]} if "task" in rec else {})
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import StageConfig
 
 OUTPUT = "records"
@@ -47,6 +47,11 @@ class Config(StageConfig):
 
     def data_names(self) -> list[str]:
         return [] if self.data.startswith("@") else [self.data]
+
+    @model_validator(mode="after")
+    def _template_fits_sampler(self) -> "Config":
+        self.sampler.check_template(self.template)
+        return self
 
 
 def _mean_pairwise_rougeL(texts: list[str]) -> float:
@@ -82,13 +87,15 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
         todo = [r for r in instructions if r["id"] not in writer.done]
         resumed = len(instructions) - len(todo)
         if todo:
-            sampler = build_sampler(ctx.resolve(cfg.model), cfg.sampler)
+            model = ctx.resolve(cfg.model)
+            prompter = sampler_prompter(cfg.template, model, cfg.sampler.chat_api)
+            sampler = build_sampler(model, cfg.sampler)
             with ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
                 for start in range(0, len(todo), cfg.chunk_size):
                     chunk = todo[start:start + cfg.chunk_size]
-                    prompts = [format_prompt(r["instruction"], r["input"], cfg.template) for r in chunk]
+                    sent, prompts = zip(*map(prompter, chunk))
                     chunk_params = params.model_copy(update={"seed": params.seed + start + resumed})
-                    for rec, prompt, samples in zip(chunk, prompts, sampler.generate(prompts, chunk_params)):
+                    for rec, prompt, samples in zip(chunk, prompts, sampler.generate(sent, chunk_params)):
                         out: dict[str, Any] = {**rec, "prompt": prompt, "candidates": [s.text for s in samples],
                                                "lengths": [s.num_tokens for s in samples], "source": cfg.model}
                         if cfg.logprobs:
