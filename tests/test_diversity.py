@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 import yaml
@@ -13,7 +13,11 @@ from rich.console import Console
 
 from tuna_open.data.jsonl import read_jsonl
 from tuna_open.generate.base import Sample, SamplingParams
-from tuna_open.generate.diversity import DiversityResampling, pairwise_rougeL, sample_diverse
+from tuna_open.generate.diversity import (
+    DiversityResampling,
+    pairwise_rougeL,
+    sample_diverse,
+)
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
 

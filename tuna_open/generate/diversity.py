@@ -17,9 +17,10 @@ tried without code. ``sample_diverse`` runs the loop over any sampler's ``genera
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,7 +68,7 @@ class DiversityResampling(BaseModel):
 
 
 @lru_cache(maxsize=2)
-def _scorer(stemmer: bool) -> "RougeScorer":
+def _scorer(stemmer: bool) -> RougeScorer:
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
