@@ -76,7 +76,7 @@ def ensure_pad_token(tokenizer: "PreTrainedTokenizerBase", *models: "PreTrainedM
 
     Why: LLaMA-1's tokenizer has no pad token, and TRL's trainers then pad with EOS. PPO finds a response's end
     as its first pad token, so with pad == EOS the EOS would drop out of the policy loss and the reward be read
-    before it (``tuna_open/train/ppo.py`` refuses that). So, as LMOps and Alpaca do
+    before it. So, as LMOps and Alpaca do
     (``smart_tokenizer_and_embedding_resize``), a new special token ``[PAD]`` is added and every model's
     embeddings are resized, the new rows set to the mean of the old ones. Every trainer calls this, SFT first, so
     a model trained here always carries the same pad token, and later stages find it already there. A pad that is
@@ -86,8 +86,7 @@ def ensure_pad_token(tokenizer: "PreTrainedTokenizerBase", *models: "PreTrainedM
     if added:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     for model in models:
-        embeddings = model.get_input_embeddings()
-        old = embeddings.weight.shape[0]
+        old = model.get_input_embeddings().num_embeddings  # not weight.shape: a ZeRO-3 shard is empty
         if old < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
             # A sequence-classification model has no output embeddings.
