@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from rankers.base import owned
+from rankers.templates import TemplateName
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
-from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.recipe import StageConfig
@@ -82,8 +83,8 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
         todo = [r for r in instructions if r["id"] not in writer.done]
         resumed = len(instructions) - len(todo)
         if todo:
-            sampler = build_sampler(ctx.resolve(cfg.model), cfg.sampler)
-            with ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
+            with owned(build_sampler(ctx.resolve(cfg.model), cfg.sampler)) as sampler, \
+                    ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
                 for start in range(0, len(todo), cfg.chunk_size):
                     chunk = todo[start:start + cfg.chunk_size]
                     prompts = [format_prompt(r["instruction"], r["input"], cfg.template) for r in chunk]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tuna_open.errors import UserError
 from rankers.templates import TemplateName
+from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):
