@@ -35,3 +35,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+SLOW_TIMEOUT = 1800
+"""Seconds a ``slow`` test may take (real trainers, multi-process launches on a loaded 2-core CI machine)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give slow tests the longer timeout; pyproject's ``timeout`` is for the fast ones."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
