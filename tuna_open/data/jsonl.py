@@ -1,18 +1,20 @@
 """JSONL artifacts: atomic whole-file writes, and append-only writers that make a killed stage resumable.
 
-Why two modes: a finished artifact must never be seen half-written (temp file + ``os.replace``), while a long
-sampling or ranking stage must not lose finished records when killed. The resumable writer appends one
-flushed+fsynced line per record to ``<path>.partial``; on restart the complete lines are kept, a torn last
-line is dropped, and ``finalize`` renames the partial file into place only when the stage is done.
+Why two modes: a finished artifact must never be seen half-written (``rankers.atomic.atomic_write_text``: temp
+file + ``os.replace``), while a long sampling or ranking stage must not lose finished records when killed. The
+resumable writer appends one flushed+fsynced line per record to ``<path>.partial``; on restart the complete lines
+are kept, a torn last line is dropped, and ``finalize`` renames the partial file into place only when the stage
+is done.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from rankers.atomic import atomic_write_text
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -34,22 +36,6 @@ def iter_jsonl_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:

@@ -16,6 +16,7 @@ from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):
