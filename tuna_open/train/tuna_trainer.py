@@ -67,6 +67,8 @@ class TunaTrainConfig(TrainSettings):
     lr_scheduler_type: str = "cosine"
     margin: float = Field(0.1, ge=0)
     mle_weight: float = Field(1.0, ge=0)
+    rank_weight: float = Field(1.0, ge=0)
+    """Weight of the ranking term (the paper: 1). 0 is the ablation that shows what the ranking term adds."""
     lenpen: float = 1.0
     """Length penalty: a candidate's score is its summed log-likelihood / length ** lenpen."""
     max_length: int = Field(512, gt=1)
@@ -134,9 +136,11 @@ def _tuna_trainer_class() -> type:
         # tuna_loss is a per-micro-batch mean: Trainer must divide it by the accumulation steps.
         loss_is_scaled_for_ga = False
 
-        def __init__(self, *args: Any, margin: float, mle_weight: float, lenpen: float, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, margin: float, mle_weight: float, rank_weight: float, lenpen: float,
+                     **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.loss_kwargs = {"margin": margin, "mle_weight": mle_weight, "lenpen": lenpen}
+            self.loss_kwargs = {"margin": margin, "mle_weight": mle_weight, "rank_weight": rank_weight,
+                                "lenpen": lenpen}
             self._components: dict[str, list[torch.Tensor]] = {"rank_loss": [], "mle_loss": []}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -211,7 +215,8 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
             model = get_peft_model(model, config.lora.peft_config("CAUSAL_LM"))
         trainer = _tuna_trainer_class()(
             model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(tokenizer.pad_token_id),
-            processing_class=tokenizer, margin=config.margin, mle_weight=config.mle_weight, lenpen=config.lenpen)
+            processing_class=tokenizer, margin=config.margin, mle_weight=config.mle_weight,
+            rank_weight=config.rank_weight, lenpen=config.lenpen)
         if config.lora is not None and _shards_weights(trainer):
             raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save "
                              "needs whole weights (use DDP or ZeRO-2 for LoRA)")
