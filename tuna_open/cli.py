@@ -63,7 +63,7 @@ def main() -> None:
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Where artifacts go (default: runs/<recipe name>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key, e.g. --set ranker.backend=teacher_logprob --set stages.sft.train.num_epochs=1")
+              help="Override a recipe key, e.g. --set ranker.backend=teacher_logprob --set stages.sft.train.num_train_epochs=1")
 @click.option("--dry-run", is_flag=True, help="Validate and show which stages would run or are cached.")
 @click.option("--from-stage", metavar="NAME", help="Re-run this stage and every later one, ignoring the cache.")
 @user_errors

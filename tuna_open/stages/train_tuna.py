@@ -59,5 +59,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     result = train_tuna(ctx.resolve(cfg.model), examples, settings, str(ctx.output), sft_examples=sft)
     hist = result["history"]
     last = f", final loss {hist[-1]['loss']:.3f}" if hist else ""
-    return StageResult(summary=f"{len(examples)} ranked prompts{last}", counts={"examples": len(examples)},
+    resumed = f", resumed from step {result['resumed_from_step']}" if result["resumed_from_step"] else ""
+    return StageResult(summary=f"{len(examples)} ranked prompts{last}{resumed}",
+                       counts={"examples": len(examples), "resumed_from_step": result["resumed_from_step"]},
                        history=hist)

@@ -7,10 +7,13 @@ each completion (the same convention the Tuna trainer and the likelihood rankers
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
-from tuna_open.train.trl_common import (WORKDIR, LoraSettings, TrainSettings, atomic_output_dir, quiet_progress,
-                                        train_and_save, trl_args)
+from tuna_open.train.trl_common import (LoraSettings, TrainSettings, atomic_output_dir, quiet_progress,
+                                        train_and_save, trainer_dir, trl_args)
+
+if TYPE_CHECKING:
+    from trl import SFTConfig
 
 HISTORY_FIELDS = {"loss": "loss", "learning_rate": "learning_rate"}
 
@@ -23,7 +26,7 @@ class SftExample(TypedDict):
 
 class SFTSettings(TrainSettings):
     learning_rate: float = 2e-5
-    num_epochs: float = 3.0
+    num_train_epochs: float = 3.0
     warmup_steps: float = 0.03
     lr_scheduler_type: str = "cosine"
     max_length: int = 512
@@ -31,6 +34,11 @@ class SFTSettings(TrainSettings):
     """TRL's loss: ``chunked_nll`` never materialises full-vocabulary logits (big vocabularies); plain ``nll`` is
     faster for tiny ones."""
     lora: LoraSettings | None = None
+
+    def trl_config_class(self) -> type["SFTConfig"]:
+        from trl import SFTConfig
+
+        return SFTConfig
 
 
 def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSettings,
@@ -41,10 +49,10 @@ def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSett
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["response"]} for e in examples])
-    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
-        args = trl_args(SFTConfig, settings, tmp / WORKDIR, max_length=settings.max_length,
+    with atomic_output_dir(output_dir) as tmp, quiet_progress():
+        args = trl_args(SFTConfig, settings, trainer_dir(output_dir), max_length=settings.max_length,
                         loss_type=settings.loss_type, completion_only_loss=True)
         trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_path), args=args,
                              train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(model_path),
                              peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
-        return train_and_save(trainer, tmp, HISTORY_FIELDS)
+        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
@@ -25,7 +24,8 @@ from pydantic import Field
 
 from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
-from tuna_open.train.trl_common import WORKDIR, LoraSettings, TrainSettings, trl_args
+from tuna_open.train.trl_common import (LoraSettings, TrainSettings, discard_workdir, run_training, trainer_dir,
+                                        trl_args)
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +55,7 @@ class TunaTrainConfig(TrainSettings):
     """
 
     learning_rate: float = Field(1e-5, gt=0)
-    per_device_batch_size: int = Field(1, gt=0)
+    per_device_train_batch_size: int = Field(1, gt=0)
     """Prompts per device and micro-batch, each with all its candidates."""
     lr_scheduler_type: str = "cosine"
     margin: float = Field(0.1, ge=0)
@@ -176,7 +176,7 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
     rank_loss, mle_loss, learning_rate), ``train_seconds`` and the number of ranked ``examples`` trained on
     (prompts too long for ``max_length`` are skipped).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
     output = Path(output_dir)
     tmp = output.with_name(output.name + ".tmp")
@@ -185,7 +185,7 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
         raise ValueError(f"{model_path}: the tokenizer has no EOS token; responses are trained with EOS appended")
     ranked, sft = _groups(tokenizer, examples, sft_examples, config)
     # TrainingArguments first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights already sharded.
-    args = trl_args(TrainingArguments, config, tmp / WORKDIR, optim=config.optim, data_seed=config.seed,
+    args = trl_args(TrainingArguments, config, trainer_dir(output), optim=config.optim, data_seed=config.seed,
                     activation_checkpointing_kwargs={"use_reentrant": False}, remove_unused_columns=False,
                     ddp_find_unused_parameters=False)
     with args.main_process_first(local=False):
@@ -204,15 +204,12 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
     if config.lora is not None and _shards_weights(trainer):
         raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save needs "
                          "whole weights (use DDP or ZeRO-2 for LoRA)")
-    trainer.remove_callback(PrinterCallback)  # the stage prints one summary line; curves go to the report
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    seconds, resumed = run_training(trainer, config.progress_bar)
     _save(trainer, tokenizer, tmp, output, merge_lora=config.lora is not None)
     history = [{"step": h["step"], "loss": h["loss"], "rank_loss": h["rank_loss"], "mle_loss": h["mle_loss"],
                 "learning_rate": h.get("learning_rate", 0.0)}
                for h in trainer.state.log_history if "rank_loss" in h]
-    return {"history": history, "train_seconds": seconds, "examples": len(ranked)}
+    return {"history": history, "train_seconds": seconds, "examples": len(ranked), "resumed_from_step": resumed}
 
 
 def _shards_weights(trainer: Any) -> bool:
@@ -230,6 +227,6 @@ def _save(trainer: Any, tokenizer: "PreTrainedTokenizerBase", tmp: Path, output:
         trainer.save_model(str(tmp))  # gathers sharded (ZeRO-3 / FSDP) weights; writes on the main process
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(tmp / WORKDIR, ignore_errors=True)
         tmp.rename(output)
+        discard_workdir(trainer.args.output_dir)  # checkpoints: the model is complete
     trainer.accelerator.wait_for_everyone()
