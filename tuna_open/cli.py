@@ -151,6 +151,28 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
     click.echo(json.dumps(result, indent=2))
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("stage")
+@click.option("--format", "fmt", required=True, type=click.Choice(["dpo", "listwise", "sft"]),
+              help="dpo: prompt/chosen/rejected; listwise: prompt/completions best-first/scores/judge; "
+                   "sft: prompt/completion (the best-ranked).")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Dataset directory to write.")
+@click.option("--pairs", default="best_vs_rest", show_default=True,
+              type=click.Choice(["all_pairs", "best_vs_rest", "best_vs_worst"]), help="Pair mode of --format dpo.")
+@click.option("--push-to-hub", "repo_id", metavar="REPO", help="Also upload the dataset to this Hub repo.")
+@user_errors
+def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_id: str | None) -> None:
+    """Export a rank stage's rankings as a Hugging Face dataset (loadable with datasets.load_dataset(OUTPUT))."""
+    from tuna_open.export import export_dataset, push_to_hub
+
+    _quiet_libraries()
+    counts = export_dataset(run_dir, stage, fmt, output, pairs)  # type: ignore[arg-type]
+    click.echo(f"{counts['rows']} {fmt} rows from {counts['rankings']} rankings ({counts['failed']} failed) → {output}")
+    if repo_id:
+        click.echo(f"pushed: {push_to_hub(output, repo_id)}")
+
+
 @main.command("eval")
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=MODEL",
               help="A model to evaluate (local dir or HF id); repeat for several.")
