@@ -86,13 +86,22 @@ def run(recipe_path: Path, run_dir: Path | None, overrides: tuple[str, ...], dry
 @main.command()
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--check-endpoints", is_flag=True, help="Also check that every base_url the recipe uses answers.")
+@click.option("--schema-only", is_flag=True, help="Skip the pre-flight checks of this machine (keys, packages).")
 @user_errors
-def validate(recipe_path: Path, overrides: tuple[str, ...]) -> None:
-    """Check a recipe without running anything (schema, files, backends, stage wiring)."""
+def validate(recipe_path: Path, overrides: tuple[str, ...], check_endpoints: bool, schema_only: bool) -> None:
+    """Check a recipe without running anything: schema, files, backends, stage wiring, then pre-flight (API key
+    variables set, optional packages such as vllm/deepspeed/trackers installed, endpoints up with --check-endpoints)."""
+    from tuna_open.preflight import preflight
     from tuna_open.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, list(overrides))
-    click.echo(f"ok: {recipe_path} ({len(recipe.stages)} stages: {', '.join(s.name for s in recipe.stages)})")
+    checked = preflight(recipe, check_endpoints=check_endpoints) if not schema_only else None
+    if checked and checked.problems:
+        raise UserError(f"{recipe_path}: " + "; ".join(checked.problems))
+    endpoints = f", {len(checked.endpoints)} endpoints answer" if checked and check_endpoints else ""
+    click.echo(f"ok: {recipe_path} ({len(recipe.stages)} stages: {', '.join(s.name for s in recipe.stages)}"
+               f"{endpoints})")
 
 
 
