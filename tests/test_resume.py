@@ -73,3 +73,33 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path: Path) -
     print(f"killed at step {at_kill}/{STEPS}, resumed from checkpoint {checkpoint}: {redone} steps redone, "
           f"{STEPS - checkpoint} trained after the restart instead of {STEPS}")
     assert redone < 2 * SAVE_STEPS
+
+
+def test_tuna_trainer_resumes_after_a_crash(tiny_model_dir: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Tuna trainer (our own Trainer subclass) resumes the same way: a crash at step 5 with checkpoints every
+    2 steps, then the same call again, continues from step 4 and finishes all 8 steps."""
+    from transformers import Trainer
+
+    from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
+
+    examples = [{"prompt": f"### Instruction:\nAdd {i} and 1.\n\n### Response:\n", "candidates": [str(i + 1), "0"]}
+                for i in range(8)]
+    config = TunaTrainConfig(learning_rate=1e-3, max_steps=8, per_device_train_batch_size=2, save_steps=2,
+                             logging_steps=1, max_length=64)
+    step = Trainer.training_step
+
+    def crash_at_step_5(self: Trainer, *args: object, **kwargs: object) -> object:
+        if self.state.global_step == 5:
+            raise RuntimeError("node lost")
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash_at_step_5)
+    with pytest.raises(RuntimeError, match="node lost"):
+        train_tuna(str(tiny_model_dir), examples, config, str(tmp_path / "model"))
+    assert last_checkpoint(tmp_path / "model.trainer") == str(tmp_path / "model.trainer/checkpoint-4")
+    monkeypatch.setattr(Trainer, "training_step", step)
+    result = train_tuna(str(tiny_model_dir), examples, config, str(tmp_path / "model"))
+    assert result["resumed_from_step"] == 4
+    assert [h["step"] for h in result["history"]][-4:] == [5, 6, 7, 8]
+    assert (tmp_path / "model/config.json").exists() and not (tmp_path / "model.trainer").exists()
