@@ -67,26 +67,47 @@ def test_export_mistakes_are_one_line(ranked_run: Path, tmp_path: Path) -> None:
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
-def test_push_to_hub_creates_the_repo_and_uploads_the_folder(ranked_run: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub
+class FakeHfApi:
+    """Records the Hub calls (no network): the upload is tested up to the huggingface_hub call."""
 
     calls: list[tuple[str, dict]] = []
 
-    class FakeApi:
-        def create_repo(self, repo_id: str, **kw: object) -> None:
-            calls.append(("create_repo", {"repo_id": repo_id, **kw}))
+    def create_repo(self, repo_id: str, **kw: object) -> None:
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
 
-        def upload_folder(self, **kw: object) -> object:
-            calls.append(("upload_folder", dict(kw)))
-            return type("Commit", (), {"commit_url": "https://hub/commit/1"})()
+    def upload_folder(self, **kw: object) -> object:
+        self.calls.append(("upload_folder", dict(kw)))
+        return type("Commit", (), {"commit_url": "https://hub/commit/1"})()
 
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+
+@pytest.fixture()
+def hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
+    import huggingface_hub
+
+    FakeHfApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    return FakeHfApi.calls
+
+
+def test_push_to_hub_creates_the_repo_and_uploads_the_folder(ranked_run: Path, tmp_path: Path,
+                                                            hub: list[tuple[str, dict]]) -> None:
     output = export(ranked_run, tmp_path / "d", "dpo", "--push-to-hub", "me/tuna-prefs")
     assert "pushed: https://hub/commit/1" in output
-    assert calls[0] == ("create_repo", {"repo_id": "me/tuna-prefs", "repo_type": "dataset", "private": False,
-                                        "exist_ok": True})
-    assert calls[1][1]["folder_path"] == str(tmp_path / "d") and calls[1][1]["repo_type"] == "dataset"
+    assert hub[0] == ("create_repo", {"repo_id": "me/tuna-prefs", "repo_type": "dataset", "private": False,
+                                      "exist_ok": True})
+    assert hub[1][1]["folder_path"] == str(tmp_path / "d") and hub[1][1]["repo_type"] == "dataset"
+
+
+def test_push_a_model_stage_writes_a_model_card(ranked_run: Path, hub: list[tuple[str, dict]]) -> None:
+    result = CliRunner().invoke(main, ["push", str(ranked_run), "init", "me/tiny", "--private"])
+    assert result.exit_code == 0, result.output
+    assert hub[0][1] == {"repo_id": "me/tiny", "repo_type": "model", "private": True, "exist_ok": True}
+    assert hub[1][1]["folder_path"] == str(ranked_run / "stages/init/model")
+    card = (ranked_run / "stages/init/model/README.md").read_text()
+    assert card.startswith("---\n") and "# init" in card and "`init_model`" in card and "run `run`" in card
+    assert "student Llama" in card  # the stage's result line
+    result = CliRunner().invoke(main, ["push", str(ranked_run), "rankings", "me/x"])
+    assert result.exit_code == 2 and "push uploads a model stage's model" in result.output and len(hub) == 2
 
 
 @pytest.mark.slow

@@ -182,6 +182,19 @@ def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_i
         click.echo(f"pushed: {push_to_hub(output, repo_id)}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("stage")
+@click.argument("repo_id", metavar="REPO")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@user_errors
+def push(run_dir: Path, stage: str, repo_id: str, private: bool) -> None:
+    """Write a model card into a model stage's output and upload the model to the Hugging Face Hub."""
+    from tuna_open.export import publish_model
+
+    click.echo(f"pushed: {publish_model(run_dir, stage, repo_id, private)}")
+
+
 @main.command("eval")
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=MODEL",
               help="A model to evaluate (local dir or HF id); repeat for several.")

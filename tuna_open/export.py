@@ -1,4 +1,6 @@
-"""``tuna-open export``: a rank stage's rankings as a standard Hugging Face dataset (DPO, listwise or SFT rows).
+"""``tuna-open export`` and ``tuna-open push``: a run's products in the formats and places the ecosystem reads.
+
+``export``: a rank stage's rankings as a standard Hugging Face dataset (DPO, listwise or SFT rows).
 
 Rankings are the expensive, reusable product of a run (GPT-4 judgements, teacher likelihoods); exporting them in
 the formats TRL, LLaMA-Factory and OpenRLHF read lets them train anything, not only Tuna. The output directory
@@ -120,15 +122,62 @@ def export_dataset(run_dir: Path, stage: str, fmt: ExportFormat, output: Path,
     return counts
 
 
-def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> str:
-    """Create (or reuse) the dataset repo ``repo_id`` and upload ``folder``; returns the commit URL.
+def push_to_hub(folder: Path, repo_id: str, repo_type: Literal["dataset", "model"] = "dataset",
+                private: bool = False) -> str:
+    """Create (or reuse) the repo ``repo_id`` and upload ``folder``; returns the commit URL.
 
     The token comes from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``).
     """
     from huggingface_hub import HfApi
 
     api = HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(folder),
-                             commit_message="Upload rankings exported by tuna-open")
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=str(folder),
+                             commit_message=f"Upload {repo_type} from tuna-open")
     return str(getattr(info, "commit_url", info))
+
+
+def model_card(run_dir: Path, stage: str, manifest: dict[str, Any]) -> str:
+    """README.md for a model stage's output: where it came from (stage kind, starting model, data or rankings),
+    its training settings, final training loss and the run's held-out metrics for it."""
+    config, result = manifest["config"], manifest["result"]
+    start = str(config.get("model", ""))
+    hub_id = "/" in start and not start.startswith(("@", "/", "."))  # a Hub id, not a run reference or a path
+    front = {"library_name": "transformers", "tags": ["tuna-open", manifest["kind"]],
+             **({"base_model": start} if hub_id else {})}
+    report_file = run_dir / "report.json"
+    metrics = json.loads(report_file.read_text()).get("models", {}).get(stage, {}) if report_file.is_file() else {}
+    source = config.get("rankings") or config.get("data") or ""
+    lines = ["---", json.dumps(front, indent=2), "---", "",
+             f"# {stage}", "",
+             f"Trained by tuna-open {__version__}, stage `{stage}` (`{manifest['kind']}`) of run "
+             f"`{run_dir.resolve().name}`, fingerprint `{manifest['fingerprint'][:12]}`.", "",
+             f"- Starting model: `{start or 'random init'}`" + (" (an earlier stage of the run)" if start.startswith("@")
+                                                                 else ""),
+             *([f"- Trained on: `{source}`"] if source else []),
+             f"- Result: {result['summary']}", ""]
+    if config.get("train"):
+        lines += ["## Training settings", "", "| setting | value |", "|---|---|"]
+        lines += [f"| `{k}` | `{v}` |" for k, v in config["train"].items() if v not in (None, {}, [])]
+        lines.append("")
+    if metrics:
+        lines += ["## Held-out metrics", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in metrics.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def publish_model(run_dir: Path, stage: str, repo_id: str, private: bool = False) -> str:
+    """Write the model card into a finished model stage's output and upload that directory to ``repo_id``."""
+    from tuna_open.pipeline.runner import read_manifest
+    from tuna_open.stages import stage_module
+
+    manifest = read_manifest(run_dir / "stages" / stage)
+    if manifest is None:
+        raise UserError(f"{run_dir}: no finished stage {stage!r}")
+    if stage_module(manifest["kind"]).OUTPUT != "model":
+        raise UserError(f"stage {stage!r} is a {manifest['kind']} stage; push uploads a model stage's model "
+                        "(export a rank stage's rankings with 'tuna-open export')")
+    model_dir = run_dir / "stages" / stage / "model"
+    (model_dir / "README.md").write_text(model_card(run_dir, stage, manifest), encoding="utf-8")
+    return push_to_hub(model_dir, repo_id, repo_type="model", private=private)
