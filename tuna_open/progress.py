@@ -3,7 +3,7 @@
 A rich bar or tqdm bar redraws one line with carriage returns; under Slurm or nohup that is either nothing (rich
 disables itself) or an unreadable smear. ``PeriodicLog`` prints one self-contained line at the start, then at most
 every ``TUNA_PROGRESS_INTERVAL`` seconds (default 30), and at the end. Used by the record-level stages
-(``tuna_open.pipeline.context.track``) and by every trainer (``ProgressLogCallback``).
+(``tuna_open.pipeline.context.track``) and by every trainer (``training_progress_callback``).
 """
 
 from __future__ import annotations
@@ -68,23 +68,37 @@ def _stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def progress_log_callback() -> Any:
-    """A transformers ``TrainerCallback`` writing ``PeriodicLog`` lines (optimizer steps) to stderr.
+def training_progress_callback() -> Any:
+    """A transformers ``TrainerCallback`` showing optimizer steps on stderr: a tqdm bar on a terminal, else
+    ``PeriodicLog`` lines. Only the bar: transformers' own ``ProgressCallback`` also dumps every log dict.
 
     Built on first use so importing this module does not import transformers.
     """
+    from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
-    class ProgressLogCallback(TrainerCallback):
+    class TrainingProgress(TrainerCallback):
         def __init__(self) -> None:
+            self.bar: Any = None
             self.log: PeriodicLog | None = None
 
         def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            if state.is_world_process_zero:
+            if not state.is_world_process_zero:
+                return
+            if sys.stderr.isatty():
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="  training steps",
+                                dynamic_ncols=True, leave=False)
+            else:
                 self.log = PeriodicLog(_stderr_line, state.max_steps, "training steps", start=state.global_step)
 
         def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            if self.log is not None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+            elif self.log is not None:
                 self.log.advance(state.global_step - self.log.done)
 
-    return ProgressLogCallback()
+        def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if self.bar is not None:
+                self.bar.close()
+
+    return TrainingProgress()

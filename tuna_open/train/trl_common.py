@@ -162,8 +162,6 @@ def trl_args(config_cls: type[ArgsT], settings: TrainSettings, workdir: Path, **
     checkpoints only when ``save_steps`` is set, CPU when there is no CUDA. ``trainer_args`` override anything
     set here except ``output_dir``.
     """
-    import sys
-
     import torch
 
     return config_cls(**{
@@ -182,12 +180,11 @@ def trl_args(config_cls: type[ArgsT], settings: TrainSettings, workdir: Path, **
         "logging_steps": settings.logging_steps,
         "seed": settings.seed,
         "save_strategy": "steps" if settings.save_steps else "no",
-        "save_steps": settings.save_steps or 500,
+        **({"save_steps": settings.save_steps} if settings.save_steps else {}),
         "save_total_limit": settings.save_total_limit,
         "report_to": settings.report_to or "none",
         "run_name": Path(workdir).parent.name,
-        # A tqdm bar only on a terminal; elsewhere ``run_training`` swaps it for periodic log lines.
-        "disable_tqdm": not (settings.progress_bar and sys.stderr.isatty()),
+        "disable_tqdm": True,  # ``run_training`` shows progress its own way (bar or log lines)
         "use_cpu": not torch.cuda.is_available(),
         **specific,
         **settings.trainer_args,
@@ -267,15 +264,14 @@ def run_training(trainer: "Trainer", progress: bool) -> tuple[float, int]:
     TRL's experimental PPO loop takes no ``resume_from_checkpoint`` and always starts afresh.
     """
     import inspect
-    import sys
 
     from transformers import PrinterCallback
 
-    from tuna_open.progress import progress_log_callback
+    from tuna_open.progress import training_progress_callback
 
     trainer.remove_callback(PrinterCallback)  # its per-step dict dumps would drown the stage's summary line
-    if progress and not sys.stderr.isatty():
-        trainer.add_callback(progress_log_callback())
+    if progress:
+        trainer.add_callback(training_progress_callback())
     checkpoint = last_checkpoint(trainer.args.output_dir)
     if "resume_from_checkpoint" not in inspect.signature(trainer.train).parameters:
         checkpoint = None
