@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -70,7 +71,7 @@ def test_export_mistakes_are_one_line(ranked_run: Path, tmp_path: Path) -> None:
 class FakeHfApi:
     """Records the Hub calls (no network): the upload is tested up to the huggingface_hub call."""
 
-    calls: list[tuple[str, dict]] = []
+    calls: ClassVar[list[tuple[str, dict]]] = []
 
     def create_repo(self, repo_id: str, **kw: object) -> None:
         self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))

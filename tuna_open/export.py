@@ -148,12 +148,11 @@ def model_card(run_dir: Path, stage: str, manifest: dict[str, Any]) -> str:
     report_file = run_dir / "report.json"
     metrics = json.loads(report_file.read_text()).get("models", {}).get(stage, {}) if report_file.is_file() else {}
     source = config.get("rankings") or config.get("data") or ""
-    lines = ["---", json.dumps(front, indent=2), "---", "",
-             f"# {stage}", "",
-             f"Trained by tuna-open {__version__}, stage `{stage}` (`{manifest['kind']}`) of run "
-             f"`{run_dir.resolve().name}`, fingerprint `{manifest['fingerprint'][:12]}`.", "",
-             f"- Starting model: `{start or 'random init'}`" + (" (an earlier stage of the run)" if start.startswith("@")
-                                                                 else ""),
+    origin = (f"Trained by tuna-open {__version__}, stage `{stage}` (`{manifest['kind']}`) of run "
+              f"`{run_dir.resolve().name}`, fingerprint `{manifest['fingerprint'][:12]}`.")
+    earlier = " (an earlier stage of the run)" if start.startswith("@") else ""
+    lines = ["---", json.dumps(front, indent=2), "---", "", f"# {stage}", "", origin, "",
+             f"- Starting model: `{start or 'random init'}`{earlier}",
              *([f"- Trained on: `{source}`"] if source else []),
              f"- Result: {result['summary']}", ""]
     if config.get("train"):

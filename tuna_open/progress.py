@@ -18,7 +18,7 @@ INTERVAL_ENV = "TUNA_PROGRESS_INTERVAL"
 
 def format_seconds(seconds: float) -> str:
     """``1h02m``, ``3m07s`` or ``12s``: short enough for one log line."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -39,7 +39,7 @@ class PeriodicLog:
         self.total = total
         self.description = description
         self.done = self.start = start
-        self.interval = float(os.environ.get(INTERVAL_ENV, 30)) if interval is None else interval
+        self.interval = float(os.environ.get(INTERVAL_ENV, "30")) if interval is None else interval
         self.clock = clock
         self.began = clock()
         self.last = self.began

@@ -72,15 +72,17 @@ def _section(record: dict[str, Any], ranking: dict[str, Any]) -> str:
     texts: list[str] = record.get("candidates", [])
     scores = ranking.get("scores")
     order = ranking.get("order") or []
-    badges = [f'<span class="badge failed">failed</span>' if failed else '<span class="badge">ranked</span>']
+    badges = ['<span class="badge failed">failed</span>' if failed else '<span class="badge">ranked</span>']
     if agreement != "na":
         badges.append(f'<span class="badge {agreement}">agreement τ = {meta["self_consistency"]:.2f} over '
                       f'{meta.get("permutations")} orders</span>')
     if meta.get("position0_first") is not None:
         badges.append(f'<span class="badge">shown-first won {meta["position0_first"]:.0%} '
                       f'(unbiased {meta.get("position0_expected", 0):.0%})</span>')
-    parts = [f'<section class="prompt {"failed" if failed else agreement}" data-status="{"failed" if failed else "ok"}" '
-             f'data-agreement="{agreement}">',
+    status = "failed" if failed else "ok"
+    opening = (f'<section class="prompt {"failed" if failed else agreement}" data-status="{status}" '
+               f'data-agreement="{agreement}">')
+    parts = [opening,
              f'<h2>{escape(str(ranking["id"]))}{"".join(badges)}</h2>', '<div class="instruction">',
              f'<pre>{escape(str(record.get("instruction", record.get("prompt", ""))))}</pre>']
     if record.get("input"):
