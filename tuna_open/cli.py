@@ -122,6 +122,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from tuna_open.pipeline.context import track
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.rank import rank_records
+    from tuna_open.viewer import write_rankings_html
 
     raw = apply_overrides(load_mapping(ranker_path, "ranker config"), list(overrides))
     try:
@@ -137,7 +138,9 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     _quiet_libraries()
     result = rank_records(records, choice.flat(), output_path, batch_size, choice.max_failure_fraction,
                           functools.partial(track, console))
-    click.echo(f"{result.summary} → {output_path}")
+    viewer = write_rankings_html(records, read_jsonl(output_path), output_path.with_suffix(".html"),
+                                 f"rankings of {input_path.name} ({choice.backend})")
+    click.echo(f"{result.summary} → {output_path} (viewer: {viewer})")
 
 
 @main.command()
