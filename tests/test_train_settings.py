@@ -87,3 +87,15 @@ def test_track_prints_plain_lines_when_not_on_a_terminal() -> None:
         advance(3)
     text = out.getvalue()
     assert "sampling 4×: 0/3 (0%)" in text and "sampling 4×: 3/3 (100%)" in text and "\r" not in text
+
+
+def test_discarding_the_trainer_dir_keeps_tensorboard_events(tmp_path: Path) -> None:
+    from tuna_open.train.trl_common import discard_workdir
+
+    workdir = trainer_dir(tmp_path / "stage" / "model")
+    (workdir / "runs" / "Nov27_20-00-00_host").mkdir(parents=True)
+    (workdir / "runs" / "Nov27_20-00-00_host" / "events.out.tfevents.1").write_text("e")
+    (workdir / "checkpoint-10").mkdir()
+    discard_workdir(workdir)
+    assert not workdir.exists()
+    assert (tmp_path / "stage" / "logs" / "Nov27_20-00-00_host" / "events.out.tfevents.1").read_text() == "e"
