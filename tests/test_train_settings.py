@@ -99,3 +99,13 @@ def test_discarding_the_trainer_dir_keeps_tensorboard_events(tmp_path: Path) -> 
     discard_workdir(workdir)
     assert not workdir.exists()
     assert (tmp_path / "stage" / "logs" / "Nov27_20-00-00_host" / "events.out.tfevents.1").read_text() == "e"
+
+
+def test_set_with_either_spelling_overrides_the_recipe() -> None:
+    from tuna_open.recipe import apply_overrides
+
+    recipe = sft_recipe({"num_epochs": 6, "per_device_train_batch_size": 32})
+    data = apply_overrides(recipe, ["stages.sft.train.num_train_epochs=1", "stages.sft.train.per_device_batch_size=2"])
+    assert data["stages"][1]["train"] == {"num_train_epochs": 1, "per_device_batch_size": 2}
+    settings = parse_recipe(data, Path("."), "r.yaml").stages[1].train
+    assert (settings.num_train_epochs, settings.per_device_train_batch_size) == (1, 2)
