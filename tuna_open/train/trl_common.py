@@ -1,8 +1,8 @@
 """What the TRL baselines (DPO, reward model, PPO, GRPO/RLOO) share, so each trainer module is only its own logic.
 
-One settings base (the TrainingArguments every trainer takes, under the names ``SFTSettings`` uses), one place
-that turns it into a TRL config with the project's quiet defaults, atomic output directories, the train-and-save
-sequence, and the log-history extraction the report plots.
+One settings base (the TrainingArguments every trainer takes, under TRL's names, plus a ``trainer_args``
+pass-through), one place that turns it into a TRL config, atomic output directories, the train-and-save sequence
+(progress display, resume from the last checkpoint), and the log-history extraction the report plots.
 """
 
 from __future__ import annotations
