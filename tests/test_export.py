@@ -61,6 +61,19 @@ def test_export_is_loadable_and_carries_a_card(ranked_run: Path, tmp_path: Path)
     assert load_dataset(str(tmp_path / "sft"), split="train")[0]["completion"] == texts[ranking["order"][0]]
 
 
+def test_same_named_exports_never_load_each_others_rows(ranked_run: Path, tmp_path: Path) -> None:
+    """datasets caches local directories by base name and data-file names; ours carry a content hash."""
+    from datasets import load_dataset
+
+    export(ranked_run, tmp_path / "a" / "prefs", "dpo", "--pairs", "best_vs_worst")
+    export(ranked_run, tmp_path / "b" / "prefs", "dpo", "--pairs", "all_pairs")
+    few, many = (load_dataset(str(tmp_path / d / "prefs"), split="train") for d in ("a", "b"))
+    rankings = read_jsonl(ranked_run / "stages/rankings/records.jsonl")
+    assert len(few) <= len(rankings) < len(many)
+    export(ranked_run, tmp_path / "a" / "prefs", "dpo", "--pairs", "all_pairs")  # re-exported in place
+    assert len(load_dataset(str(tmp_path / "a" / "prefs"), split="train")) == len(many)
+
+
 def test_export_mistakes_are_one_line(ranked_run: Path, tmp_path: Path) -> None:
     for stage, message in (("nope", "no finished stage 'nope'"), ("samples", "is a sample stage")):
         result = CliRunner().invoke(main, ["export", str(ranked_run), stage, "--format", "dpo",

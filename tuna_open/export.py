@@ -4,12 +4,17 @@
 
 Rankings are the expensive, reusable product of a run (GPT-4 judgements, teacher likelihoods); exporting them in
 the formats TRL, LLaMA-Factory and OpenRLHF read lets them train anything, not only Tuna. The output directory
-is what ``datasets.load_dataset(DIR)`` and the Hub expect: ``data/train-00000-of-00001.parquet`` plus a dataset card
-(``README.md``) naming the run, the ranker and the counts. Failed rankings are left out, never given an order.
+is what ``datasets.load_dataset(DIR)`` and the Hub expect: ``data/train-<content hash>.parquet`` plus a dataset
+card (``README.md``) naming the run, the ranker and the counts. Failed rankings are left out, never given an order.
+
+The content hash in the file name is not decoration: datasets 5.2 caches a local directory under its base name and
+its data files' relative names, so two exports called ``dpo`` (or one re-exported with other rows) would otherwise
+load each other's stale rows from ``~/.cache/huggingface/datasets`` (cf. huggingface/datasets#2956).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
@@ -24,7 +29,6 @@ from tuna_open.train.trl_common import atomic_output_dir
 ExportFormat = Literal["dpo", "listwise", "sft"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
 PAIR_MODES: tuple[str, ...] = get_args(PairMode)
-DATA_FILE = "data/train-00000-of-00001.parquet"
 
 COLUMNS = {
     "dpo": "`prompt`, `chosen` (ranked higher), `rejected` (ranked lower): TRL's standard preference format",
@@ -85,9 +89,9 @@ def export_rows(fmt: ExportFormat, candidates: Sequence[dict[str, Any]], ranking
 
 
 def dataset_card(fmt: ExportFormat, run_dir: Path, stage: str, manifest: dict[str, Any], judge: str,
-                 counts: dict[str, int], pairs: PairMode) -> str:
+                 counts: dict[str, int], pairs: PairMode, data_file: str) -> str:
     """README.md: YAML front matter (so ``load_dataset`` and the Hub find the split) and what the rows are."""
-    front = {"configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILE}]}],
+    front = {"configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
              "tags": ["tuna-open", "rankings", fmt], "task_categories": ["text-generation"]}
     pair_line = f"- Pair mode: `{pairs}`\n" if fmt == "dpo" else ""
     return (
@@ -115,9 +119,12 @@ def export_dataset(run_dir: Path, stage: str, fmt: ExportFormat, output: Path,
         raise UserError(f"stage {stage!r}: no {fmt} rows (every ranking failed or stated no preference)")
     counts = {"rankings": len(rankings), "failed": sum(1 for r in rankings if r.get("failed")), "rows": len(rows)}
     with atomic_output_dir(output) as tmp:
-        (tmp / DATA_FILE).parent.mkdir(parents=True)
-        Dataset.from_list(rows).to_parquet(str(tmp / DATA_FILE))
-        (tmp / "README.md").write_text(dataset_card(fmt, run_dir, stage, manifest, judge, counts, pairs),
+        staged = tmp / "data" / "train.parquet"
+        staged.parent.mkdir(parents=True)
+        Dataset.from_list(rows).to_parquet(str(staged))
+        data_file = f"data/train-{hashlib.sha256(staged.read_bytes()).hexdigest()[:16]}.parquet"
+        staged.rename(tmp / data_file)
+        (tmp / "README.md").write_text(dataset_card(fmt, run_dir, stage, manifest, judge, counts, pairs, data_file),
                                        encoding="utf-8")
     return counts
 
