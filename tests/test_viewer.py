@@ -62,6 +62,18 @@ def test_page_shows_ranked_order_scores_failures_and_agreement_escaped() -> None
     assert "4 prompts · 1 failed · ranker: openai" in page
 
 
+def test_a_long_run_keeps_failures_and_disagreements_within_the_page_limit() -> None:
+    candidates, rankings = judged_records()  # p-ok, p-bias (disagreeing), p-fail (failed), p-xss
+    def ids(limit: int) -> list[str]:
+        page = render_rankings_html(candidates, rankings, "t", limit=limit)
+        assert ("this page holds" in page) == (limit < len(rankings)) and "4 prompts · 1 failed" in page
+        return [s.split("<h2>")[1].split("<")[0] for s in page.split('<section class="prompt')[1:]]
+
+    assert ids(2) == ["p-bias", "p-fail"]
+    assert ids(3) == ["p-ok", "p-bias", "p-fail"]  # then the earliest others, in file order
+    assert ids(4) == ["p-ok", "p-bias", "p-fail", "p-xss"]
+
+
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
                 None)
 

@@ -114,17 +114,34 @@ def _section(record: dict[str, Any], ranking: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+MAX_PROMPTS = 2000
+"""Sections per page: a 52k-prompt Alpaca run would make a page of hundreds of MB no browser opens."""
+
+
+def shown_rankings(rankings: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` rankings in file order: every failed or disagreeing one first (what needs looking at),
+    then the others from the start."""
+    notable = {i for i, r in enumerate(rankings)
+               if r.get("failed") or agreement_class(r.get("metadata") or {}) == "partial"}
+    keep = sorted(notable)[:limit]
+    keep += [i for i in range(len(rankings)) if i not in notable][:limit - len(keep)]
+    return [rankings[i] for i in sorted(keep)]
+
+
 def render_rankings_html(candidates: Sequence[dict[str, Any]], rankings: Sequence[dict[str, Any]],
-                         title: str) -> str:
+                         title: str, limit: int = MAX_PROMPTS) -> str:
     """The whole page; rankings whose candidates record is missing are shown with their id only."""
     by_id = {str(c["id"]): c for c in candidates}
     failed = sum(1 for r in rankings if r.get("failed"))
     taus = [r["metadata"]["self_consistency"] for r in rankings
             if (r.get("metadata") or {}).get("self_consistency") is not None]
     rankers = sorted({str(r.get("ranker")) for r in rankings if r.get("ranker")})
+    shown = shown_rankings(rankings, limit)
     summary = (f"{len(rankings)} prompts · {failed} failed · ranker: {', '.join(rankers) or 'unknown'}"
-               + (f" · mean agreement τ = {sum(taus) / len(taus):.2f} over {len(taus)} prompts" if taus else ""))
-    sections = "\n".join(_section(by_id.get(str(r["id"]), {}), r) for r in rankings)
+               + (f" · mean agreement τ = {sum(taus) / len(taus):.2f} over {len(taus)} prompts" if taus else "")
+               + (f" · this page holds {len(shown)} of them: failed and disagreeing ones first, then the earliest"
+                  if len(shown) < len(rankings) else ""))
+    sections = "\n".join(_section(by_id.get(str(r["id"]), {}), r) for r in shown)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{STYLE}</style></head>
 <body><header><h1>{escape(title)}</h1><p class="summary">{escape(summary)}</p>
