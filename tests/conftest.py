@@ -94,3 +94,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+@pytest.fixture(scope="session")
+def ranked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished small run (tiny model → 3 samples for 8 builtin prompts → ranked by their log-probs): the run
+    directory, with stages ``init``, ``samples`` and ``rankings``."""
+    import yaml
+    from rich.console import Console
+
+    from tuna_open.pipeline.runner import run_recipe
+    from tuna_open.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("ranked_run")
+    recipe = {
+        "name": "ranked", "data": {"p": {"source": "builtin:tasks", "split": "train", "limit": 8}},
+        "stages": [
+            {"name": "init", "kind": "init_model", "vocab_size": 320, "tokenizer_corpus": 200},
+            {"name": "samples", "kind": "sample", "model": "@init", "data": "p", "n": 3, "max_new_tokens": 6,
+             "temperature": 1.0, "dedup": False, "min_candidates": 1, "logprobs": True},
+            {"name": "rankings", "kind": "rank", "input": "@samples",
+             "ranker": {"backend": "teacher_logprob", "teacher_logprob": {}}},
+        ],
+    }
+    (root / "r.yaml").write_text(yaml.safe_dump(recipe))
+    run_recipe(load_recipe(root / "r.yaml"), root / "run", console=Console(quiet=True))
+    return root / "run"

@@ -34,6 +34,7 @@ def test_rank_then_agree(tmp_path: Path) -> None:
     assert code == 0, out
     rankings = read_jsonl(tmp_path / "r.jsonl")
     assert [r["order"][0] for r in rankings] == [1, 2] and all(r["ranker"] == "function" for r in rankings)
+    assert f"viewer: {tmp_path / 'r.html'}" in out and (tmp_path / "r.html").read_text().count('class="prompt') == 2
     # Same candidates, a reversed "ranker": perfect disagreement.
     write_jsonl(tmp_path / "rev.jsonl", [{**r, "order": r["order"][::-1]} for r in rankings])
     code, out = invoke("agree", str(tmp_path / "r.jsonl"), str(tmp_path / "rev.jsonl"))

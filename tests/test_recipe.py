@@ -42,7 +42,7 @@ def test_minimal_recipe_validates(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(recipe: Path) -> None:
-    code, out = validate(recipe)
+    code, out = validate(recipe, "--schema-only")  # pre-flight (keys, vllm) depends on the machine
     assert code == 0, out
 
 

@@ -226,7 +226,7 @@ def test_ppo_save_works_on_non_writer_ranks(tiny_model_dir: Path, reward_model_d
 
 def test_ppo_needs_a_full_rollout_batch_of_prompts(tiny_model_dir: Path, reward_model_dir: Path,
                                                    tmp_path: Path) -> None:
-    settings = PPO_SETTINGS.model_copy(update={"per_device_batch_size": 4, "max_prompt_length": 40})
+    settings = PPO_SETTINGS.model_copy(update={"per_device_train_batch_size": 4, "max_prompt_length": 40})
     # Too few prompts would make TRL's drop-last dataloader cycle forever; long prompts are dropped, not cut.
     with pytest.raises(ValueError, match="at least 4 prompts.*got 1"):
         build_ppo_trainer(str(tiny_model_dir), str(reward_model_dir), [PROMPTS[0], PROMPTS[1], "Add 1 and 2."],

@@ -64,7 +64,7 @@ def main() -> None:
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Where artifacts go (default: runs/<recipe name>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set ranker.backend=teacher_logprob "
-                   "--set stages.sft.train.num_epochs=1")
+                   "--set stages.sft.train.num_train_epochs=1")
 @click.option("--dry-run", is_flag=True, help="Validate and show which stages would run or are cached.")
 @click.option("--from-stage", metavar="NAME", help="Re-run this stage and every later one, ignoring the cache.")
 @user_errors
@@ -89,13 +89,22 @@ def run(recipe_path: Path, run_dir: Path | None, overrides: tuple[str, ...], dry
 @main.command()
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--check-endpoints", is_flag=True, help="Also check that every base_url the recipe uses answers.")
+@click.option("--schema-only", is_flag=True, help="Skip the pre-flight checks of this machine (keys, packages).")
 @user_errors
-def validate(recipe_path: Path, overrides: tuple[str, ...]) -> None:
-    """Check a recipe without running anything (schema, files, backends, stage wiring)."""
+def validate(recipe_path: Path, overrides: tuple[str, ...], check_endpoints: bool, schema_only: bool) -> None:
+    """Check a recipe without running anything: schema, files, backends, stage wiring, then pre-flight (API key
+    variables set, optional packages such as vllm/deepspeed/trackers installed, endpoints up with --check-endpoints)."""
+    from tuna_open.preflight import preflight
     from tuna_open.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, list(overrides))
-    click.echo(f"ok: {recipe_path} ({len(recipe.stages)} stages: {', '.join(s.name for s in recipe.stages)})")
+    checked = preflight(recipe, check_endpoints=check_endpoints) if not schema_only else None
+    if checked and checked.problems:
+        raise UserError(f"{recipe_path}: " + "; ".join(checked.problems))
+    endpoints = f", {len(checked.endpoints)} endpoints answer" if checked and check_endpoints else ""
+    click.echo(f"ok: {recipe_path} ({len(recipe.stages)} stages: {', '.join(s.name for s in recipe.stages)}"
+               f"{endpoints})")
 
 
 
@@ -117,6 +126,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from tuna_open.pipeline.context import track
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.rank import rank_records
+    from tuna_open.viewer import write_rankings_html
 
     raw = apply_overrides(load_mapping(ranker_path, "ranker config"), list(overrides))
     try:
@@ -132,7 +142,9 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     _quiet_libraries()
     result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size, choice.max_failure_fraction,
                           functools.partial(track, console))
-    click.echo(f"{result.summary} → {output_path}")
+    viewer = write_rankings_html(records, read_jsonl(output_path), output_path.with_suffix(".html"),
+                                 f"rankings of {input_path.name} ({choice.backend})")
+    click.echo(f"{result.summary} → {output_path} (viewer: {viewer})")
 
 
 @main.command()
@@ -153,6 +165,41 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
     except ValueError as err:
         raise UserError(str(err)) from None
     click.echo(json.dumps(result, indent=2))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("stage")
+@click.option("--format", "fmt", required=True, type=click.Choice(["dpo", "listwise", "sft"]),
+              help="dpo: prompt/chosen/rejected; listwise: prompt/completions best-first/scores/judge; "
+                   "sft: prompt/completion (the best-ranked).")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Dataset directory to write.")
+@click.option("--pairs", default="best_vs_rest", show_default=True,
+              type=click.Choice(["all_pairs", "best_vs_rest", "best_vs_worst"]), help="Pair mode of --format dpo.")
+@click.option("--push-to-hub", "repo_id", metavar="REPO", help="Also upload the dataset to this Hub repo.")
+@user_errors
+def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_id: str | None) -> None:
+    """Export a rank stage's rankings as a Hugging Face dataset (loadable with datasets.load_dataset(OUTPUT))."""
+    from tuna_open.export import export_dataset, push_to_hub
+
+    _quiet_libraries()
+    counts = export_dataset(run_dir, stage, fmt, output, pairs)  # type: ignore[arg-type]
+    click.echo(f"{counts['rows']} {fmt} rows from {counts['rankings']} rankings ({counts['failed']} failed) → {output}")
+    if repo_id:
+        click.echo(f"pushed: {push_to_hub(output, repo_id)}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("stage")
+@click.argument("repo_id", metavar="REPO")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@user_errors
+def push(run_dir: Path, stage: str, repo_id: str, private: bool) -> None:
+    """Write a model card into a model stage's output and upload the model to the Hugging Face Hub."""
+    from tuna_open.export import publish_model
+
+    click.echo(f"pushed: {publish_model(run_dir, stage, repo_id, private)}")
 
 
 @main.command("eval")

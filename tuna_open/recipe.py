@@ -20,8 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rankers.registry import BACKENDS, RankerConfig, RankerConfigError, validate_config
 from tuna_open.errors import UserError
+from tuna_open.train.trl_common import LEGACY_NAMES
 
 REF = re.compile(r"^@([A-Za-z0-9_\-]+)$")
+KEY_ALIASES = {**LEGACY_NAMES, **{new: old for old, new in LEGACY_NAMES.items()}}
+"""Pairs of keys naming the same setting (``tuna_open.train.trl_common.LEGACY_NAMES``), for ``--set``."""
 
 
 class Strict(BaseModel):
@@ -230,6 +233,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"--set {key}: cannot set a key inside a non-mapping")
+        if parts[-1] in KEY_ALIASES:  # TRL's name overrides a recipe's older spelling, and back
+            node.pop(KEY_ALIASES[parts[-1]], None)
         node[parts[-1]] = value
     return data
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from tuna_open.data.jsonl import read_jsonl
 from tuna_open.data.records import Instruction
@@ -16,6 +17,7 @@ from tuna_open.data.sources import load_instructions
 from tuna_open.errors import UserError
 from tuna_open.models import resolve_model_refs
 from tuna_open.pipeline.fingerprint import substitute_refs
+from tuna_open.progress import PeriodicLog
 from tuna_open.recipe import REF, Recipe
 
 
@@ -73,8 +75,17 @@ class StageContext:
 
 @contextlib.contextmanager
 def track(console: Console, total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """A transient rich progress bar (silent when not on a terminal); yields ``advance(n)``."""
-    columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+    """Progress of ``total`` records; yields ``advance(n)``.
+
+    On a terminal, a transient rich bar with elapsed time and ETA; otherwise (Slurm, nohup, a pipe) plain
+    ``PeriodicLog`` lines, because a bar would print nothing there and a long stage would look hung.
+    """
+    if not console.is_terminal:
+        log = PeriodicLog(lambda line: console.print(line, markup=False, highlight=False), total, description)
+        yield log.advance
+        return
+    columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)

@@ -1,8 +1,8 @@
 """The run's report: ``report.json`` for machines, ``report.md`` with tables and plots for people.
 
 ``report.json`` = ``{"recipe", "models": {name: {metric: number}}, "stages": [{"name", "status", "seconds"}],
-"rankers": {stage: stats}, "baseline", "primary_metric"}``. Plots (training curves, the primary metric per
-model) go to ``plots/`` and are linked from the markdown.
+"rankers": {stage: stats}, "viewers": {stage: its rankings.html}, "baseline", "primary_metric"}``. Plots (training
+curves, the primary metric per model) go to ``plots/`` and are linked from the markdown, as are the viewers.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def write_report(recipe: Recipe, run_dir: Path, entries: list[dict[str, Any]],
         "models": models,
         "stages": entries,
         "rankers": rankers,
+        "viewers": {name: r.extra["viewer"] for name, r in results.items() if "viewer" in r.extra},
     }
     plots = _plots(run_dir / "plots", results, models, recipe.report.primary_metric)
     for result in results.values():  # plots a stage drew itself (e.g. Vicuna QA win/tie/loss)
@@ -81,6 +82,10 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
         lines += ["", "## Rankers", ""]
         for stage, stats in report["rankers"].items():
             lines.append(f"- `{stage}`: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    if report.get("viewers"):
+        lines += ["", "## Rankings viewer", ""]
+        lines += [f"- [`{stage}`]({path}): every prompt's candidates in ranked order, judge output, failures and "
+                  "permutation agreement" for stage, path in report["viewers"].items()]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}](plots/{p})" for p in plots]
     return "\n".join(lines) + "\n"

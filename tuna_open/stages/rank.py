@@ -17,12 +17,13 @@ from pydantic import Field
 from rankers import RankRequest, build_ranker
 from rankers.base import owned
 from rankers.templates import is_multi_turn, transcript
-from tuna_open.data.jsonl import ResumableJsonlWriter
+from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.manifest import fingerprint_of
 from tuna_open.recipe import iter_refs
 from tuna_open.stages.ranked import RankerStage
+from tuna_open.viewer import write_rankings_html
 
 OUTPUT = "records"
 
@@ -102,8 +103,13 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     choice = cfg.choice(ctx.recipe)
     flat = choice.flat()
     flat["cache_dir"] = _cache_dir(ctx, flat, sorted(set(iter_refs(flat))))
+    records = ctx.records(cfg.input)
     try:
-        return rank_records(ctx.records(cfg.input), ctx.resolve(flat), ctx.output, cfg.batch_size,
-                            choice.max_failure_fraction, ctx.progress)
+        result = rank_records(records, ctx.resolve(flat), ctx.output, cfg.batch_size,
+                              choice.max_failure_fraction, ctx.progress)
     except UserError as err:
         raise UserError(f"stage {cfg.name}: {err}") from None
+    viewer = write_rankings_html(records, read_jsonl(ctx.output), ctx.stage_dir / "rankings.html",
+                                 title=f"{ctx.recipe.name}: rankings of stage {cfg.name} ({flat['backend']})")
+    result.extra["viewer"] = viewer.relative_to(ctx.run_dir).as_posix()
+    return result

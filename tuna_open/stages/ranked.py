@@ -48,7 +48,8 @@ class RankedInputs(StageConfig):
         if not pairs:
             raise UserError(f"stage {self.name}: no preference pairs in {self.rankings}")
         result = train(model, pairs, settings.model_copy(update={"seed": ctx.seed}), str(ctx.output))
-        return StageResult(summary=f"{len(pairs)} preference pairs ({mode})", counts={"pairs": len(pairs)},
+        return StageResult(summary=f"{len(pairs)} preference pairs ({mode})",
+                           counts={"pairs": len(pairs), "resumed_from_step": result["resumed_from_step"]},
                            history=result["history"])
 
     def load(self, ctx: StageContext, model: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -35,5 +35,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     settings = cfg.train.model_copy(update={"seed": ctx.seed})
     result = train_sft(model, examples, settings, ctx.output)
     last = result["history"][-1]["loss"] if result["history"] else float("nan")
-    return StageResult(summary=f"{len(examples)} examples, final loss {last:.3f}", counts={"examples": len(examples)},
+    resumed = f", resumed from step {result['resumed_from_step']}" if result["resumed_from_step"] else ""
+    return StageResult(summary=f"{len(examples)} examples, final loss {last:.3f}{resumed}",
+                       counts={"examples": len(examples), "resumed_from_step": result["resumed_from_step"]},
                        history=result["history"])

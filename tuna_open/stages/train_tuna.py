@@ -88,10 +88,12 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     ranked = sum(_ranked_pairs(e["tiers"]) for e in examples)
     counts = {"examples": len(examples), "ranked_pairs": ranked,
               "tied_pairs": sum(len(e["tiers"]) * (len(e["tiers"]) - 1) // 2 for e in examples) - ranked,
-              "imitated_candidates": sum(sum(e["mle"]) for e in examples)}
+              "imitated_candidates": sum(sum(e["mle"]) for e in examples),
+              "resumed_from_step": result["resumed_from_step"]}
+    resumed = f", resumed from step {result['resumed_from_step']}" if result["resumed_from_step"] else ""
     return StageResult(summary=f"{len(examples)} ranked prompts, {counts['ranked_pairs']} ranked pairs "
                                f"({counts['tied_pairs']} tied, masked), {counts['imitated_candidates']} imitated "
-                               f"candidates{last}", counts=counts, history=hist)
+                               f"candidates{last}{resumed}", counts=counts, history=hist)
 
 
 def _ranked_pairs(tiers: list[int]) -> int:

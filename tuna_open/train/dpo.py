@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from tuna_open.train.preferences import PreferencePair
 from tuna_open.train.trl_common import (
-    WORKDIR,
     LoraSettings,
     TrainSettings,
     atomic_output_dir,
     ensure_pad_token,
     quiet_progress,
     train_and_save,
+    trainer_dir,
     trl_args,
 )
 
 if TYPE_CHECKING:
-    from trl import DPOTrainer
+    from trl import DPOConfig, DPOTrainer
 
 HISTORY_FIELDS = {
     "loss": "loss",
@@ -45,6 +45,11 @@ class DPOSettings(TrainSettings):
     """Prompt + response tokens; a pair whose prompt alone reaches it is dropped by TRL (counted in ``examples``)."""
     lora: LoraSettings | None = None
     """Train LoRA adapters; the reference is then the base model with adapters disabled (no second copy)."""
+
+    def trl_config_class(self) -> type["DPOConfig"]:
+        from trl import DPOConfig
+
+        return DPOConfig
 
 
 def build_dpo_trainer(model_path: str, pairs: Sequence[PreferencePair], settings: DPOSettings,
@@ -77,6 +82,6 @@ def train_dpo(model_path: str, pairs: Sequence[PreferencePair], settings: DPOSet
     """
     if not pairs:
         raise ValueError("DPO needs at least one preference pair")
-    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
-        trainer = build_dpo_trainer(model_path, pairs, settings, tmp / WORKDIR)
-        return train_and_save(trainer, tmp, HISTORY_FIELDS)
+    with atomic_output_dir(output_dir) as tmp, quiet_progress():
+        trainer = build_dpo_trainer(model_path, pairs, settings, trainer_dir(output_dir))
+        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)

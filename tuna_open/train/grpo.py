@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 from rankers.base import Ranker, RankRequest
 from tuna_open.train.preferences import ranking_rewards
 from tuna_open.train.trl_common import (
-    WORKDIR,
     LoraSettings,
     TrainSettings,
     atomic_output_dir,
     ensure_pad_token,
     quiet_progress,
     train_and_save,
+    trainer_dir,
     trl_args,
 )
 
 if TYPE_CHECKING:
-    from trl import GRPOTrainer, RLOOTrainer
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 HISTORY_FIELDS = {
     "loss": "loss",
@@ -43,7 +43,7 @@ HISTORY_FIELDS = {
 class GRPOSettings(TrainSettings):
     algorithm: Literal["grpo", "rloo"] = "grpo"
     learning_rate: float = 1e-6
-    per_device_batch_size: int = 8
+    per_device_train_batch_size: int = 8
     """Completions (not prompts) per device step; with ``gradient_accumulation_steps`` it must be a multiple of
     ``num_generations`` so every prompt's group is generated together."""
     num_generations: int = 4
@@ -56,6 +56,11 @@ class GRPOSettings(TrainSettings):
     """Optimisation passes per generated batch (μ in the GRPO paper)."""
     epsilon: float = 0.2
     lora: LoraSettings | None = None
+
+    def trl_config_class(self) -> type["GRPOConfig | RLOOConfig"]:
+        from trl import GRPOConfig, RLOOConfig
+
+        return GRPOConfig if self.algorithm == "grpo" else RLOOConfig
 
 
 class RankerReward:
@@ -138,7 +143,7 @@ def train_grpo(policy_path: str, prompts: Sequence[Mapping[str, Any]], ranker: R
     if not prompts:
         raise ValueError("GRPO needs at least one prompt")
     reward = RankerReward(ranker)
-    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
-        trainer = build_grpo_trainer(policy_path, prompts, reward, settings, tmp / WORKDIR)
-        result = train_and_save(trainer, tmp, HISTORY_FIELDS)
+    with atomic_output_dir(output_dir) as tmp, quiet_progress():
+        trainer = build_grpo_trainer(policy_path, prompts, reward, settings, trainer_dir(output_dir))
+        result = train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)
     return {**result, "ranker_groups": reward.groups, "failed_groups": reward.failed_groups}

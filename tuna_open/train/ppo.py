@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import model_validator
 
 from tuna_open.train.trl_common import (
-    WORKDIR,
     TrainSettings,
     atomic_output_dir,
     ensure_pad_token,
     quiet_progress,
     train_and_save,
+    trainer_dir,
     trl_args,
 )
 
 if TYPE_CHECKING:
-    from trl.experimental.ppo import PPOTrainer
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 HISTORY_FIELDS = {
     "reward": "objective/scores",
@@ -44,8 +44,8 @@ HISTORY_FIELDS = {
 class PPOSettings(TrainSettings):
     learning_rate: float = 3e-6
     total_episodes: int | None = None
-    """Prompts to roll out in all; None: ``num_epochs`` passes over the prompts. ``max_steps`` > 0 overrides both
-    (that many rollout batches of ``per_device_batch_size × gradient_accumulation_steps`` prompts)."""
+    """Prompts to roll out in all; None: ``num_train_epochs`` passes over the prompts. ``max_steps`` > 0 overrides both
+    (that many rollout batches of ``per_device_train_batch_size × gradient_accumulation_steps`` prompts)."""
     num_ppo_epochs: int = 4
     """Optimisation passes over each rollout batch."""
     num_mini_batches: int = 1
@@ -65,6 +65,11 @@ class PPOSettings(TrainSettings):
     gamma: float = 1.0
     lam: float = 0.95
     whiten_rewards: bool = False
+
+    def trl_config_class(self) -> type["PPOConfig"]:
+        from trl.experimental.ppo import PPOConfig
+
+        return PPOConfig
 
     @model_validator(mode="after")
     def _no_bf16(self) -> "PPOSettings":
@@ -94,15 +99,15 @@ def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequenc
     _check_same_vocab(tokenizer, reward_model_path)
     ids = [tokenizer(p)["input_ids"] for p in prompts]
     dataset = Dataset.from_list([{"input_ids": x} for x in ids if len(x) <= settings.max_prompt_length])
-    rollout_batch = settings.per_device_batch_size * settings.gradient_accumulation_steps
+    rollout_batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps
     if len(dataset) < rollout_batch:
         # TRL's dataloader drops the last partial batch and cycles forever: too few prompts would hang, not fail.
         raise ValueError(f"PPO needs at least {rollout_batch} prompts within max_prompt_length "
-                         f"(per_device_batch_size × gradient_accumulation_steps), got {len(dataset)}")
+                         f"(per_device_train_batch_size × gradient_accumulation_steps), got {len(dataset)}")
     if settings.max_steps > 0:
         total_episodes = settings.max_steps * rollout_batch
     else:
-        total_episodes = settings.total_episodes or int(settings.num_epochs * len(dataset))
+        total_episodes = settings.total_episodes or int(settings.num_train_epochs * len(dataset))
     args = trl_args(
         PPOConfig, settings, Path(workdir),
         total_episodes=total_episodes,
@@ -176,11 +181,11 @@ def train_ppo(policy_path: str, reward_model_path: str, prompts: Sequence[str], 
     (per rollout batch: ``loss`` = policy loss + vf_coef × value loss, the objective TRL minimises; reward-model
     score; KL to the reference; learning rate), ``train_seconds``, ``examples`` and ``prompts_dropped``.
     """
-    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
-        trainer = build_ppo_trainer(policy_path, reward_model_path, prompts, settings, tmp / WORKDIR)
+    with atomic_output_dir(output_dir) as tmp, quiet_progress():
+        trainer = build_ppo_trainer(policy_path, reward_model_path, prompts, settings, trainer_dir(output_dir))
         # TRL's PPO loop prints a banner to stdout; the stage prints its own summary line instead.
         with contextlib.redirect_stdout(io.StringIO()):
-            result = train_and_save(trainer, tmp, HISTORY_FIELDS,
+            result = train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar,
                                     prompts_dropped=len(prompts) - len(trainer.train_dataset))
     for row in result["history"]:
         row["loss"] = row["policy_loss"] + settings.vf_coef * row["value_loss"]

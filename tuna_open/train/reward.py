@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from tuna_open.train.preferences import PreferencePair
 from tuna_open.train.trl_common import (
-    WORKDIR,
     LoraSettings,
     TrainSettings,
     atomic_output_dir,
     ensure_pad_token,
     quiet_progress,
     train_and_save,
+    trainer_dir,
     trl_args,
 )
 
 if TYPE_CHECKING:
-    from trl import RewardTrainer
+    from trl import RewardConfig, RewardTrainer
 
 HISTORY_FIELDS = {
     "loss": "loss",
@@ -47,6 +47,11 @@ class RewardSettings(TrainSettings):
     center_rewards_coefficient: float | None = None
     """Penalise the mean reward's square (pins the scale so rewards stay near zero, as PPO expects)."""
     lora: LoraSettings | None = None
+
+    def trl_config_class(self) -> type["RewardConfig"]:
+        from trl import RewardConfig
+
+        return RewardConfig
 
 
 def build_reward_trainer(model_path: str, pairs: Sequence[PreferencePair], settings: RewardSettings,
@@ -83,5 +88,6 @@ def train_reward(model_path: str, pairs: Sequence[PreferencePair], settings: Rew
     """
     if not pairs:
         raise ValueError("a reward model needs at least one preference pair")
-    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
-        return train_and_save(build_reward_trainer(model_path, pairs, settings, tmp / WORKDIR), tmp, HISTORY_FIELDS)
+    with atomic_output_dir(output_dir) as tmp, quiet_progress():
+        trainer = build_reward_trainer(model_path, pairs, settings, trainer_dir(output_dir))
+        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
 from rankers.tokenization import encode_responses
-from tuna_open.train.trl_common import (WORKDIR, LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token,
-                                        quiet_progress, train_and_save, trl_args)
+from tuna_open.train.trl_common import (LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token, quiet_progress,
+                                        train_and_save, trainer_dir, trl_args)
 
 if TYPE_CHECKING:
-    from trl import SFTTrainer
+    from trl import SFTConfig, SFTTrainer
 
 HISTORY_FIELDS = {"loss": "loss", "learning_rate": "learning_rate"}
 
@@ -29,7 +29,7 @@ class SftExample(TypedDict):
 
 class SFTSettings(TrainSettings):
     learning_rate: float = 2e-5
-    num_epochs: float = 3.0
+    num_train_epochs: float = 3.0
     warmup_steps: float = 0.03
     lr_scheduler_type: str = "cosine"
     max_length: int = 512
@@ -37,6 +37,11 @@ class SFTSettings(TrainSettings):
     """TRL's loss: ``chunked_nll`` never materialises full-vocabulary logits (big vocabularies); plain ``nll`` is
     faster for tiny ones."""
     lora: LoraSettings | None = None
+
+    def trl_config_class(self) -> type["SFTConfig"]:
+        from trl import SFTConfig
+
+        return SFTConfig
 
 
 def build_sft_trainer(model_path: str, examples: Sequence[SftExample], settings: SFTSettings,
@@ -63,5 +68,6 @@ def build_sft_trainer(model_path: str, examples: Sequence[SftExample], settings:
 def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSettings,
               output_dir: str | Path) -> dict[str, Any]:
     """Fine-tune ``model_path`` on ``examples``; model + tokenizer land in ``output_dir`` atomically."""
-    with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
-        return train_and_save(build_sft_trainer(model_path, examples, settings, tmp / WORKDIR), tmp, HISTORY_FIELDS)
+    with atomic_output_dir(output_dir) as tmp, quiet_progress():
+        trainer = build_sft_trainer(model_path, examples, settings, trainer_dir(output_dir))
+        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)

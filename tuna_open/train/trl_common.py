@@ -1,8 +1,8 @@
 """What the TRL baselines (DPO, reward model, PPO, GRPO/RLOO) share, so each trainer module is only its own logic.
 
-One settings base (the TrainingArguments every trainer takes, under the names ``SFTSettings`` uses), one place
-that turns it into a TRL config with the project's quiet defaults, atomic output directories, the train-and-save
-sequence, and the log-history extraction the report plots.
+One settings base (the TrainingArguments every trainer takes, under TRL's names, plus a ``trainer_args``
+pass-through), one place that turns it into a TRL config, atomic output directories, the train-and-save sequence
+(progress display, resume from the last checkpoint), and the log-history extraction the report plots.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuna_open.distributed import atomic_output_dir  # noqa: F401  (every trainer's one save path)
 
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 ArgsT = TypeVar("ArgsT", bound="TrainingArguments")
-
-WORKDIR = "_trainer"
-"""Trainer scratch space inside the temporary output directory; removed before the output is published."""
 
 
 class LoraSettings(BaseModel):
@@ -45,27 +42,118 @@ class LoraSettings(BaseModel):
                           target_modules=self.target_modules, task_type=task_type)
 
 
+LEGACY_NAMES = {"num_epochs": "num_train_epochs", "per_device_batch_size": "per_device_train_batch_size"}
+"""Our earlier spellings of TRL's names, still accepted so existing recipes keep validating."""
+
+ReportTo = Literal["tensorboard", "wandb", "trackio"]
+
+RESERVED_TRAINER_ARGS = {"output_dir"}
+"""``trainer_args`` keys that would break the stage contract (where checkpoints and the model go)."""
+
+
 class TrainSettings(BaseModel):
-    """TrainingArguments knobs common to all baselines; each trainer's settings subclass this and add its own."""
+    """TrainingArguments knobs common to all trainers, under TRL's names; each trainer's settings subclass this.
+
+    Where our defaults differ from TRL's configs (TRL 1.12 / transformers 5.24), and why:
+
+    - ``num_train_epochs`` 1 (TRL 3) and ``per_device_train_batch_size`` 4 (TRL 8): the ranking stages train on
+      data they just generated; one pass is the paper's setting, and SFT sets its own 3.
+    - ``bf16`` and ``gradient_checkpointing`` off (TRL's configs turn both on): CPU runs and tiny models need
+      neither; turn them on for 7B+ models.
+    - ``seed`` 0 (TRL 42): the stage overrides it with the recipe's seed anyway.
+    - ``save_steps`` None: no intermediate checkpoints (TRL saves every 500 steps and keeps all of them); set it
+      to make an interrupted stage resume. ``save_total_limit`` 2 (TRL unlimited): resuming needs only the last.
+    - ``report_to`` none, as in TRL; TensorBoard event files are moved to the stage directory's ``logs/`` so they
+      outlive the trainer's working directory.
+
+    ``num_epochs`` and ``per_device_batch_size`` (our earlier names) are accepted as aliases. Anything else
+    ``TrainingArguments`` or the trainer's TRL config takes goes in ``trainer_args``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     learning_rate: float = 1e-6
-    num_epochs: float = 1.0
-    per_device_batch_size: int = 4
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     max_steps: int = -1
-    """Stop after this many optimizer steps (PPO: rollout batches) when positive; overrides ``num_epochs``."""
+    """Stop after this many optimizer steps (PPO: rollout batches) when positive; overrides ``num_train_epochs``."""
     warmup_steps: float = 0.0
     """Linear warmup: a step count, or a fraction of all steps when below 1."""
     weight_decay: float = 0.0
     lr_scheduler_type: str = "linear"
+    max_grad_norm: float = 1.0
     bf16: bool = False
     gradient_checkpointing: bool = False
     logging_steps: int = 10
     seed: int = 0
-    progress_bar: bool = False
-    """Show the trainer's tqdm bar (off: the stage prints one summary line and the report draws the curves)."""
+    save_steps: int | None = Field(default=None, ge=1)
+    """Save a checkpoint every this many steps; a re-run of the interrupted stage (same fingerprint) resumes
+    from the last complete one. None: no checkpoints. Checkpoints are deleted once the model is saved."""
+    save_total_limit: int | None = Field(default=2, ge=1)
+    report_to: list[ReportTo] = []
+    """Experiment trackers (``tensorboard``, ``wandb``, ``trackio``); ``none`` or [] for none. The run is named
+    after the stage."""
+    progress_bar: bool = True
+    """Trainer progress: a tqdm bar on a terminal, a plain log line with ETA every ``TUNA_PROGRESS_INTERVAL``
+    seconds (default 30) otherwise (Slurm, nohup)."""
+    trainer_args: dict[str, Any] = {}
+    """Passed as-is to the trainer's config class (``TrainingArguments`` or the TRL config): any field this
+    schema does not name, e.g. ``{optim: adafactor, dataloader_num_workers: 2}``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in LEGACY_NAMES.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"{old!r} is an alias of {new!r}; set only one")
+                data[new] = data.pop(old)
+        return data
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        return [v for v in value if v != "none"] if isinstance(value, list) else value
+
+    def trl_config_class(self) -> type["TrainingArguments"]:
+        """The config class ``trainer_args`` are checked against and passed to (subclasses name their TRL one)."""
+        from transformers import TrainingArguments
+
+        return TrainingArguments
+
+    @model_validator(mode="after")
+    def _check_trainer_args(self) -> "TrainSettings":
+        if not self.trainer_args:
+            return self  # validating a recipe imports no trainer library unless it passes trainer_args
+        import dataclasses
+
+        config_cls = self.trl_config_class()
+        known = {f.name for f in dataclasses.fields(config_cls) if f.init}
+        for key in self.trainer_args:
+            if key in type(self).model_fields or key in LEGACY_NAMES:
+                raise ValueError(f"trainer_args.{key}: set it as train.{key}, not in trainer_args")
+            if key in RESERVED_TRAINER_ARGS:
+                raise ValueError(f"trainer_args.{key}: set by the stage, cannot be overridden")
+            if key not in known:
+                raise ValueError(f"trainer_args.{key}: not a field of {config_cls.__name__}")
+        return self
+
+
+def trainer_dir(output_dir: str | Path) -> Path:
+    """The trainer's working directory (checkpoints) for a model saved to ``output_dir``.
+
+    A stable path next to the output, not a temporary one: an interrupted run's checkpoints must still be there
+    when the stage is re-run. The runner deletes the stage directory when the fingerprint changed, so a resumed
+    checkpoint always belongs to the same configuration.
+    """
+    output_dir = Path(output_dir)
+    return output_dir.with_name(f"{output_dir.name}.trainer")
 
 
 PAD_TOKEN = "[PAD]"
@@ -114,48 +202,51 @@ def _gathered(params: list[Any]) -> Any:
 
 
 def trl_args(config_cls: type[ArgsT], settings: TrainSettings, workdir: Path, **specific: Any) -> ArgsT:
-    """Build a TRL config from the shared settings plus trainer-specific fields.
+    """Build a TRL config from the shared settings, trainer-specific fields and ``trainer_args``.
 
-    Quiet and self-contained: no reporting integrations, no intermediate checkpoints (the caller saves the final
-    model once), CPU when there is no CUDA. TRL's own defaults of ``bf16=True`` and gradient checkpointing on are
-    overridden by the settings, which default to off because CPU runs and tiny models need neither.
+    Self-contained: trackers only when ``report_to`` names them (the run named after the stage directory),
+    checkpoints only when ``save_steps`` is set, CPU when there is no CUDA. ``trainer_args`` override anything
+    set here except ``output_dir``.
     """
     import torch
 
-    return config_cls(
-        output_dir=str(workdir),
-        learning_rate=settings.learning_rate,
-        num_train_epochs=settings.num_epochs,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        warmup_steps=settings.warmup_steps,
-        weight_decay=settings.weight_decay,
-        lr_scheduler_type=settings.lr_scheduler_type,
-        bf16=settings.bf16,
-        activation_checkpointing=settings.gradient_checkpointing,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=not settings.progress_bar,
-        use_cpu=not torch.cuda.is_available(),
+    return config_cls(**{
+        "output_dir": str(workdir),
+        "learning_rate": settings.learning_rate,
+        "num_train_epochs": settings.num_train_epochs,
+        "max_steps": settings.max_steps,
+        "per_device_train_batch_size": settings.per_device_train_batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "warmup_steps": settings.warmup_steps,
+        "weight_decay": settings.weight_decay,
+        "lr_scheduler_type": settings.lr_scheduler_type,
+        "max_grad_norm": settings.max_grad_norm,
+        "bf16": settings.bf16,
+        "activation_checkpointing": settings.gradient_checkpointing,
+        "logging_steps": settings.logging_steps,
+        "seed": settings.seed,
+        "save_strategy": "steps" if settings.save_steps else "no",
+        **({"save_steps": settings.save_steps} if settings.save_steps else {}),
+        "save_total_limit": settings.save_total_limit,
+        "report_to": settings.report_to or "none",
+        "run_name": Path(workdir).parent.name,
+        "disable_tqdm": True,  # ``run_training`` shows progress its own way (bar or log lines)
+        "use_cpu": not torch.cuda.is_available(),
         **specific,
-    )
+        **settings.trainer_args,
+    })
 
 
 @contextmanager
-def quiet_progress(quiet: bool = True) -> Iterator[None]:
+def quiet_progress() -> Iterator[None]:
     """Silence the datasets (tokenizing, filtering) and transformers (loading, saving) progress bars for a block.
 
-    A stage prints one summary line; a dozen bars per training run would bury it. Previous states are restored.
+    A stage prints one summary line and the trainer's own progress; a dozen library bars per training run would
+    bury them. Previous states are restored.
     """
     import datasets
     from transformers.utils import logging as hf_logging
 
-    if not quiet:
-        yield
-        return
     datasets_off, transformers_on = datasets.are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
@@ -168,26 +259,77 @@ def quiet_progress(quiet: bool = True) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def train_and_save(trainer: "Trainer", out: Path, history_fields: Mapping[str, str], **extra: Any) -> dict[str, Any]:
-    """Train, save a plain model + tokenizer into ``out``, drop the trainer's scratch space, return the record.
+def train_and_save(trainer: "Trainer", out: Path, history_fields: Mapping[str, str], progress: bool = True,
+                   **extra: Any) -> dict[str, Any]:
+    """Train (resuming from the last complete checkpoint), save a plain model + tokenizer into ``out``, drop the
+    trainer's working directory (checkpoints included), return the record.
 
     The returned dict is what stages put in their result: ``history`` (one row per logging step, keys from
     ``history_fields``), ``train_seconds`` (training only, not loading or saving), ``examples`` (training rows
-    left after the trainer's own length filtering) and ``extra``.
+    left after the trainer's own length filtering), ``resumed_from_step`` (0 for a fresh start) and ``extra``.
     """
-    from transformers import PrinterCallback
-
     examples = len(trainer.train_dataset)
     if examples == 0:
         raise ValueError("no training examples left after the trainer's length filter; raise max_length")
+    seconds, resumed = run_training(trainer, progress)
+    save_plain_model(trainer, out)
+    if trainer.accelerator.is_main_process:
+        discard_workdir(trainer.args.output_dir)
+    return {"history": log_history(trainer.state.log_history, history_fields), "train_seconds": seconds,
+            "examples": examples, "resumed_from_step": resumed, **extra}
+
+
+def run_training(trainer: "Trainer", progress: bool) -> tuple[float, int]:
+    """``trainer.train()`` with our progress display, resumed from the last complete checkpoint in its
+    ``output_dir`` when there is one; returns (training seconds, step resumed from or 0).
+
+    TRL's experimental PPO loop takes no ``resume_from_checkpoint`` and always starts afresh.
+    """
+    import inspect
+
+    from transformers import PrinterCallback
+
+    from tuna_open.progress import training_progress_callback
 
     trainer.remove_callback(PrinterCallback)  # its per-step dict dumps would drown the stage's summary line
+    if progress:
+        trainer.add_callback(training_progress_callback())
+    checkpoint = last_checkpoint(trainer.args.output_dir)
+    if "resume_from_checkpoint" not in inspect.signature(trainer.train).parameters:
+        checkpoint = None
     start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    save_plain_model(trainer, out)
-    return {"history": log_history(trainer.state.log_history, history_fields), "train_seconds": seconds,
-            "examples": examples, **extra}
+    trainer.train(**({"resume_from_checkpoint": checkpoint} if checkpoint else {}))
+    return time.perf_counter() - start, int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def discard_workdir(workdir: str | Path) -> None:
+    """Delete the trainer's working directory once the model is saved, keeping TensorBoard's event files.
+
+    transformers 5 writes them under ``output_dir/runs`` (it has no ``logging_dir`` any more); they move to
+    ``logs/`` beside the working directory (the stage directory), where a re-run does not clobber them.
+    """
+    workdir = Path(workdir)
+    events = workdir / "runs"
+    if events.is_dir():
+        logs = workdir.parent / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for run in events.iterdir():
+            shutil.move(str(run), str(logs / run.name))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def last_checkpoint(workdir: str | Path) -> str | None:
+    """The newest *complete* ``checkpoint-N`` in ``workdir``, or None.
+
+    transformers writes ``trainer_state.json`` after the weights, optimizer and RNG states, so a checkpoint a
+    kill interrupted mid-save lacks it and is passed over for the one before.
+    """
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        return None
+    complete = [c for c in workdir.glob("checkpoint-*")
+                if c.name.rsplit("-", 1)[1].isdigit() and (c / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1]))) if complete else None
 
 
 def save_plain_model(trainer: "Trainer", out: Path) -> None:
@@ -207,7 +349,6 @@ def save_plain_model(trainer: "Trainer", out: Path) -> None:
         trainer.save_model(str(out))
     if main:
         trainer.processing_class.save_pretrained(str(out))
-        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
 
 

@@ -23,8 +23,8 @@ from pydantic import Field
 from rankers.tokenization import encode_responses
 from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
-from tuna_open.train.trl_common import (WORKDIR, LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token,
-                                        train_and_save, trl_args)
+from tuna_open.train.trl_common import (LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token, train_and_save,
+                                        trainer_dir, trl_args)
 
 if TYPE_CHECKING:
     import torch
@@ -62,7 +62,7 @@ class TunaTrainConfig(TrainSettings):
     """
 
     learning_rate: float = Field(1e-5, gt=0)
-    per_device_batch_size: int = Field(1, gt=0)
+    per_device_train_batch_size: int = Field(1, gt=0)
     """Prompts per device and micro-batch, each with all its candidates."""
     lr_scheduler_type: str = "cosine"
     margin: float = Field(0.1, ge=0)
@@ -203,7 +203,7 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
     ranked, sft = _groups(tokenizer, examples, sft_examples, config)
     with atomic_output_dir(output_dir) as tmp:
         # TrainingArguments first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights already sharded.
-        args = trl_args(TrainingArguments, config, tmp / WORKDIR, optim=config.optim, data_seed=config.seed,
+        args = trl_args(TrainingArguments, config, trainer_dir(output_dir), optim=config.optim, data_seed=config.seed,
                         activation_checkpointing_kwargs={"use_reentrant": False}, remove_unused_columns=False,
                         ddp_find_unused_parameters=False)
         model = AutoModelForCausalLM.from_pretrained(model_path)
@@ -220,7 +220,7 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
         if config.lora is not None and _shards_weights(trainer):
             raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save "
                              "needs whole weights (use DDP or ZeRO-2 for LoRA)")
-        return train_and_save(trainer, tmp, HISTORY_FIELDS, examples=len(ranked))
+        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=config.progress_bar, examples=len(ranked))
 
 
 def _shards_weights(trainer: Any) -> bool:

@@ -1,0 +1,147 @@
+"""``tuna-open export``: rankings → a Hugging Face dataset that ``load_dataset`` reads and TRL trains on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from click.testing import CliRunner
+
+from tuna_open.cli import main
+from tuna_open.data.jsonl import read_jsonl
+from tuna_open.export import export_rows
+from tuna_open.train.preferences import preference_pairs
+
+CANDIDATES = [{"id": "a", "prompt": "P-a", "candidates": ["x", "y", "z"]},
+              {"id": "b", "prompt": "P-b", "candidates": ["u", "v"]}]
+RANKINGS = [{"id": "a", "order": [2, 0, 1], "scores": [0.5, 0.1, 0.9]},
+            {"id": "b", "order": [], "failed": True, "error": "unparseable"}]
+
+
+def test_rows_of_each_format_best_first_and_failures_left_out() -> None:
+    assert export_rows("dpo", CANDIDATES, RANKINGS, "j") == [
+        {"prompt": "P-a", "chosen": "z", "rejected": "x"}, {"prompt": "P-a", "chosen": "z", "rejected": "y"}]
+    assert len(export_rows("dpo", CANDIDATES, RANKINGS, "j", pairs="all_pairs")) == 3
+    assert export_rows("listwise", CANDIDATES, RANKINGS, "function:m:f") == [
+        {"prompt": "P-a", "completions": ["z", "x", "y"], "scores": [0.9, 0.5, 0.1], "judge": "function:m:f"}]
+    assert export_rows("sft", CANDIDATES, RANKINGS, "j") == [{"prompt": "P-a", "completion": "z"}]
+
+
+def export(run: Path, out: Path, fmt: str, *extra: str) -> str:
+    result = CliRunner().invoke(main, ["export", str(run), "rankings", "--format", fmt, "--output", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_export_is_loadable_and_carries_a_card(ranked_run: Path, tmp_path: Path) -> None:
+    from datasets import load_dataset
+
+    rankings = read_jsonl(ranked_run / "stages/rankings/records.jsonl")
+    candidates = read_jsonl(ranked_run / "stages/samples/records.jsonl")
+    line = export(ranked_run, tmp_path / "dpo", "dpo", "--pairs", "all_pairs")
+    dpo = load_dataset(str(tmp_path / "dpo"), split="train")
+    assert dpo.column_names == ["prompt", "chosen", "rejected"]
+    pairs = preference_pairs(candidates, rankings, mode="all_pairs")
+    assert len(dpo) == len(pairs) > 0 and f"{len(pairs)} dpo rows from {len(rankings)} rankings" in line
+    assert dpo[0] == {k: pairs[0][k] for k in ("prompt", "chosen", "rejected")}
+    card = (tmp_path / "dpo/README.md").read_text()
+    assert "teacher_logprob" in card and "`rankings`" in card and f"Rows: {len(pairs)}" in card
+    assert "all_pairs" in card and "run `run`" in card
+
+    export(ranked_run, tmp_path / "lw", "listwise")
+    listwise = load_dataset(str(tmp_path / "lw"), split="train")
+    assert len(listwise) == len(rankings)
+    first, ranking = listwise[0], rankings[0]
+    texts = candidates[0]["candidates"]
+    assert first["completions"] == [texts[i] for i in ranking["order"]]
+    assert first["scores"] == sorted(first["scores"], reverse=True) and first["judge"] == "teacher_logprob"
+
+    export(ranked_run, tmp_path / "sft", "sft")
+    assert load_dataset(str(tmp_path / "sft"), split="train")[0]["completion"] == texts[ranking["order"][0]]
+
+
+def test_same_named_exports_never_load_each_others_rows(ranked_run: Path, tmp_path: Path) -> None:
+    """datasets caches local directories by base name and data-file names; ours carry a content hash."""
+    from datasets import load_dataset
+
+    export(ranked_run, tmp_path / "a" / "prefs", "dpo", "--pairs", "best_vs_worst")
+    export(ranked_run, tmp_path / "b" / "prefs", "dpo", "--pairs", "all_pairs")
+    few, many = (load_dataset(str(tmp_path / d / "prefs"), split="train") for d in ("a", "b"))
+    rankings = read_jsonl(ranked_run / "stages/rankings/records.jsonl")
+    assert len(few) <= len(rankings) < len(many)
+    export(ranked_run, tmp_path / "a" / "prefs", "dpo", "--pairs", "all_pairs")  # re-exported in place
+    assert len(load_dataset(str(tmp_path / "a" / "prefs"), split="train")) == len(many)
+
+
+def test_export_mistakes_are_one_line(ranked_run: Path, tmp_path: Path) -> None:
+    for stage, message in (("nope", "no finished stage 'nope'"), ("samples", "is a sample stage")):
+        result = CliRunner().invoke(main, ["export", str(ranked_run), stage, "--format", "dpo",
+                                           "--output", str(tmp_path / "x")])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+class FakeHfApi:
+    """Records the Hub calls (no network): the upload is tested up to the huggingface_hub call."""
+
+    calls: ClassVar[list[tuple[str, dict]]] = []
+
+    def create_repo(self, repo_id: str, **kw: object) -> None:
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
+
+    def upload_folder(self, **kw: object) -> object:
+        self.calls.append(("upload_folder", dict(kw)))
+        return type("Commit", (), {"commit_url": "https://hub/commit/1"})()
+
+
+@pytest.fixture()
+def hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
+    import huggingface_hub
+
+    FakeHfApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    return FakeHfApi.calls
+
+
+def test_push_to_hub_creates_the_repo_and_uploads_the_folder(ranked_run: Path, tmp_path: Path,
+                                                            hub: list[tuple[str, dict]]) -> None:
+    output = export(ranked_run, tmp_path / "d", "dpo", "--push-to-hub", "me/tuna-prefs")
+    assert "pushed: https://hub/commit/1" in output
+    assert hub[0] == ("create_repo", {"repo_id": "me/tuna-prefs", "repo_type": "dataset", "private": False,
+                                      "exist_ok": True})
+    assert hub[1][1]["folder_path"] == str(tmp_path / "d") and hub[1][1]["repo_type"] == "dataset"
+
+
+def test_push_a_model_stage_writes_a_model_card(ranked_run: Path, hub: list[tuple[str, dict]]) -> None:
+    result = CliRunner().invoke(main, ["push", str(ranked_run), "init", "me/tiny", "--private"])
+    assert result.exit_code == 0, result.output
+    assert hub[0][1] == {"repo_id": "me/tiny", "repo_type": "model", "private": True, "exist_ok": True}
+    assert hub[1][1]["folder_path"] == str(ranked_run / "stages/init/model")
+    card = (ranked_run / "stages/init/model/README.md").read_text()
+    assert card.startswith("---\n") and "# init" in card and "`init_model`" in card and "run `run`" in card
+    assert "student Llama" in card  # the stage's result line
+    result = CliRunner().invoke(main, ["push", str(ranked_run), "rankings", "me/x"])
+    assert result.exit_code == 2 and "push uploads a model stage's model" in result.output and len(hub) == 2
+
+
+@pytest.mark.slow
+def test_trl_dpo_trainer_trains_on_the_export(ranked_run: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The point of the export: TRL's own DPOTrainer, given nothing but load_dataset(DIR), trains on it."""
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    export(ranked_run, tmp_path / "dpo", "dpo")
+    dataset = load_dataset(str(tmp_path / "dpo"), split="train")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = [p.detach().clone() for p in model.parameters()]
+    args = DPOConfig(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2, logging_steps=1,
+                     learning_rate=1e-3, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
+                     gradient_checkpointing=False)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
+                         processing_class=AutoTokenizer.from_pretrained(tiny_model_dir))
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert trainer.state.global_step == 3 and len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

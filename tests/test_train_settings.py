@@ -1,0 +1,111 @@
+"""TRL-named trainer settings, the ``trainer_args`` pass-through, ``report_to`` and plain progress lines."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tuna_open.errors import UserError
+from tuna_open.pipeline.context import track
+from tuna_open.progress import PeriodicLog, format_seconds
+from tuna_open.recipe import parse_recipe
+from tuna_open.train.dpo import DPOSettings
+from tuna_open.train.sft import SFTSettings
+from tuna_open.train.trl_common import TrainSettings, trainer_dir, trl_args
+from tuna_open.train.tuna_trainer import TunaTrainConfig
+
+
+def sft_recipe(train: dict) -> dict:
+    return {"name": "s", "data": {"d": {"source": "builtin:tasks", "limit": 2}},
+            "stages": [{"name": "init", "kind": "init_model"},
+                       {"name": "sft", "kind": "sft", "model": "@init", "data": "d", "train": train}]}
+
+
+def test_trl_names_and_legacy_aliases_are_the_same_field() -> None:
+    new = SFTSettings(num_train_epochs=2, per_device_train_batch_size=3)
+    old = SFTSettings(num_epochs=2, per_device_batch_size=3)
+    assert new == old and new.model_dump() == old.model_dump()
+    assert "num_epochs" not in new.model_dump()
+    assert TunaTrainConfig(per_device_batch_size=2).per_device_train_batch_size == 2
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    ({"num_epochs": 1, "num_train_epochs": 2}, "'num_epochs' is an alias of 'num_train_epochs'"),
+    ({"trainer_args": {"not_a_field": 1}}, "trainer_args.not_a_field: not a field of SFTConfig"),
+    ({"trainer_args": {"learning_rate": 1.0}}, "trainer_args.learning_rate: set it as train.learning_rate"),
+    ({"trainer_args": {"output_dir": "/x"}}, "trainer_args.output_dir: set by the stage"),
+    ({"report_to": ["mlflow"]}, "report_to"),
+])
+def test_bad_train_settings_are_one_error_line(train: dict, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        parse_recipe(sft_recipe(train), Path("."), "r.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith("r.yaml: ") and "stages[1] (sft).train" in str(err.value)
+
+
+def test_settings_reach_the_trl_config(tmp_path: Path) -> None:
+    from trl import DPOConfig
+
+    settings = DPOSettings(max_grad_norm=0.3, save_steps=7, save_total_limit=1, report_to="none",
+                           trainer_args={"optim": "adafactor", "dataloader_drop_last": True})
+    workdir = trainer_dir(tmp_path / "stage" / "model")
+    args = trl_args(DPOConfig, settings, workdir, beta=0.2)
+    assert (args.max_grad_norm, args.save_strategy, args.save_steps, args.save_total_limit) == (0.3, "steps", 7, 1)
+    assert args.optim == "adafactor" and args.dataloader_drop_last and args.beta == 0.2
+    assert args.output_dir == str(tmp_path / "stage" / "model.trainer")
+    assert args.run_name == "stage"
+    assert args.report_to in ("none", [], ["none"])
+    off = trl_args(DPOConfig, DPOSettings(), workdir)
+    assert off.save_strategy == "no"
+    assert TrainSettings(report_to=["tensorboard", "wandb"]).report_to == ["tensorboard", "wandb"]
+    assert TrainSettings(report_to="none").report_to == []
+
+
+def test_periodic_log_lines_have_an_eta() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    log = PeriodicLog(lines.append, 100, "ranking", interval=10, clock=lambda: now[0])
+    for _ in range(50):
+        now[0] += 1
+        log.advance(1)
+    assert lines[0] == "  ranking: 0/100 (0%), 0s elapsed"
+    assert lines[1] == "  ranking: 10/100 (10%), 10s elapsed, ETA 1m30s"
+    assert len(lines) == 6  # the start plus one line per 10 s, not one per record
+    for _ in range(50):
+        log.advance(1)
+    assert lines[-1] == "  ranking: 100/100 (100%), 50s elapsed, done"
+    assert format_seconds(3725) == "1h02m"
+
+
+def test_track_prints_plain_lines_when_not_on_a_terminal() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with track(console, 3, "sampling 4×") as advance:
+        advance(3)
+    text = out.getvalue()
+    assert "sampling 4×: 0/3 (0%)" in text and "sampling 4×: 3/3 (100%)" in text and "\r" not in text
+
+
+def test_discarding_the_trainer_dir_keeps_tensorboard_events(tmp_path: Path) -> None:
+    from tuna_open.train.trl_common import discard_workdir
+
+    workdir = trainer_dir(tmp_path / "stage" / "model")
+    (workdir / "runs" / "Nov27_20-00-00_host").mkdir(parents=True)
+    (workdir / "runs" / "Nov27_20-00-00_host" / "events.out.tfevents.1").write_text("e")
+    (workdir / "checkpoint-10").mkdir()
+    discard_workdir(workdir)
+    assert not workdir.exists()
+    assert (tmp_path / "stage" / "logs" / "Nov27_20-00-00_host" / "events.out.tfevents.1").read_text() == "e"
+
+
+def test_set_with_either_spelling_overrides_the_recipe() -> None:
+    from tuna_open.recipe import apply_overrides
+
+    recipe = sft_recipe({"num_epochs": 6, "per_device_train_batch_size": 32})
+    data = apply_overrides(recipe, ["stages.sft.train.num_train_epochs=1", "stages.sft.train.per_device_batch_size=2"])
+    assert data["stages"][1]["train"] == {"num_train_epochs": 1, "per_device_batch_size": 2}
+    settings = parse_recipe(data, Path("."), "r.yaml").stages[1].train
+    assert (settings.num_train_epochs, settings.per_device_train_batch_size) == (1, 2)
