@@ -1,25 +1,55 @@
-"""Run the quickstart over several seeds and print mean ± std of every held-out metric per model as JSON.
+"""Run a recipe over several seeds: mean ± std of every held-out metric per model, and paired differences.
 
-    python benchmarks/quickstart_seeds.py --seeds 0 1 2 [--recipe recipes/quickstart.yaml] [--out FILE]
+    python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 4 [--recipe recipes/quickstart.yaml] [--out FILE]
 
-Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code).
+Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code). Models are
+compared with the report's baseline (``--baseline``, default the recipe's) seed by seed: the paired difference on the
+primary metric, its mean and a 95% t-interval over seeds. Paired, because seed-to-seed spread (the world, the
+initialisation and the data all change with the seed) is larger than most effects.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+# Two-sided 95% critical values of Student's t for 1..30 degrees of freedom (scipy is not a dependency).
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def interval(values: list[float]) -> dict[str, float | list[float]]:
+    """Mean, std and the 95% t-interval of the mean (the interval is absent for one value)."""
+    mean = statistics.fmean(values)
+    out: dict[str, float | list[float]] = {"mean": round(mean, 3), "values": values}
+    if len(values) > 1:
+        std = statistics.stdev(values)
+        half = T95[min(len(values) - 2, len(T95) - 1)] * std / math.sqrt(len(values))
+        out.update(std=round(std, 3), ci95=[round(mean - half, 3), round(mean + half, 3)])
+    return out
+
+
+def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
+    seeds = sorted(per_seed)
+    models: dict[str, dict] = {}
+    for name in per_seed[seeds[0]]:
+        models[name] = {m: interval([per_seed[s][name][m] for s in seeds if m in per_seed[s].get(name, {})])
+                        for m in per_seed[seeds[0]][name]}
+    paired = {name: interval([per_seed[s][name][metric] - per_seed[s][baseline][metric] for s in seeds])
+              for name in per_seed[seeds[0]] if name != baseline and metric in per_seed[seeds[0]][name]}
+    return {"models": models, "paired_vs_baseline": paired}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--runs", default="runs/bench", help="parent of the per-seed run dirs")
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
@@ -27,6 +57,7 @@ def main() -> None:
 
     per_seed: dict[int, dict] = {}
     seconds: dict[int, float] = {}
+    report: dict = {}
     for seed in args.seeds:
         run_dir = Path(args.runs) / f"seed-{seed}"
         cmd = [sys.executable, "-m", "tuna_open.cli", "run", args.recipe, "--run-dir", str(run_dir),
@@ -34,20 +65,12 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=sys.stderr)
         seconds[seed] = round(time.perf_counter() - start, 1)
-        per_seed[seed] = json.loads((run_dir / "report.json").read_text())["models"]
-
-    models: dict[str, dict[str, dict[str, float]]] = {}
-    for name in per_seed[args.seeds[0]]:
-        metrics = per_seed[args.seeds[0]][name]
-        models[name] = {}
-        for metric in metrics:
-            values = [per_seed[s][name][metric] for s in args.seeds if metric in per_seed[s].get(name, {})]
-            models[name][metric] = {
-                "mean": round(statistics.fmean(values), 3),
-                "std": round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
-                "values": values,
-            }
-    out = {"recipe": args.recipe, "seeds": args.seeds, "wall_seconds": seconds, "models": models}
+        report = json.loads((run_dir / "report.json").read_text())
+        per_seed[seed] = report["models"]
+    baseline = report.get("baseline", "sft")
+    metric = report.get("primary_metric", "accuracy")
+    out = {"recipe": args.recipe, "overrides": args.overrides, "seeds": args.seeds, "baseline": baseline,
+           "metric": metric, "wall_seconds": seconds, **summarise(per_seed, baseline, metric)}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:

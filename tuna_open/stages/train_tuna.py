@@ -89,6 +89,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     counts = {"examples": len(examples), "ranked_pairs": ranked,
               "tied_pairs": sum(len(e["tiers"]) * (len(e["tiers"]) - 1) // 2 for e in examples) - ranked,
               "imitated_candidates": sum(sum(e["mle"]) for e in examples),
+              "prompts_with_imitated": sum(any(e["mle"]) for e in examples),
               "resumed_from_step": result["resumed_from_step"]}
     resumed = f", resumed from step {result['resumed_from_step']}" if result["resumed_from_step"] else ""
     return StageResult(summary=f"{len(examples)} ranked prompts, {counts['ranked_pairs']} ranked pairs "
