@@ -15,7 +15,13 @@ from rankers import build_ranker
 from rankers.base import Ranking, RankRequest, order_from_scores
 from rankers.fastchat_review import parse_review
 from tuna_open.eval.vicuna_qa import (
-    PairResult, VicunaQAConfig, compare, load_questions, plot_win_tie_loss, question_prompts, summarize,
+    PairResult,
+    VicunaQAConfig,
+    compare,
+    load_questions,
+    plot_win_tie_loss,
+    question_prompts,
+    summarize,
 )
 
 QUALITY = {"great": 3, "good": 2, "ok": 1, "bad": 0}
