@@ -140,8 +140,15 @@ def lmops_prompt(instruction: str, candidates: Sequence[str], input: str = "") -
 
 
 def _rating(value: str) -> float | None:
-    """The total in a rating such as ``[12]``, ``12/15``, ``4 + 4 + 4 = 12`` or ``[4+4+4]``; None if absent."""
+    """The total in a rating such as ``[12]``, ``12/15``, ``4 + 4 + 4 = 12``, ``[4+4+4]`` or ``relevance 4,
+    details 4, accuracy 4, total 12``; None if absent. The bracketed part, as LMOps asks for, wins."""
     value = re.sub(r"(?:/|\bout\s+of)\s*15\b", "", value)
+    brackets = re.findall(r"\[([^\]]*\d[^\]]*)\]", value)
+    total = re.search(r"(?i)\btotal\b[^\d]*(\d+(?:\.\d+)?)", value)
+    if brackets:
+        value = brackets[-1]
+    elif total:
+        return float(total.group(1))
     if "=" in value:
         value = value.rsplit("=", 1)[1]
     total = _SUM.search(value)

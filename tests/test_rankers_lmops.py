@@ -85,7 +85,8 @@ def test_parser_reads_rank_and_ratings_and_places_the_duplicate() -> None:
 
 
 @pytest.mark.parametrize("value, total", [("[12]", 12), ("12", 12), ("[4+4+4]", 12), ("4 + 4 + 4 = 11", 11),
-                                          ("13/15", 13), ("**14** out of 15", 14), ("[10] (relevance 4)", 10)])
+                                          ("13/15", 13), ("**14** out of 15", 14), ("[10] (relevance 4)", 10),
+                                          ("relevance (5), details (4), accuracy (3), total 12", 12)])
 def test_rating_formats(value: str, total: float) -> None:
     assert parse_lmops_scores(f"Response 0: {value}\nResponse 1: 3", 2) == [total, 3.0]
 
