@@ -95,7 +95,8 @@ def test_eval_rows_are_any_hf_id_or_path(tmp_path: Path, tiny_model_dir: Path) -
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     run_dir = tmp_path / "ev"
     proc = subprocess.run([sys.executable, "-m", "tuna_open.cli", "eval",
-                           "--model", "ppo_sim=tuna-open-test/ppo-sim-tiny", "--model", f"local={tiny_model_dir}", "--data", "builtin:tasks", "--split", "heldout",
+                           "--model", "ppo_sim=tuna-open-test/ppo-sim-tiny", "--model", f"local={tiny_model_dir}",
+                           "--data", "builtin:tasks", "--split", "heldout",
                            "--limit", "2", "--max-new-tokens", "2", "--run-dir", str(run_dir)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -174,8 +174,8 @@ def test_end_to_end_against_a_local_openai_judge(questions: list) -> None:
     answers = {"tuna": ["great plan", "great tips", "great intro", "great code", "garbage"],
                "alpaca": ["ok plan", "ok tips", "bad intro", "good code", "ok review"]}
     with OpenAIProtocolServer(chat=judge_server) as server:
-        judge = build_ranker({"backend": "openai", "model": "gpt-4", "prompt": "strict", "base_url": server.base_url, "api_key": "test",
-                              "max_repairs": 0, "max_retries": 0, "max_concurrency": 4})
+        judge = build_ranker({"backend": "openai", "model": "gpt-4", "prompt": "strict", "base_url": server.base_url,
+                              "api_key": "test", "max_repairs": 0, "max_retries": 0, "max_concurrency": 4})
         (result,) = compare(questions, answers, judge, baseline="alpaca")
         assert len(server.requests) == 10 and {b["model"] for b in server.requests} == {"gpt-4"}
     assert [j["outcome"] for j in result.judgements] == ["win", "tie", "win", "win", "failed"]

@@ -211,7 +211,8 @@ def _neighbour(after: bool) -> Callable[[str, dict[str, Any]], Score]:
         else:
             rel, verb, flip = before_re, precedes, after_re
             own = [f"{a} comes {rel} {q}", f"{a} is the word that comes {rel} {q}", f"{a} {verb} {q}",
-                   f"{a} is the word that {verb} {q}", f"{a} is followed by {q}", f"The word that comes {rel} {q} is {a}",
+                   f"{a} is the word that {verb} {q}", f"{a} is followed by {q}",
+                   f"The word that comes {rel} {q} is {a}",
                    f"The word that comes {rel} {q} in {s} is {a}", f"The word that {verb} {q} is {a}",
                    f"The word that {follows} {a} is {q}", f"{a} is succeeded by {q}", f"{q} {follows} {a}"]
         mirrored = [_swap(b, a, q).replace(rel, flip) for b in own if rel in b]
@@ -280,13 +281,16 @@ def _compare_lengths(more: bool) -> Callable[[str, dict[str, Any]], Score]:
                  f"{distractor} has {diff} {big} letter(s)?", f"{distractor} has {diff} {big} letter(s)? than {answer}",
                  f"The word that has {big} letters is {distractor}", f"{distractor} is the word that has {big} letters",
                  f"{distractor} is {long_}", f"{distractor} is {long_} by {diff} letter(s)?",
-                 f"{distractor} is {long_} than {answer}", f"{distractor} is {long_} than {answer} by {diff} letter(s)?",
+                 f"{distractor} is {long_} than {answer}",
+                 f"{distractor} is {long_} than {answer} by {diff} letter(s)?",
                  f"The {long_} word is {distractor}", f"The word that is {long_} is {distractor}",
                  f"{distractor} is the word that is {long_}"]
         if any(re.match(rf"{_lower(w)}\.?$", p) for w in wrong):
             result = (0, 1)
-        stated = [f"{answer} has {number} {big} letter(s)?", f"{answer} has {number} {big} letter(s)? than {distractor}",
-                  f"{answer} is {long_} by {number} letter(s)?", f"{answer} is {long_} than {distractor} by {number} letter(s)?"]
+        stated = [f"{answer} has {number} {big} letter(s)?",
+                  f"{answer} has {number} {big} letter(s)? than {distractor}",
+                  f"{answer} is {long_} by {number} letter(s)?",
+                  f"{answer} is {long_} than {distractor} by {number} letter(s)?"]
         for pattern in stated:
             if (m := re.match(pattern, p)) and not re.match(diff, m.group("number")):
                 result = (0, 1)
@@ -340,8 +344,10 @@ def _rhymes(a: str, q: str, d: str) -> list[str]:
 
 def _homophones(a: str, q: str, d: str) -> list[str]:
     but, like = r"(\.,)? (but|and)", "(like|similar to)"
-    own = [f"{q} sounds {like} {a}", f"{q} sounds {like} {a}{but} not {like} {d}", f"{q} sounds {like} {a}{but} {d} does not",
-           f"{q} and {a} sound alike", f"{q} sounds more {like} {a}", f"{q} sounds more {like} {a} than( like)? {d}( does)?",
+    own = [f"{q} sounds {like} {a}", f"{q} sounds {like} {a}{but} not {like} {d}",
+           f"{q} sounds {like} {a}{but} {d} does not",
+           f"{q} and {a} sound alike", f"{q} sounds more {like} {a}",
+           f"{q} sounds more {like} {a} than( like)? {d}( does)?",
            f"{q} sounds most {like} {a}", f"{q} is a homophone of {a}", f"{q} and {a} are homophones( of each other)?",
            f"The homophone of {q} is {a}"]
     return own + [_swap(b, a, q) for b in own]
@@ -378,10 +384,12 @@ def _association(most: bool) -> Callable[[str, dict[str, Any]], Score]:
             return hit
         words = (rf"(of|from) ({_words_in_order(options)}|the (words|options) (above|given|listed|following)"
                  rf"|the (above|given|listed|following) (words|options))")
-        own = [f"The word {related} {to_} {category} is {answer}", f"The word {related} {to_} {category} {words} is {answer}",
+        own = [f"The word {related} {to_} {category} is {answer}",
+               f"The word {related} {to_} {category} {words} is {answer}",
                f"{category} {is_} {related} {to_} {answer}", f"{answer} {is_} the {related} {to_} {category}",
                f"{answer} {is_} the word {related} {to_} {category}",
-               f"The word that relates to {category} the {sup} is {answer}", f"{answer} relates to {category} the {sup}"]
+               f"The word that relates to {category} the {sup} is {answer}",
+               f"{answer} relates to {category} the {sup}"]
         bases = own + [_swap(b, answer, category) for b in own] + _answer_phrasings(answer)
         return _phrasings(p, bases, ("", "{words}[^a-zA-Z0-9_]*"), ("", "[^a-zA-Z0-9_]*{words}"), words=words)
 
@@ -437,12 +445,14 @@ def _write_letter_word(task: str) -> Callable[[str, dict[str, Any]], Score]:
         a, possible, word_ = r"(a|one)", r"possible( such)?", r"(word|answer)"
         if task == "starts_with_letter":
             starts, starting = r"(starts|begins)", r"(starting|beginning)"
-            bases = [f"{a} {possible} {word_} is {word}", f"{word} is {a} {possible} {word_}", f"{word} {starts} with {letter}",
+            bases = [f"{a} {possible} {word_} is {word}", f"{word} is {a} {possible} {word_}",
+                     f"{word} {starts} with {letter}",
                      f"{word} is {a} word that {starts} with {letter}", f"{word} is {a} word {starting} with {letter}",
                      f"A word starting with {letter} is {word}", f"{word} is {a} word whose first letter is {letter}",
                      f"{letter} is for {word}", f"How about {word}", f"May I suggest {word}"]
         elif task == "ends_with_letter":
-            bases = [f"{a} {possible} {word_} is {word}", f"{word} is {a} {possible} {word_}", f"{word} ends with {letter}",
+            bases = [f"{a} {possible} {word_} is {word}", f"{word} is {a} {possible} {word_}",
+                     f"{word} ends with {letter}",
                      f"{word} is {a} word that ends with {letter}", f"{word} is {a} word ending with {letter}",
                      f"A word ending with {letter} is {word}",
                      f"{word} is {a} word whose last letter is {letter}How about {word}",  # upstream's missing comma
@@ -490,12 +500,14 @@ def _sentence_with_word(start: bool) -> Callable[[str, dict[str, Any]], Score]:
             return hit
         if start:
             prefixes = ("The sentence( is)?", "(a|one) sentence that starts with {word}( is)?",
-                        "(a|one) sentence starting with {word}( is)?", "(a|one) sentence whose first word is {word}( is)?")
+                        "(a|one) sentence starting with {word}( is)?",
+                        "(a|one) sentence whose first word is {word}( is)?")
             suffixes = ("starts with {word}", "is a sentence that starts with {word}",
                         "is a sentence starting with {word}", "is a sentence whose first word is {word}")
         else:
             prefixes = ("The sentence( is)?", "(a|one) sentence that ends with {word} ( is)?",
-                        "(a|one) sentence ending with {word}( is)?", "(a|one) sentence whose (last|final) word is {word}( is)?")
+                        "(a|one) sentence ending with {word}( is)?",
+                        "(a|one) sentence whose (last|final) word is {word}( is)?")
             suffixes = ("$",)
         return _phrasings(p, bases, prefixes, suffixes, word=word)
 

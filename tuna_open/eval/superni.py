@@ -4,9 +4,9 @@ What is official here, and where it comes from:
 
 - **Data.** From a task-directory checkout of allenai/natural-instructions (or a hub copy that keeps every
   acceptable output of an instance; flat copies with one target string per row are refused, see
-  ``SuperNIConfig.single_references``). Task files ``tasks/<task>.json`` (``Definition``, ``Positive Examples``, ``Instances`` with a list of
-  acceptable ``output`` strings, ``Categories``, ``Output_language``) and the split ``splits/default/
-  test_tasks.txt`` of allenai/natural-instructions. Per test task the *first* ``max_instances`` instances are used:
+  ``SuperNIConfig.single_references``). Task files ``tasks/<task>.json`` (``Definition``, ``Positive Examples``,
+  ``Instances`` with a list of acceptable ``output`` strings, ``Categories``, ``Output_language``) and the split
+  ``splits/default/test_tasks.txt``. Per test task the *first* ``max_instances`` instances are used:
   the Tk-Instruct loader (``src/ni_dataset.py``) takes ``Instances[:100]`` because the curators put 100
   label-balanced instances first for reproducible evaluation.
 - **Prompt.** ``template="tk"`` renders Tk-Instruct's ``DataCollatorForNI`` text (definition, optional positive

@@ -103,7 +103,8 @@ def _local_paths(ctx: StageContext, cfg: Config) -> Config:
     if cfg.superni and not cfg.superni.source.startswith(superni_suite.HF_PREFIX):
         update["superni"] = cfg.superni.model_copy(update={"source": str(ctx.recipe.resolve_path(cfg.superni.source))})
     if cfg.lmentry:
-        update["lmentry"] = cfg.lmentry.model_copy(update={"data_dir": str(ctx.recipe.resolve_path(cfg.lmentry.data_dir))})
+        data_dir = str(ctx.recipe.resolve_path(cfg.lmentry.data_dir))
+        update["lmentry"] = cfg.lmentry.model_copy(update={"data_dir": data_dir})
     return cfg.model_copy(update=update)
 
 
