@@ -1,6 +1,23 @@
-"""The contextual-ranking judge prompt (Tuna_c) and the parser of its verdicts.
+"""The contextual-ranking judge prompts (Tuna_c) and the parsers of their verdicts.
 
-The procedure follows the paper (our wording): the judge sees all N candidates at once, labelled
+Two prompts, chosen by the judges' key ``prompt``:
+
+- ``lmops`` (the default): microsoft/LMOps ``tuna/src/gpt-eval.py`` word for word, the prompt the paper's
+  GPT-4 rankings came from. Its system message; the Alpaca-templated prompt the model was sampled with (LMOps
+  judges the formatted prompt, not the raw instruction); the candidates under ``###Response i:`` headers; and
+  its instructions, run-on sentences and odd spacing (``[i, j ,k, l, m]``) included. The judge itself decides
+  whether the instruction is open- or close-ended (LMOps has no classifier: the prompt gives both sets of
+  criteria and asks the judge to pick), writes ``###Response N`` as its own reference, compares it with every
+  response, writes ``Response k: [sum]`` per response and ends with ``rank: [...]``. LMOps's text is written
+  for N = 4; for other N only the response indices change (``Response 0/1/2``, ``'###Response 3'``), never the
+  wording, so the paper's judge sees the paper's text. LMOps read its answers by splitting at the first
+  ``rank:``; we read them with the tolerant parser below, which counts an unreadable answer as a failure (after
+  a repair re-ask) instead of training on whatever digits follow.
+- ``strict`` (this project's earlier prompt): the same procedure in our wording, with rules LMOps lacks (a wrong
+  close-ended answer capped at 1 accuracy point, ties broken by accuracy, a required ``scores:`` line) and an
+  optional human reference answer (``show_reference``).
+
+The ``strict`` procedure (our wording): the judge sees all N candidates at once, labelled
 ``Response 0`` … ``Response N-1``; decides whether the instruction is open- or close-ended; writes its own
 answer as ``Response N`` to anchor its judgement; sets duplicated responses aside; scores every response on
 three criteria (0-5 each, 0-15 in total); and ends with one line ``rank: [...]`` of response indices, best first.
@@ -22,12 +39,13 @@ keys (``JudgeSettings``), the conversation a request starts (``judge_conversatio
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Callable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankers.base import Ranking, RankRequest
 from rankers.repair import Conversation, Exchange
+from rankers.templates import format_prompt
 
 Judgement = tuple[list[int], list[float] | None]
 """What ``parse_ranking`` reads from an answer: the order of all candidates and their scores, if given."""
@@ -42,6 +60,9 @@ _RANK_LINE = re.compile(
 _SCORES_LINE = re.compile(r"(?im)^[\W_]*scores?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*(?P<value>[^\n]*)$")
 _ITEM = re.compile(r"^(?:response|resp\.?|#)?\s*(\d+)$", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# LMOps's rating lines, "Response k: [sum of the 3 individual scores you give to response k]" (bracketed or not).
+_RESPONSE_SCORE_LINE = re.compile(r"(?im)^[\W_]*response\s*(?P<index>\d+)\s*(?:\*\*|__)?\s*:\s*(?P<value>[^\n]*)$")
+_SUM = re.compile(r"\d+(?:\.\d+)?(?:\s*\+\s*\d+(?:\.\d+)?)+")
 
 
 class ParseError(ValueError):
@@ -81,6 +102,71 @@ should rank below every correct response.
 Finish with exactly two lines in this format, using response indices only:
 scores: [total of Response 0, total of Response 1, ..., total of Response {n}]
 rank: [index of the best response, ..., index of the worst response]"""
+
+
+LMOPS_SYSTEM = "You are a professional and experienced data annotator."
+"""The system message of LMOps ``gpt_eval``."""
+
+
+def lmops_prompt(instruction: str, candidates: Sequence[str], input: str = "") -> str:
+    """The user message of LMOps ``gpt-eval.py`` for one request, indices adapted to ``len(candidates)``.
+
+    The instruction is rendered with LMOps's ``PROMPT_DICT`` (``train.py``), which is ours without the newline
+    after ``### Response:``.
+    """
+    n = len(candidates)
+    instruct = format_prompt(instruction, input, "alpaca").removesuffix("\n")
+    shown = "/".join(map(str, range(n)))
+    response_str = [f"###Response {j}:\n{r}\n" for j, r in enumerate(candidates)]
+    return (
+        instruct + "\n\n" + "\n".join(response_str)
+        + f"\n\nWe would like you to rate Response {shown} in reply to the given instruction displayed above.\n"
+        "First, identify if the instruction requires open-ended or close-ended responses."
+        f"Second, you need to generate one high quality '###Response {n}' in answer to the instruction. It needs to "
+        "have the same format as other responses and will be used as a reference later.\n"
+        "Third, identify if there are duplicate responses and keep only one of the duplicate responses for the "
+        "following steps."
+        f"Fourth, compare Response {n} with Response {shown}/{n} and assign each response an overall score on a "
+        "scale of 0 to 15 where a higher score indicates better overall quality. For an open-ended instruction, "
+        "please rate based on the relevance (score 0 to 5), level of details/justification: (score 0 to 5) and "
+        "accuracy (score 0 to 5) of each response; for a close-ended instruction, please rate based on the "
+        "accuracy (score 0 to 5), level of details/justification (score 0 to 5) and clarity (score 0 to 5) of "
+        "each response. The ratings should have the format: 'Response k: [sum of the 3 individual scores you give "
+        "to response k]'.\n"
+        "Last, rank the responses in decreasing order of their overall scores. The ranking should have the format: "
+        "'rank: [i, j ,k, l, m]'. If there are duplicate responses, keep only one of them in the rank, that is, the "
+        "ranking may become: 'rank: [i, j, k, l]', 'rank: [i, j, k]' 'rank: [i, j]' or even 'rank: [i]'.\n"
+    )
+
+
+def _rating(value: str) -> float | None:
+    """The total in a rating such as ``[12]``, ``12/15``, ``4 + 4 + 4 = 12``, ``[4+4+4]`` or ``relevance 4,
+    details 4, accuracy 4, total 12``; None if absent. The bracketed part, as LMOps asks for, wins."""
+    value = re.sub(r"(?:/|\bout\s+of)\s*15\b", "", value)
+    brackets = re.findall(r"\[([^\]]*\d[^\]]*)\]", value)
+    total = re.search(r"(?i)\btotal\b[^\d]*(\d+(?:\.\d+)?)", value)
+    if brackets:
+        value = brackets[-1]
+    elif total:
+        return float(total.group(1))
+    if "=" in value:
+        value = value.rsplit("=", 1)[1]
+    total = _SUM.search(value)
+    if total and not _NUMBER.search(value[:total.start()]):
+        return sum(float(x) for x in _NUMBER.findall(total.group()))
+    numbers = _NUMBER.findall(value)
+    return float(numbers[0]) if numbers else None
+
+
+def parse_lmops_scores(text: str, n: int) -> list[float] | None:
+    """Per-candidate totals from LMOps's ``Response k: [sum]`` lines (the last rating of each index wins, so
+    the judge's own ``###Response n:`` answer written earlier is overridden); None unless all n are rated."""
+    ratings: dict[int, float] = {}
+    for match in _RESPONSE_SCORE_LINE.finditer(text):
+        rating = _rating(match.group("value"))
+        if rating is not None:
+            ratings[int(match.group("index"))] = rating
+    return [ratings[k] for k in range(n)] if all(k in ratings for k in range(n)) else None
 
 
 def repair_prompt(error: str, n: int) -> str:
@@ -163,17 +249,22 @@ def complete_order(ranked: Sequence[int], candidates: Sequence[str]) -> list[int
     return order
 
 
-def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None) -> Judgement:
+ScoresParser = Callable[[str, int], list[float] | None]
+
+
+def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None,
+                  scores: ScoresParser = parse_scores) -> Judgement:
     """(order of all n candidates best first, per-candidate scores or None) from a judge's answer.
 
     ``candidates`` (their texts) are needed to accept omitted duplicates; without them every candidate must be
-    ranked.
+    ranked. ``scores`` reads the prompt's score format (``parse_scores`` for ``strict``,
+    ``parse_lmops_scores`` for ``lmops``); both prompts share the ``rank: [...]`` line.
     """
     if candidates is not None and len(candidates) != n:
         raise ValueError(f"n={n} but {len(candidates)} candidates given")
     texts = list(candidates) if candidates is not None else [f"\0{i}" for i in range(n)]  # all distinct
     order = complete_order(parse_rank_line(text), texts)
-    return order, parse_scores(text, n)
+    return order, scores(text, n)
 
 
 class JudgeSettings(BaseModel):
@@ -184,13 +275,27 @@ class JudgeSettings(BaseModel):
 
     model: str
     """The judge (each backend says how it is named)."""
+    prompt: Literal["lmops", "strict"] = "lmops"
+    """``lmops``: LMOps ``gpt-eval.py`` word for word (the paper's judge prompt); ``strict``: this project's
+    stricter wording (see the module docstring)."""
     temperature: float = Field(default=0.0, ge=0.0)
     max_tokens: int = Field(default=2048, ge=1)
     """Completion budget: the judge writes its own answer and a justification per response before ranking."""
     max_repairs: int = Field(default=1, ge=0)
     """Re-asks after an unreadable answer before the request is recorded as failed."""
     show_reference: bool = False
-    """Show the request's reference answer (the dataset's output) to the judge."""
+    """Show the request's reference answer (the dataset's output) to the judge (``prompt: strict`` only: LMOps's
+    judge writes its own reference)."""
+
+    @model_validator(mode="after")
+    def _reference_needs_strict(self) -> "JudgeSettings":
+        if self.show_reference and self.prompt != "strict":
+            raise ValueError("show_reference needs prompt: strict (the lmops prompt has no place for a reference)")
+        return self
+
+    @property
+    def scores_parser(self) -> ScoresParser:
+        return parse_lmops_scores if self.prompt == "lmops" else parse_scores
 
 
 def unjudged(request: RankRequest) -> Ranking | None:
@@ -202,20 +307,25 @@ def unjudged(request: RankRequest) -> Ranking | None:
 def judge_conversation(request: RankRequest, settings: JudgeSettings) -> Conversation[Judgement]:
     """The judge prompt for ``request`` as a conversation that re-asks with ``repair_prompt``."""
     n = len(request.candidates)
-    reference = request.reference if settings.show_reference else None
-    prompt = build_prompt(request.prompt, request.candidates, request.input, reference)
-    return Conversation([{"role": "user", "content": prompt}],
-                        parse=lambda text: parse_ranking(text, n, request.candidates),
+    if settings.prompt == "lmops":
+        messages = [{"role": "system", "content": LMOPS_SYSTEM},
+                    {"role": "user", "content": lmops_prompt(request.prompt, request.candidates, request.input)}]
+    else:
+        reference = request.reference if settings.show_reference else None
+        messages = [{"role": "user",
+                     "content": build_prompt(request.prompt, request.candidates, request.input, reference)}]
+    return Conversation(messages, parse=lambda text: parse_ranking(text, n, request.candidates, settings.scores_parser),
                         repair=lambda error: repair_prompt(error, n), max_repairs=settings.max_repairs)
 
 
-def ranking_from_exchange(exchange: Exchange[Judgement], n: int, **metadata: Any) -> Ranking:
-    """The ``Ranking`` of a finished exchange over n candidates: every answer in ``raw``, its usage in
-    ``metadata``; a ``Ranking.failure`` with the reason when no answer was readable."""
+def ranking_from_exchange(exchange: Exchange[Judgement], n: int, settings: JudgeSettings) -> Ranking:
+    """The ``Ranking`` of a finished exchange over n candidates: every answer in ``raw``, its usage and the
+    judge's ``model`` in ``metadata``; a ``Ranking.failure`` with the reason when no answer was readable."""
     raw = REPAIR_SEPARATOR.join(exchange.texts) or None
-    metadata = {**metadata, **exchange.usage()}
+    metadata = {"model": settings.model, **exchange.usage()}
     if exchange.value is None:
         return Ranking.failure(exchange.error or "no answer", raw=raw, **metadata)
     order, scores = exchange.value
-    # A repaired answer is often the rank line alone; the first answer's scores line still holds.
-    return Ranking(order=order, scores=scores or parse_scores(exchange.texts[0], n), raw=raw, metadata=metadata)
+    # A repaired answer is often the rank line alone; the first answer's scores still hold.
+    return Ranking(order=order, scores=scores or settings.scores_parser(exchange.texts[0], n), raw=raw,
+                   metadata=metadata)

@@ -50,7 +50,7 @@ class OpenAIJudge:
         cfg = self.config
         exchange = self.client.converse(cfg.model, judge_conversation(request, cfg), temperature=cfg.temperature,
                                         max_completion_tokens=cfg.max_tokens)
-        ranking = ranking_from_exchange(exchange, len(request.candidates), model=cfg.model)
+        ranking = ranking_from_exchange(exchange, len(request.candidates), cfg)
         self._counts.add(**{"failed" if ranking.failed else "judged": 1}, repairs=exchange.repairs)
         return ranking
 

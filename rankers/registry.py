@@ -24,6 +24,7 @@ BACKENDS: dict[str, str] = {
     "reward_model": "rankers.reward_model",
     "pairwise": "rankers.pairwise",
     "ensemble": "rankers.ensemble",
+    "fastchat": "rankers.fastchat_review",
 }
 
 

@@ -87,7 +87,7 @@ class VLLMJudge:
 
     def _ranking(self, conversation: Conversation[Judgement], n: int) -> Ranking:
         exchange = conversation.exchange
-        ranking = ranking_from_exchange(exchange, n, model=self.config.model)
+        ranking = ranking_from_exchange(exchange, n, self.config)
         self._counts.add(**{"failed" if ranking.failed else "judged": 1}, repairs=exchange.repairs,
                          prompt_tokens=exchange.prompt_tokens, completion_tokens=exchange.completion_tokens)
         return ranking

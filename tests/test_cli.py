@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -11,6 +15,7 @@ from click.testing import CliRunner
 from tuna_open.cli import main
 from tuna_open.data.jsonl import read_jsonl, write_jsonl
 
+ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = [
     {"id": "1", "instruction": "Add the two numbers.", "input": "2 3", "output": "5", "task": "add",
      "candidates": ["6", "5", "56"]},
@@ -79,3 +84,22 @@ def test_eval_and_report_mistakes(tmp_path: Path) -> None:
     assert code == 2 and "NAME=MODEL" in out
     code, out = invoke("report", str(tmp_path))
     assert code == 2 and "not a tuna-open run directory" in out
+
+
+def test_eval_rows_are_any_hf_id_or_path(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A row may be a Hugging Face model id (resolved through the hub cache, as a released baseline such as
+    AlpacaFarm's PPO-sim would be) or a local directory; here the hub is a local cache and offline."""
+    snapshot = tmp_path / "hub" / "models--tuna-open-test--ppo-sim-tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_model_dir, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    run_dir = tmp_path / "ev"
+    proc = subprocess.run([sys.executable, "-m", "tuna_open.cli", "eval",
+                           "--model", "ppo_sim=tuna-open-test/ppo-sim-tiny", "--model", f"local={tiny_model_dir}",
+                           "--data", "builtin:tasks", "--split", "heldout",
+                           "--limit", "2", "--max-new-tokens", "2", "--run-dir", str(run_dir)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    models = json.loads((run_dir / "report.json").read_text())["models"]
+    assert set(models) == {"ppo_sim", "local"} and models["ppo_sim"] == models["local"]  # the same weights

@@ -12,6 +12,7 @@ from tuna_open.eval.lmentry import (
     ADJACENT_TASK_PAIRS, ALL_TASKS, ARGUMENT_ORDER_TASKS, CORE_TASKS, LMentryConfig, base_task, evaluate,
     lmentry_score, load_task, load_tasks, parse_number, score_prediction, summarize,
 )
+from tuna_open.eval.lmentry_official import number_words, score_official
 
 # Hand-labelled answers to the first example of every core task of the shared LMentry sample, labelled the way a
 # careful grader applying the benchmark's rules would: the bare answer and its usual phrasings are right; a wrong
@@ -120,20 +121,63 @@ def test_cases_cover_every_core_task_with_right_and_wrong_answers() -> None:
 
 def test_agreement_with_hand_labels(first_examples: dict) -> None:
     disagreements = [(task, pred, label) for task, cases in CASES.items() for pred, label in cases
-                     if score_prediction(task, first_examples[task], pred) != label]
+                     if score_prediction(task, first_examples[task], pred, "strict") != label]
     assert disagreements == []
 
 
 def test_echoed_question_and_curly_quotes(first_examples: dict) -> None:
     example = first_examples["first_letter"]
-    assert score_prediction("first_letter", example, example.input + " b")
-    assert score_prediction("first_letter", example, "The first letter is “b”.")
+    assert score_prediction("first_letter", example, example.input + " b", "strict")
+    assert score_prediction("first_letter", example, "The first letter is “b”.", "strict")
 
 
 def test_claims_about_another_question_are_wrong(first_examples: dict) -> None:
     # The right letter, but said of another word / another sentence: not an answer to this question.
-    assert not score_prediction("first_letter", first_examples["first_letter"], "Bench starts with b.")
-    assert not score_prediction("first_word", first_examples["first_word"], 'The first word of "He ran" is "He".')
+    assert not score_prediction("first_letter", first_examples["first_letter"], "Bench starts with b.", "strict")
+    assert not score_prediction("first_word", first_examples["first_word"], 'The first word of "He ran" is "He".',
+                                "strict")
+
+
+# The official scorers' verdicts (score, certainty) on the first example of each task; checked against
+# aviaefrat/lmentry's code, and where the strict rules differ, that is the point of the case.
+OFFICIAL = [
+    ("first_letter", "b", (1, 1)), ("first_letter", "The first letter is b.", (1, 1)),
+    ("first_letter", "The first letter is b or c", (1, 0)),  # a phrasing inside a longer answer: uncertain 1
+    ("first_letter", "c", (0, 1)), ("first_letter", "Bench starts with b.", (0, 0)),
+    ("bigger_number", "seven hundred and twenty-three", (1, 1)), ("bigger_number", "101", (0, 1)),
+    ("bigger_number", "Of the numbers 101 and 723, 723 is bigger.", (1, 1)),
+    ("rhyming_word", "wear", (1, 1)), ("rhyming_word", "declare rhymes with wear", (1, 1)),
+    ("rhyming_word", "I think declare rhymes with wear", (0, 0)),  # rhyme phrasings must be the whole answer
+    ("more_letters", "chat has 2 more letters than no", (1, 1)),
+    ("more_letters", "chat has 3 more letters than no", (0, 1)),  # right word, wrong difference
+    ("more_letters", "no is longer", (0, 1)),
+    ("word_after", "glad", (1, 1)), ("word_after", "we were glad it was over", (0, 1)),
+    ("sentence_not_containing", "The sun is out.", (1, 1)), ("sentence_not_containing", "Beaches are nice.", (1, 0)),
+    ("sentence_not_containing", "Sun", (0, 0)),
+]
+
+
+@pytest.mark.parametrize("task, prediction, verdict", OFFICIAL)
+def test_official_rules(first_examples: dict, task: str, prediction: str, verdict: tuple[int, int]) -> None:
+    example = first_examples[task]
+    assert score_official(task, example.metadata, example.input, prediction) == verdict
+    assert score_prediction(task, example, prediction) == (verdict[0] == 1)  # official is the default
+
+
+def test_official_is_the_default_and_strict_is_named_apart(data_dir: Path) -> None:
+    generate = lambda prompts: ["The first letter is b or c."] * len(prompts)
+    official = evaluate(generate, data_dir, tasks=["first_letter"], limit=1, template="raw")
+    strict = evaluate(generate, data_dir, tasks=["first_letter"], limit=1, template="raw", rules="strict")
+    assert official["per_task"]["first_letter"]["accuracy"] == 100.0 and official["rules"] == "official"
+    assert strict["per_task"]["first_letter"]["accuracy"] == 0.0
+    assert set(summarize(strict)) <= {"lmentry_strict_accuracy", "lmentry_strict_robustness", "lmentry_strict_score"}
+    assert LMentryConfig(data_dir=str(data_dir)).rules == "official"
+
+
+def test_number_words_as_num2words_writes_them() -> None:
+    assert [number_words(n) for n in (0, 13, 40, 99, 105, 723, 1000, 1024, 2300)] == [
+        "zero", "thirteen", "forty", "ninety-nine", "one hundred and five", "seven hundred and twenty-three",
+        "one thousand", "one thousand and twenty-four", "two thousand, three hundred"]
 
 
 def test_number_words() -> None:
@@ -159,8 +203,8 @@ def _oracle(resources: Path):
 
     def answer(task: str, meta: dict) -> str:
         base = base_task(task)
-        if "answer" in meta:
-            return f'The answer is "{meta["answer"]}".'
+        if "answer" in meta:  # bare: the official rhyme and homophone rules take no "The answer is ..."
+            return f'"{meta["answer"]}".'
         if base == "all_words_from_category":
             return "Yes." if meta["num_distractors"] == 0 else "No."
         if base == "any_words_from_category":
@@ -188,17 +232,19 @@ def _generator(tasks: dict, answer: Callable[[str, dict], str]) -> Callable[[lis
     return lambda prompts: [by_prompt[p] for p in prompts]
 
 
-def test_evaluate_with_a_perfect_model_on_the_shared_sample(data_dir: Path, shared_data: Path) -> None:
+@pytest.mark.parametrize("rules", ["official", "strict"])
+def test_evaluate_with_a_perfect_model_on_the_shared_sample(data_dir: Path, shared_data: Path, rules: str) -> None:
     tasks = load_tasks(data_dir)
     assert set(tasks) == set(ALL_TASKS)
     generate = _generator(tasks, _oracle(shared_data / "lmentry" / "resources"))
-    result = evaluate(generate, data_dir, template="raw")
+    result = evaluate(generate, data_dir, template="raw", rules=rules)
     assert {t: m["accuracy"] for t, m in result["per_task"].items()} == {t: 100.0 for t in ALL_TASKS}
     assert result["accuracy"] == 100.0 and result["robustness"] == 100.0 and result["lmentry_score"] == 100.0
     # The sample holds only the first 40 examples of each task, nearly all from template 0.
     assert not result["complete"] and any(m.startswith("template: ") for m in result["missing"])
     assert result["robustness_aspects"]["argument_order"] == 100.0
-    assert summarize(result) == {"lmentry_accuracy": 100.0, "lmentry_robustness": 100.0, "lmentry_score": 100.0}
+    prefix = "lmentry" if rules == "official" else "lmentry_strict"
+    assert summarize(result) == {f"{prefix}_accuracy": 100.0, f"{prefix}_robustness": 100.0, f"{prefix}_score": 100.0}
 
 
 def test_evaluate_with_a_model_that_always_picks_the_distractor(data_dir: Path) -> None:

@@ -4,6 +4,7 @@ a real local OpenAI-protocol server, all landing in report.json / report.md."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import yaml
@@ -29,12 +30,15 @@ def test_eval_stage_runs_every_suite(tmp_path: Path, shared_data: Path) -> None:
                 {"name": "b", "kind": "init_model", "vocab_size": 320, "tokenizer_corpus": 200, "seed": 1},
                 {"name": "eval", "kind": "eval", "models": {"a": "@a", "b": "@b"}, "data": "held",
                  "verifier": "tuna_open.builtin.tasks:score", "max_new_tokens": 6,
-                 "lmentry": {"data_dir": str(shared_data / "lmentry/data"), "tasks": ["first_letter"], "limit": 3},
+                 # relative to the recipe's directory, like every path of a recipe
+                 "lmentry": {"data_dir": "bench/lmentry", "tasks": ["first_letter"], "limit": 3},
                  "vicuna_qa": {"questions": str(shared_data / "vicuna_qa/question.jsonl"), "limit": 3,
                                "baseline": "a"}},
             ],
             "report": {"baseline": "a", "primary_metric": "accuracy"},
         }
+        (tmp_path / "bench/lmentry").mkdir(parents=True)
+        shutil.copy(shared_data / "lmentry/data/first_letter.json", tmp_path / "bench/lmentry")
         path = tmp_path / "r.yaml"
         path.write_text(yaml.safe_dump(recipe))
         report = run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True))

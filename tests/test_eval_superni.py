@@ -176,8 +176,34 @@ def test_hf_source_groups_rows_into_tasks(tmp_path: Path) -> None:
     rows = [{"task_name": "task1", "id": f"t1-{k}", "definition": ["Copy the input."], "inputs": f"w{k}",
              "targets": f"w{k}"} for k in range(3)]
     rows.append({"task_name": "task2", "id": "t2-0", "definition": "Say hi.", "inputs": "x", "targets": "hi"})
+    rows.insert(1, {**rows[0], "targets": "w0 again"})  # a second acceptable output of t1-0, on its own row
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tasks = load_tasks(SuperNIConfig(source=f"hf:{tmp_path}", max_instances=2))
+    with pytest.raises(ValueError, match="row 0 holds one target string.*single_references"):
+        load_tasks(SuperNIConfig(source=f"hf:{tmp_path}"))
+    tasks = load_tasks(SuperNIConfig(source=f"hf:{tmp_path}", max_instances=2, single_references=True))
     assert [(t.name, len(t.instances)) for t in tasks] == [("task1", 2), ("task2", 1)]
     assert tasks[0].definition == "Copy the input." and tasks[0].instances[1].outputs == ["w1"]
+    assert tasks[0].instances[0].outputs == ["w0", "w0 again"]
     assert tasks[1].category == "unknown" and not tasks[1].xlingual
+
+
+def test_hf_source_with_target_lists_keeps_every_reference(tmp_path: Path) -> None:
+    rows = [{"task_name": "task1", "id": f"t1-{k}", "definition": "Copy.", "inputs": f"w{k}",
+             "targets": [f"w{k}", f"W{k}!"]} for k in range(2)]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    [task] = load_tasks(SuperNIConfig(source=f"hf:{tmp_path}"))
+    assert [i.outputs for i in task.instances] == [["w0", "W0!"], ["w1", "W1!"]]
+
+
+def test_official_subset_is_the_first_100_instances_with_every_reference(ni_dir: Path) -> None:
+    """A task file of 150 instances, as published: the curators' balanced 100 come first (Tk-Instruct's
+    ``all_instances[:100]``); each keeps its whole ``output`` list, and the zero-shot prompt is definition + input."""
+    instances = [(f"q{k}", [f"a{k}", f"alt{k}", f"third{k}"]) for k in range(150)]
+    (ni_dir / "tasks" / "task050_big.json").write_text(json.dumps(_task("Answer the question", instances)))
+    (ni_dir / "splits" / "default" / "test_tasks.txt").write_text("task050_big\ntask001_add\n")
+    result = evaluate(lambda prompts: [p.split("### Input:\n")[1].split("\n")[0].replace("q", "third")
+                                       for p in prompts], SuperNIConfig(source=str(ni_dir)))
+    big = [p for p in result["predictions"] if p["task"] == "task050_big"]
+    assert [p["id"] for p in big] == [f"i{k}" for k in range(100)]
+    assert all(p["exact_match"] == 100.0 and len(p["references"]) == 3 for p in big)  # the third reference counts
+    assert result["overall"]["tasks"] == 2 and result["per_task"]["task050_big"]["n"] == 100

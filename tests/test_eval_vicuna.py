@@ -13,8 +13,15 @@ from pydantic import ValidationError
 
 from rankers import build_ranker
 from rankers.base import Ranking, RankRequest, order_from_scores
+from rankers.fastchat_review import parse_review
 from tuna_open.eval.vicuna_qa import (
-    PairResult, VicunaQAConfig, compare, load_questions, plot_win_tie_loss, question_prompts, summarize,
+    PairResult,
+    VicunaQAConfig,
+    compare,
+    load_questions,
+    plot_win_tie_loss,
+    question_prompts,
+    summarize,
 )
 
 QUALITY = {"great": 3, "good": 2, "ok": 1, "bad": 0}
@@ -167,11 +174,73 @@ def test_end_to_end_against_a_local_openai_judge(questions: list) -> None:
     answers = {"tuna": ["great plan", "great tips", "great intro", "great code", "garbage"],
                "alpaca": ["ok plan", "ok tips", "bad intro", "good code", "ok review"]}
     with OpenAIProtocolServer(chat=judge_server) as server:
-        judge = build_ranker({"backend": "openai", "model": "gpt-4", "base_url": server.base_url, "api_key": "test",
-                              "max_repairs": 0, "max_retries": 0, "max_concurrency": 4})
+        judge = build_ranker({"backend": "openai", "model": "gpt-4", "prompt": "strict", "base_url": server.base_url,
+                              "api_key": "test", "max_repairs": 0, "max_retries": 0, "max_concurrency": 4})
         (result,) = compare(questions, answers, judge, baseline="alpaca")
         assert len(server.requests) == 10 and {b["model"] for b in server.requests} == {"gpt-4"}
     assert [j["outcome"] for j in result.judgements] == ["win", "tie", "win", "win", "failed"]
     assert result.counts == {"win": 3, "tie": 1, "loss": 0, "failed": 1}
     assert result.judgements[4]["errors"][0].startswith("no readable")
     assert summarize([result])["tuna"]["vicuna_win_rate_vs_alpaca"] == 75.0
+
+
+def fastchat_reviewer(body: dict) -> str:
+    """A GPT-4 stand-in for FastChat's reviewers: scores by the answers' quality words, in each reviewer's style."""
+    system, user = (m["content"] for m in body["messages"][:2])
+    assert system == "You are a helpful and precise assistant for checking the quality of the answer."
+    answers = re.findall(r"\[The Start of Assistant [12]'s Answer\]\n(.*?)\n\n\[The End", user, flags=re.DOTALL)
+    if any(a.startswith("garbage") for a in answers):
+        return "Both are hard to judge."
+    s1, s2 = (2 + 2 * quality(a) for a in answers)
+    if "mathematical proficiency" in user:  # the math reviewer ends with a Python tuple
+        return f"I solved it myself first.\nAssistant 1 is right.\n({s1}, {s2})"
+    if "coding abilities" in user:
+        return f"Assistant 1: {s1}, Assistant 2: {s2}\nClean code."
+    return f"{s1} {s2}\nAssistant 1 was more detailed."
+
+
+def test_fastchat_reviewers_end_to_end(shared_data: Path) -> None:
+    root = shared_data / "vicuna_qa"
+    everything = load_questions(root / "question.jsonl")
+    qs = [everything[i] for i in (0, 60, 67, 79)]  # generic, coding, math, writing
+    answers = {"tuna": ["great plan", "good code", "great proof", "garbage"],
+               "alpaca": ["ok plan", "good code, other style", "bad proof", "ok review"]}
+    with OpenAIProtocolServer(chat=fastchat_reviewer) as server:
+        judge = build_ranker({"backend": "fastchat", "model": "gpt-4", "base_url": server.base_url, "api_key": "t",
+                              "max_repairs": 0, "max_retries": 0, "max_concurrency": 1})  # requests in order
+        (result,) = compare(qs, answers, judge, baseline="alpaca")
+    prompts = [next(m["content"] for m in b["messages"] if m["role"] == "user") for b in server.requests]
+    assert len(prompts) == 8 and {b["temperature"] for b in server.requests} == {0.2}
+    assert {b["max_completion_tokens"] for b in server.requests} == {1024}
+    kinds = {"general": "performance of two AI assistants", "coding": "coding abilities",
+             "math": "mathematical proficiency"}
+    by_question = [[k for k, phrase in kinds.items() if phrase in p] for p in prompts]
+    assert by_question == [["general"]] * 2 + [["coding"]] * 2 + [["math"]] * 2 + [["general"]] * 2
+    assert prompts[0].startswith("[Question]\nHow can I improve my time management skills?\n\n"
+                                 "[The Start of Assistant 1's Answer]\ngreat plan\n\n[The End of Assistant 1's Answer]")
+    assert prompts[1].split("[The Start of Assistant 1's Answer]\n")[1].startswith("ok plan")  # the other order
+    assert [j["outcome"] for j in result.judgements] == ["win", "tie", "win", "failed"]
+    assert result.judgements[0]["scores"] == [[8.0, 4.0], [8.0, 4.0]]
+    assert result.mean_scores() == pytest.approx((22 / 3, 4.0))  # (8+6+8)/3 and (4+6+2)/3, both orders
+    summary = summarize([result])
+    assert summary["tuna"]["vicuna_win_rate_vs_alpaca"] == pytest.approx(200 / 3)
+    assert summary["alpaca"]["vicuna_score_vs_tuna"] == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("review, scores", [("8 9\nbecause", (8, 9)), ("8, 9", (8, 9)), ("\n7.5 6\n", (7.5, 6)),
+                                            ("Assistant 1: 3\tAssistant 2: 10", (3, 10)),
+                                            ("Work...\n(9, 4)", (9, 4))])
+def test_fastchat_review_scores(review: str, scores: tuple) -> None:
+    assert parse_review(review) == scores
+
+
+@pytest.mark.parametrize("review", ["Both fine.", "8 9 10", "11 3"])
+def test_fastchat_unreadable_review_is_an_error(review: str) -> None:
+    with pytest.raises(ValueError):
+        parse_review(review)
+
+
+def test_loading_fastchat_table_format(tmp_path: Path) -> None:
+    path = tmp_path / "question.jsonl"  # fastchat/eval/table/question.jsonl: "text", not "turns"
+    path.write_text('{"question_id": 1, "text": "How can I improve?", "category": "generic"}\n')
+    assert load_questions(path)[0].text == "How can I improve?"

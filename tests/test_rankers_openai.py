@@ -21,17 +21,23 @@ RATE_LIMIT = (429, {"error": {"message": "rate limited", "type": "rate_limit_err
 SERVER_ERROR = (500, {"error": {"message": "boom", "type": "server_error"}})
 
 
+def question(body: dict) -> str:
+    """The judge prompt: the first user message (the ``lmops`` prompt comes after a system message)."""
+    return next(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
 def shown(body: dict) -> list[str]:
-    """The candidates in the order the judge was shown them."""
-    return re.findall(r"^### Response \d+\n(.*)$", body["messages"][0]["content"], flags=re.MULTILINE)
+    """The candidates in the order the judge was shown them (``###Response i:`` headers of the lmops prompt)."""
+    return re.findall(r"^###Response \d+:\n(.*)$", question(body), flags=re.MULTILINE)
 
 
 def fair_judge(body: dict) -> str:
     """Ranks by the candidates' words, whatever order they are shown in (and puts its own answer second)."""
     texts = shown(body)
     order = sorted(range(len(texts)), key=lambda i: -QUALITY[texts[i]])
-    return (f"Close-ended.\nResponse {len(texts)}: mine.\n"
-            f"scores: {[QUALITY[t] * 5 for t in texts] + [14]}\nrank: {[order[0], len(texts), *order[1:]]}")
+    ratings = "\n".join(f"Response {k}: [{s}]" for k, s in enumerate([QUALITY[t] * 5 for t in texts] + [14]))
+    return (f"Close-ended.\n###Response {len(texts)}:\nmine.\n\n{ratings}\n"
+            f"rank: {[order[0], len(texts), *order[1:]]}")
 
 
 def requests(n: int = 4) -> list[RankRequest]:
@@ -123,8 +129,8 @@ def test_garbage_is_repaired() -> None:
         [r] = judge(server).rank(requests(1))
     assert not r.failed and r.order == [1, 3, 0, 2] and r.metadata["repairs"] == 1
     repair = server.requests[1]["messages"]
-    assert [m["role"] for m in repair] == ["user", "assistant", "user"]
-    assert repair[1]["content"] == "I like the second one." and "no 'rank: [...]' line" in repair[2]["content"]
+    assert [m["role"] for m in repair] == ["system", "user", "assistant", "user"]
+    assert repair[2]["content"] == "I like the second one." and "no 'rank: [...]' line" in repair[3]["content"]
     assert "I like the second one." in r.raw and "rank: [1, 4, 3, 0, 2]" in r.raw
 
 
@@ -179,7 +185,7 @@ def test_permutations_aggregate_and_report_consistency() -> None:
         rankings = ranker.rank(requests(2))
     assert len(server.requests) == 6
     for i in range(2):
-        presented = {tuple(shown(b)) for b in server.requests if f"question {i}\n" in b["messages"][0]["content"]}
+        presented = {tuple(shown(b)) for b in server.requests if f"question {i}\n" in question(b)}
         assert len(presented) == 3 and ("ok", "best", "bad", "good") in presented  # identity is one of them
     for r in rankings:
         assert r.order == [1, 3, 0, 2]

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from rankers import RankRequest, validate_config
-from rankers.contextual import build_prompt
+from rankers.contextual import LMOPS_SYSTEM, lmops_prompt
 from rankers.vllm_judge import VLLMJudge
 
 REPAIR_MARK = "I could not read a ranking"
@@ -51,9 +51,9 @@ class ScriptedLLM:
 
     @staticmethod
     def answer(prompt: str) -> str:
-        if "### Instruction\ngood" in prompt:
-            return "scores: [3, 9, 15]\nrank: [1, 2, 0]"
-        if "### Instruction\nrepairable" in prompt and REPAIR_MARK in prompt:
+        if "### Instruction:\ngood" in prompt:
+            return "Response 0: [3]\nResponse 1: [9]\nResponse 2: [15]\nrank: [1, 2, 0]"
+        if "### Instruction:\nrepairable" in prompt and REPAIR_MARK in prompt:
             return "rank: [0, 1, 2]"
         return "I like all of them."
 
@@ -103,11 +103,11 @@ def test_a_re_ask_continues_the_conversation_in_plain_text() -> None:
 def test_chat_template_is_used_when_the_tokenizer_has_one() -> None:
     llm = ScriptedLLM(CharTokenizer(chat_template="{{ messages }}"))
     judge(llm).rank([request("good")])
-    assert llm.batches[0][0].startswith("<user>") and llm.batches[0][0].endswith("<assistant>")
+    assert llm.batches[0][0].startswith(f"<system>{LMOPS_SYSTEM}<user>") and llm.batches[0][0].endswith("<assistant>")
 
 
 def test_a_prompt_too_long_fails_alone() -> None:
-    fits = len(build_prompt("good", ["answer 0", "answer 1"]) + "\n\n") + 1  # tokens are characters
+    fits = len(f"{LMOPS_SYSTEM}\n\n{lmops_prompt('good', ['answer 0', 'answer 1'])}\n\n") + 1  # a token a character
     llm = ScriptedLLM(CharTokenizer(), max_model_len=fits)
     long = RankRequest(prompt="good, at length", candidates=["answer 0", "answer 1"])
     rankings = judge(llm).rank([request("good"), long])

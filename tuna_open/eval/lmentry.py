@@ -1,9 +1,15 @@
 """LMentry (Efrat et al., 2023): 25 elementary tasks, scored by per-task rules, summarised as the LMentry score.
 
-**Scoring rules.** The official scorers (aviaefrat/lmentry ``lmentry/scorers/``) are regular expressions per task:
-a prediction is right when it is the bare answer or matches one of the phrasings a person would use to give it
-("The first letter is b.", "Of the numbers 101 and 723, 723 is bigger."). This module keeps that intent but
-decides by *claims*: the prediction is cut into sentences, each sentence is matched in full against the task's
+**Scoring rules.** Two rule sets, chosen by ``LMentryConfig.rules``:
+
+- ``official`` (the default, and what "LMentry score" means): the official scorers' behaviour
+  (aviaefrat/lmentry ``lmentry/scorers/``), re-implemented in ``tuna_open.eval.lmentry_official``: regular
+  expressions per task; a prediction is right when it is the bare answer or matches one of the phrasings a
+  person would use to give it ("The first letter is b.", "Of the numbers 101 and 723, 723 is bigger."), and a
+  phrasing found anywhere in a longer answer counts too (an "uncertain" 1, counted like a certain one).
+  ``benchmarks/lmentry_agreement.py`` measures its agreement with the official code.
+- ``strict`` (this project's earlier rules; numbers are not comparable with published LMentry scores): the
+  same intent, decided by *claims*: the prediction is cut into sentences, each sentence is matched in full against the task's
 phrasings, and every phrasing names the slot holding the answer it claims (``x``) or an option it rejects
 (``n``: "beer doesn't rhyme with declare" claims the other option of a two-option question). A prediction is
 correct when it makes at least one claim and all its claims are the right answer; sentences that claim nothing
@@ -35,12 +41,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.templates import TemplateName, format_prompt
+from tuna_open.eval.lmentry_official import ONES, TENS, score_official
 from tuna_open.eval.superni import GenerateFn, generate_all
+
+Rules = Literal["official", "strict"]
 
 CORE_TASKS: tuple[str, ...] = (
     "sentence_containing", "sentence_not_containing", "word_containing", "word_not_containing",
@@ -89,6 +98,9 @@ class LMentryConfig(BaseModel):
     """Examples per task, spread evenly over the task's templates (default: all)."""
     template: TemplateName = "alpaca"
     """How an example's input reaches the model: a ``rankers.templates`` name (``raw`` passes it unchanged)."""
+    rules: Rules = "official"
+    """``official``: the official scorers' behaviour (comparable LMentry scores); ``strict``: this project's
+    claim-based rules (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +189,7 @@ def _tokens(text: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- numbers
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-         "seventeen eighteen nineteen").split()
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES, _TENS = ONES, TENS
 _NUMBER_WORD = "|".join(sorted(_ONES + _TENS + ["hundred", "thousand"], key=len, reverse=True))
 
 
@@ -579,9 +589,11 @@ def _write_sentence(task: str, word: str, text: str) -> bool:
     return word not in words
 
 
-def score_prediction(task: str, example: Example, prediction: str) -> bool:
+def score_prediction(task: str, example: Example, prediction: str, rules: Rules = "official") -> bool:
     """Whether ``prediction`` answers ``example`` of ``task`` correctly (a variant scores as its core task)."""
     base = base_task(task)
+    if rules == "official":
+        return score_official(base, example.metadata, example.input, prediction)[0] == 1
     text = _prepare(prediction, example.input)
     meta = example.metadata
     if base in _FAMILIES:
@@ -667,12 +679,12 @@ def lmentry_score(per_task: dict[str, dict[str, Any]], num_templates: int = 3) -
 
 
 def evaluate(generate_fn: GenerateFn, data_dir: str | Path, tasks: Sequence[str] | None = None,
-             limit: int | None = None, template: str = "alpaca") -> dict[str, Any]:
+             limit: int | None = None, template: str = "alpaca", rules: Rules = "official") -> dict[str, Any]:
     """Generate for every example of the chosen tasks, score each answer, and compute the LMentry score."""
     examples = load_tasks(data_dir, tasks, limit)
     flat = [example for task_examples in examples.values() for example in task_examples]
     predictions = generate_all(generate_fn, [format_prompt(example.input, "", template) for example in flat])
-    correct = [score_prediction(e.task, e, p) for e, p in zip(flat, predictions)]
+    correct = [score_prediction(e.task, e, p, rules) for e, p in zip(flat, predictions)]
     per_task: dict[str, dict[str, Any]] = {}
     records: dict[str, list[dict[str, Any]]] = {}
     start = 0
@@ -682,11 +694,13 @@ def evaluate(generate_fn: GenerateFn, data_dir: str | Path, tasks: Sequence[str]
         records[task] = [{"id": e.id, "input": e.input, "prediction": p, "correct": ok}
                          for e, p, ok in zip(task_examples, predictions[start:end], correct[start:end])]
         start = end
-    return {**lmentry_score(per_task), "per_task": per_task, "predictions": records}
+    return {**lmentry_score(per_task), "rules": rules, "per_task": per_task, "predictions": records}
 
 
 def summarize(result: dict[str, Any]) -> dict[str, float]:
     """The flat numbers for a run report (a number that could not be computed is left out)."""
-    flat = {"lmentry_accuracy": result["accuracy"], "lmentry_robustness": result["robustness"],
-            "lmentry_score": result["lmentry_score"]}
+    # Only the official rules give an "LMentry score"; the strict rules' numbers are named apart.
+    prefix = "lmentry" if result.get("rules", "official") == "official" else "lmentry_strict"
+    flat = {f"{prefix}_accuracy": result["accuracy"], f"{prefix}_robustness": result["robustness"],
+            f"{prefix}_score": result["lmentry_score"]}
     return {key: float(value) for key, value in flat.items() if value is not None}

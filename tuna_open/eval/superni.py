@@ -2,9 +2,11 @@
 
 What is official here, and where it comes from:
 
-- **Data.** Task files ``tasks/<task>.json`` (``Definition``, ``Positive Examples``, ``Instances`` with a list of
-  acceptable ``output`` strings, ``Categories``, ``Output_language``) and the split ``splits/default/
-  test_tasks.txt`` of allenai/natural-instructions. Per test task the *first* ``max_instances`` instances are used:
+- **Data.** From a task-directory checkout of allenai/natural-instructions (or a hub copy that keeps every
+  acceptable output of an instance; flat copies with one target string per row are refused, see
+  ``SuperNIConfig.single_references``). Task files ``tasks/<task>.json`` (``Definition``, ``Positive Examples``,
+  ``Instances`` with a list of acceptable ``output`` strings, ``Categories``, ``Output_language``) and the split
+  ``splits/default/test_tasks.txt``. Per test task the *first* ``max_instances`` instances are used:
   the Tk-Instruct loader (``src/ni_dataset.py``) takes ``Instances[:100]`` because the curators put 100
   label-balanced instances first for reproducible evaluation.
 - **Prompt.** ``template="tk"`` renders Tk-Instruct's ``DataCollatorForNI`` text (definition, optional positive
@@ -59,6 +61,11 @@ class SuperNIConfig(BaseModel):
     """Local source: the task list, relative to ``source``."""
     hf_split: str = "test"
     """``hf:`` source: the dataset split holding the test tasks."""
+    single_references: bool = False
+    """Accept an ``hf:`` copy in the flat layout whose rows hold one ``targets`` string each. Such a copy may have
+    dropped an instance's other acceptable outputs (the best-over-references score then reads lower than the
+    official one) and its row order need not be the task files' balanced first 100, so it is refused unless
+    this is set; rows that share a task and ``id`` are merged into one instance with all their targets."""
     tasks: list[str] | None = None
     """Evaluate only these tasks (default: every task of the split)."""
     max_instances: int = Field(default=100, ge=1)
@@ -104,7 +111,8 @@ class Task:
 def load_tasks(config: SuperNIConfig) -> list[Task]:
     """The configured test tasks, each cut to ``max_instances`` instances, in split-file order."""
     if config.source.startswith(HF_PREFIX):
-        tasks = _load_hf(config.source[len(HF_PREFIX):], config.hf_split, config.max_instances)
+        tasks = _load_hf(config.source[len(HF_PREFIX):], config.hf_split, config.max_instances,
+                         config.single_references)
     else:
         tasks = _load_local(Path(config.source), config.split_file, config.tasks, config.max_instances)
     if config.tasks is not None:
@@ -149,12 +157,14 @@ def _read_task_file(path: Path, max_instances: int) -> Task:
         raise ValueError(f"{path}: not a Super-NaturalInstructions task file (missing or malformed {err})") from None
 
 
-def _load_hf(dataset_id: str, split: str, max_instances: int) -> list[Task]:
+def _load_hf(dataset_id: str, split: str, max_instances: int, single_references: bool = False) -> list[Task]:
     """Rows of a Hugging Face copy, one instance per row, grouped into tasks in first-seen order.
 
     Two row layouts are published: the Tk-Instruct builder's (``Task``, ``Definition``, ``Instance``,
-    ``Categories``, ``Output_language``, ``Positive Examples``) and the flat one (``task_name``, ``definition``,
-    ``inputs``, ``targets``) without categories or languages, which then count as ``unknown`` and English.
+    ``Categories``, ``Output_language``, ``Positive Examples``), which keeps every acceptable output, and the
+    flat one (``task_name``, ``definition``, ``inputs``, ``targets``) without categories or languages, which
+    then count as ``unknown`` and English. A flat copy whose ``targets`` are single strings needs
+    ``single_references`` (see ``SuperNIConfig``); its rows sharing a task and ``id`` become one instance.
     """
     import datasets
 
@@ -176,12 +186,20 @@ def _load_hf(dataset_id: str, split: str, max_instances: int) -> list[Task]:
                 "output_language": "English" if flat else _first(row.get("Output_language") or ["English"]),
                 "instances": [],
             })
-            if len(task["instances"]) < max_instances:
-                instance = row if flat else row["Instance"]
-                task["instances"].append(Instance(
-                    str(row.get("id", f"{name}-{len(task['instances'])}")),
-                    instance["inputs"] if flat else instance["input"],
-                    _outputs(instance["targets"] if flat else instance["output"])))
+            instance = row if flat else row["Instance"]
+            outputs = instance["targets"] if flat else instance["output"]
+            if isinstance(outputs, str) and not single_references:
+                raise ValueError(
+                    f"hf:{dataset_id}: row {index} holds one target string, so other acceptable outputs may be "
+                    f"missing and the balanced first-100 subset cannot be checked; use a task-directory checkout "
+                    f"of allenai/natural-instructions (source: DIR) or set single_references: true")
+            key = str(row.get("id", f"{name}-{index}"))
+            same = next((i for i in task["instances"] if i.id == key), None)
+            if same is not None:  # another row of the same instance: one more acceptable output
+                same.outputs.extend(o for o in _outputs(outputs) if o not in same.outputs)
+            elif len(task["instances"]) < max_instances:
+                task["instances"].append(Instance(key, instance["inputs"] if flat else instance["input"],
+                                                  _outputs(outputs)))
         except (KeyError, IndexError, TypeError) as err:
             raise ValueError(f"hf:{dataset_id}: row {index} is not a Super-NaturalInstructions instance "
                              f"(missing or malformed {err})") from None
@@ -306,7 +324,7 @@ def evaluate(generate_fn: GenerateFn, config: SuperNIConfig) -> dict[str, Any]:
         by_category[task.category].append(score)
     task_info = {t.name: t for t in tasks}
     return {
-        "overall": _group_metrics(scores),
+        "overall": {**_group_metrics(scores), "tasks": len(tasks)},
         "per_task": {name: {**_group_metrics(s), "category": task_info[name].category,
                             "xlingual": task_info[name].xlingual} for name, s in by_task.items()},
         "per_category": {name: _group_metrics(s) for name, s in sorted(by_category.items())},

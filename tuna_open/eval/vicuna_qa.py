@@ -1,7 +1,14 @@
 """Vicuna QA: 80 open questions; two models' answers compared by a judge, reported as win / tie / loss.
 
-The judge is any ``rankers.Ranker`` (GPT-4 through the ``openai`` backend in the paper's setup, an open model
-behind vLLM otherwise): each comparison is one request ranking the two answers. LLM judges favour a position, so
+The judge is any ``rankers.Ranker``; each comparison is one request ranking the two answers, the question's
+category in its metadata. Two kinds of judge are meant here, chosen by the eval stage's ``ranker`` block:
+
+- FastChat's reviewer (``backend: fastchat``, the paper's Vicuna QA setup): the general, coding or math
+  reviewer prompt by category, a 1-10 score for each of the two assistants; the higher score wins that order,
+  equal scores tie. The mean scores are reported too (FastChat's tables compare score totals).
+- a ranking judge (``openai`` / ``vllm`` contextual judges, or any other backend): its order, ties from equal
+  scores.
+ LLM judges favour a position, so
 every question is judged in both presentation orders, ``[a, b]`` and ``[b, a]``: ``a`` wins only if it is
 preferred in both, loses only if ``b`` is preferred in both, and anything else is a tie, as is a judgement
 whose scores for the two answers are equal. Identical answers tie without a call. A failed judgement (no
@@ -33,7 +40,8 @@ class VicunaQAConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     questions: str
-    """FastChat's ``question.jsonl`` (``question_id``, ``category``, ``turns``)."""
+    """FastChat's ``question.jsonl``: ``question_id``, ``category`` and ``turns`` (``llm_judge``'s vicuna_bench) or
+    ``text`` (``fastchat/eval/table``, the file the paper's reviews used)."""
     references: str | None = None
     """FastChat reference answers (``question_id``, ``choices[0].turns``), shown to a judge that shows references."""
     baseline: str | None = None
@@ -67,8 +75,8 @@ def load_questions(path: str | Path, references: str | Path | None = None, limit
         except (KeyError, IndexError, TypeError) as err:
             raise ValueError(f"{ref_path}: not a FastChat reference answer file (missing or malformed {err})") from None
     try:
-        questions = [Question(str(q["question_id"]), str(q["category"]), q["turns"][0], refs.get(str(q["question_id"])))
-                     for q in read_jsonl(path)]
+        questions = [Question(str(q["question_id"]), str(q["category"]), q["turns"][0] if "turns" in q else q["text"],
+                              refs.get(str(q["question_id"]))) for q in read_jsonl(path)]
     except (KeyError, IndexError, TypeError) as err:
         raise ValueError(f"{path}: not a Vicuna QA question file (missing or malformed {err})") from None
     return questions[:limit]
@@ -96,8 +104,16 @@ class PairResult:
     def rate(self, outcome: str) -> float | None:
         return 100.0 * self.counts[outcome] / self.judged if self.judged else None
 
+    def mean_scores(self) -> tuple[float, float] | None:
+        """(model, opponent) mean judge score over every scored presentation; None for a judge without scores."""
+        pairs = [s for j in self.judgements for s in j.get("scores", [])]
+        if not pairs:
+            return None
+        return sum(p[0] for p in pairs) / len(pairs), sum(p[1] for p in pairs) / len(pairs)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "judged": self.judged, **{f"{o}_rate": self.rate(o) for o in OUTCOMES}}
+        return {**asdict(self), "judged": self.judged, **{f"{o}_rate": self.rate(o) for o in OUTCOMES},
+                "mean_scores": self.mean_scores()}
 
 
 def _pairs(models: Sequence[str], baseline: str | None) -> list[tuple[str, str]]:
@@ -137,6 +153,15 @@ def _error(ranking: Ranking) -> str | None:
     return None
 
 
+def _scores(forward: Ranking, backward: Ranking) -> list[list[float]]:
+    """The judge's (a, b) scores in each presentation that has them: ``[b, a]``'s turned back to (a, b)."""
+    out = []
+    for ranking, flip in ((forward, False), (backward, True)):
+        if not ranking.failed and ranking.scores is not None and len(ranking.scores) == 2:
+            out.append(list(reversed(ranking.scores)) if flip else list(ranking.scores))
+    return out
+
+
 def compare(questions: Sequence[Question], answers: dict[str, list[str]], judge: Ranker,
             baseline: str | None = None) -> list[PairResult]:
     """Judge every model pair (or every model against ``baseline``) on every question, in both orders.
@@ -173,7 +198,8 @@ def compare(questions: Sequence[Question], answers: dict[str, list[str]], judge:
                 outcome = _outcome(forward, backward)
                 record = {"question_id": question.id, "category": question.category, "outcome": outcome,
                           "verdicts": [_preferred(forward), _preferred(backward)],
-                          "errors": [e for e in (_error(forward), _error(backward)) if e]}
+                          "errors": [e for e in (_error(forward), _error(backward)) if e],
+                          "scores": _scores(forward, backward)}
             else:
                 outcome = "tie"
                 record = {"question_id": question.id, "category": question.category, "outcome": outcome,
@@ -196,6 +222,9 @@ def summarize(results: Sequence[PairResult]) -> dict[str, dict[str, float]]:
                 if rate is not None:
                     flat[model][f"vicuna_{name}_rate_vs_{opponent}"] = rate
             flat[model][f"vicuna_failed_vs_{opponent}"] = float(r.counts["failed"])
+        means = r.mean_scores()
+        if means is not None:
+            flat[r.model][f"vicuna_score_vs_{r.opponent}"], flat[r.opponent][f"vicuna_score_vs_{r.model}"] = means
     return dict(flat)
 
 

@@ -114,7 +114,19 @@ def evaluate_model(sampler: Sampler, cfg: Config, records: list[dict[str, Any]],
     return metrics, details
 
 
+def _local_paths(ctx: StageContext, cfg: Config) -> Config:
+    """Benchmark directories relative to the recipe's directory, as every other path of a recipe is."""
+    update: dict[str, Any] = {}
+    if cfg.superni and not cfg.superni.source.startswith(superni_suite.HF_PREFIX):
+        update["superni"] = cfg.superni.model_copy(update={"source": str(ctx.recipe.resolve_path(cfg.superni.source))})
+    if cfg.lmentry:
+        data_dir = str(ctx.recipe.resolve_path(cfg.lmentry.data_dir))
+        update["lmentry"] = cfg.lmentry.model_copy(update={"data_dir": data_dir})
+    return cfg.model_copy(update=update)
+
+
 def run(ctx: StageContext, cfg: Config) -> StageResult:
+    cfg = _local_paths(ctx, cfg)
     verifier = resolve(cfg.verifier) if cfg.verifier else None
     records = [r for r in ctx.instructions(cfg.data) if r.get("output")] if cfg.data else []
     questions = []
