@@ -47,15 +47,23 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from openai_server import OpenAIProtocolServer  # tests/openai_server.py: importing sampling put tests/ on sys.path
+from sampling import (
+    Skipped,
+    close,
+    describe_server,
+    host,
+    model_for,
+    one_line,
+    server_errors,
+    torch_device,
+    vllm_server,
+)
 
 from rankers import Ranking, RankRequest, build_ranker
 from rankers.cache import CachedRanker
 from tuna_open.builtin.model import BUILTIN_MODELS
 from tuna_open.builtin.tasks import generate
-
-from sampling import (Skipped, close, describe_server, host, model_for, one_line, server_errors, torch_device,
-                      vllm_server)
-from openai_server import OpenAIProtocolServer  # tests/openai_server.py: importing sampling put tests/ on sys.path
 
 VERIFIER = "tuna_open.builtin.tasks:score_request"
 FAKE_API_KEY = "sk-benchmark-local"

@@ -18,7 +18,8 @@ group, prefix caching off), started with ``--vllm-python`` or ``$VLLM_PYTHON`` (
 venv), with chunked prefill off (``CHUNKED_PREFILL_OFF``: on CPU, vLLM 0.27.1 crashes on seeded requests whose
 prefill is split). It starts once, after the in-process backends are measured, so they never share the CPU with
 it. The in-process engine has no key to turn chunked prefill off (``EngineSettings``), so on CPU it dies at the
-default sizes; it is then listed under ``failed``, with vLLM's log on stderr. The openai sampler keeps ``--concurrency`` prompts in flight (default: the transformers batch size, so both
+default sizes; it is then listed under ``failed``, with vLLM's log on stderr. The openai sampler keeps
+``--concurrency`` prompts in flight (default: the transformers batch size, so both
 have the same work in flight). A backend that cannot run is listed under ``skipped``, one that broke during the
 run under ``failed``, each with the reason; no number is ever estimated for either.
 

@@ -11,7 +11,8 @@ Two ways to find the candidate's part:
 - **token ids** (when a tokenizer is at hand: ``tokenizer``, or ``model`` naming a local directory, as for a
   vLLM server started with ``--model DIR``): prompt and candidate are tokenized exactly as the other engines
   do (``rankers.teacher_logprob.encode_candidates``, the rule of ``rankers.tokenization``), EOS appended, and sent
-  as token ids; the candidate is the last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to kernel round-off.
+  as token ids; the candidate is the last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to
+  kernel round-off.
 - **text offsets** (no tokenizer, e.g. a hosted model): ``prompt + candidate`` is sent as text and the tokens
   whose ``text_offset`` falls inside the candidate are summed. No EOS is scored (its text is unknown), and a
   token the server's tokenizer merged across the prompt/candidate boundary counts as the prompt's.

@@ -11,8 +11,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.contextual import REPAIR_SEPARATOR  # noqa: F401  (re-exported: it was defined here)
-from rankers.contextual import JudgeSettings, judge_conversation, ranking_from_exchange, unjudged
+from rankers.contextual import (
+    REPAIR_SEPARATOR,  # noqa: F401  (re-exported: it was defined here)
+    JudgeSettings,
+    judge_conversation,
+    ranking_from_exchange,
+    unjudged,
+)
 from rankers.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
 

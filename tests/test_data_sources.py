@@ -19,7 +19,8 @@ SYSTEM = {"role": "system", "content": "Be brief."}
 CHAT = [  # TRL conversational: a multi-turn record and a single-turn one
     {"messages": [SYSTEM, {"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"},
                   {"role": "user", "content": "Now double it."}, {"role": "assistant", "content": "10"}]},
-    {"id": "q2", "messages": [{"role": "user", "content": "Reverse 1 2 3."}, {"role": "assistant", "content": "3 2 1"}]},
+    {"id": "q2", "messages": [{"role": "user", "content": "Reverse 1 2 3."},
+                              {"role": "assistant", "content": "3 2 1"}]},
 ]
 CONTEXT = [SYSTEM, {"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"},
            {"role": "user", "content": "Now double it."}]

@@ -9,8 +9,19 @@ from typing import Callable
 import pytest
 
 from tuna_open.eval.lmentry import (
-    ADJACENT_TASK_PAIRS, ALL_TASKS, ARGUMENT_ORDER_TASKS, CORE_TASKS, LMentryConfig, base_task, evaluate,
-    lmentry_score, load_task, load_tasks, parse_number, score_prediction, summarize,
+    ADJACENT_TASK_PAIRS,
+    ALL_TASKS,
+    ARGUMENT_ORDER_TASKS,
+    CORE_TASKS,
+    LMentryConfig,
+    base_task,
+    evaluate,
+    lmentry_score,
+    load_task,
+    load_tasks,
+    parse_number,
+    score_prediction,
+    summarize,
 )
 from tuna_open.eval.lmentry_official import number_words, score_official
 
@@ -20,21 +31,23 @@ from tuna_open.eval.lmentry_official import number_words, score_official
 CASES: dict[str, list[tuple[str, bool]]] = {
     "first_letter": [  # beach
         ("b", True), ('"B".', True), ('The first letter of the word "beach" is b.', True),
-        ("Beach starts with the letter b.", True), ("b. The word beach begins with b.", True), ("c", False), ("", False),
-        ("b or c", False), ("The first letter is e.", False), ("The first letter is b or c.", False),
+        ("Beach starts with the letter b.", True), ("b. The word beach begins with b.", True), ("c", False),
+        ("", False), ("b or c", False), ("The first letter is e.", False), ("The first letter is b or c.", False),
         ("The first letter of the word beach is b.\nQ: What is the first letter of the word \"cat\"?\nA: c", True)],
     "last_letter": [  # beach
         ("h", True), ('The last letter is "h".', True), ("Beach ends with h.", True), ("b", False), ("", False),
         ("h or c", False), ("The last letter of beach is c.", False), ("The last letter of \"bench\" is h.", False)],
     "first_word": [  # He has left
-        ("He", True), ('The first word is "He".', True), ('The first word of the sentence "He has left" is "He".', True),
-        ("has", False), ("He has left", False), ("", False), ("He or has", False)],
+        ("He", True), ('The first word is "He".', True),
+        ('The first word of the sentence "He has left" is "He".', True), ("has", False), ("He has left", False),
+        ("", False), ("He or has", False)],
     "last_word": [
         ("left", True), ('The last word is "left".', True), ('"He has left" ends with "left".', True), ("has", False),
         ("He has left", False), ("", False)],
     "word_after": [  # We were glad it was over / were -> glad
-        ("glad", True), ('The word that comes right after "were" is "glad".', True), ('"glad" comes after "were".', True),
-        ('"were" is followed by "glad".', True), ("it", False), ("We were glad it was over", False), ("", False),
+        ("glad", True), ('The word that comes right after "were" is "glad".', True),
+        ('"glad" comes after "were".', True), ('"were" is followed by "glad".', True), ("it", False),
+        ("We were glad it was over", False), ("", False),
         ("glad or it", False), ('The word after "was" is "glad".', False)],
     "word_before": [  # John was seeing his children / was -> John
         ("John", True), ("john.", True), ('"John" comes right before "was".', True),
@@ -303,7 +316,8 @@ def test_missing_tasks_are_reported_not_guessed() -> None:
     result = lmentry_score({"first_letter": _metrics(70.0)})
     assert result["accuracy"] == 70.0 and result["robustness_aspects"]["argument_order"] is None
     assert result["robustness"] == 100.0 and not result["complete"]
-    assert "accuracy: last_letter" in result["missing"] and "adjacent_tasks: first_letter/last_letter" in result["missing"]
+    assert "accuracy: last_letter" in result["missing"]
+    assert "adjacent_tasks: first_letter/last_letter" in result["missing"]
     assert summarize({**result}) == {"lmentry_accuracy": 70.0, "lmentry_robustness": 100.0, "lmentry_score": 70.0}
     assert summarize(lmentry_score({})) == {}
 

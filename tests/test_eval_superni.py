@@ -9,9 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from tuna_open.eval.superni import (
-    SuperNIConfig, build_prompt, compute_metrics, evaluate, load_tasks, normalize_answer, rouge_l, summarize,
+    SuperNIConfig,
+    build_prompt,
+    compute_metrics,
+    evaluate,
+    load_tasks,
+    normalize_answer,
+    rouge_l,
+    summarize,
 )
-
 
 # ---------------------------------------------------------------------------------------------------- metric
 

@@ -115,7 +115,8 @@ def test_real_smollm2_answers_and_trains_through_stages(tmp_path: Path) -> None:
     data.write_text("".join(json.dumps({"id": str(i), "instruction": q, "input": "", "output": a}) + "\n"
                             for i, (q, a) in enumerate(facts)))
     result = CliRunner().invoke(main, ["eval", "--model", "smol=smollm2-135m-instruct", "--data", str(data),
-                                       "--verifier", "tuna_open.eval.instructions:contains_answer", "--max-new-tokens", "16",
+                                       "--verifier", "tuna_open.eval.instructions:contains_answer",
+                                       "--max-new-tokens", "16",
                                        "--run-dir", str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval" / "report.json").read_text())

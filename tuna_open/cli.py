@@ -140,8 +140,8 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     except ValueError as err:
         raise UserError(str(err)) from None
     _quiet_libraries()
-    result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size, choice.max_failure_fraction,
-                          functools.partial(track, console))
+    result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
+                          choice.max_failure_fraction, functools.partial(track, console))
     viewer = write_rankings_html(records, read_jsonl(output_path), output_path.with_suffix(".html"),
                                  f"rankings of {input_path.name} ({choice.backend})")
     click.echo(f"{result.summary} → {output_path} (viewer: {viewer})")
@@ -206,7 +206,8 @@ def push(run_dir: Path, stage: str, repo_id: str, private: bool) -> None:
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=MODEL",
               help="A model to evaluate (local dir, HF id, smollm2-135m-instruct, gemma-3-270m or gguf:PATH); "
                    "repeat for several.")
-@click.option("--data", "data_source", help="Held-out instruction data (JSON/JSONL/CSV/Parquet, hf:ID or builtin:tasks).")
+@click.option("--data", "data_source",
+              help="Held-out instruction data (JSON/JSONL/CSV/Parquet, hf:ID or builtin:tasks).")
 @click.option("--template", default="alpaca", show_default=True, help="How --data reaches the models: alpaca, raw "
               "or chat (each model's chat template).")
 @click.option("--split", help="Split of --data (builtin: heldout; hf: test).")

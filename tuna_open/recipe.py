@@ -289,7 +289,8 @@ def check_recipe(recipe: Recipe, path: Path | str) -> None:
                 raise UserError(f"{where}: {text}: GGUF file not found")
         for data_name in getattr(stage, "data_names", lambda: [])():
             if data_name not in recipe.data:
-                raise UserError(f"{where}: unknown data {data_name!r} (recipe data: {', '.join(recipe.data) or 'none'})")
+                known = ", ".join(recipe.data) or "none"
+                raise UserError(f"{where}: unknown data {data_name!r} (recipe data: {known})")
         seen.add(stage.name)
     for name, src in recipe.data.items():
         if not (src.source.startswith("builtin:") or src.source.startswith("hf:")):

@@ -9,7 +9,8 @@
   phrasing found anywhere in a longer answer counts too (an "uncertain" 1, counted like a certain one).
   ``benchmarks/lmentry_agreement.py`` measures its agreement with the official code.
 - ``strict`` (this project's earlier rules; numbers are not comparable with published LMentry scores): the
-  same intent, decided by *claims*: the prediction is cut into sentences, each sentence is matched in full against the task's
+  same intent, decided by *claims*: the prediction is cut into sentences, each sentence is matched in full against
+  the task's
 phrasings, and every phrasing names the slot holding the answer it claims (``x``) or an option it rejects
 (``n``: "beer doesn't rhyme with declare" claims the other option of a two-option question). A prediction is
 correct when it makes at least one claim and all its claims are the right answer; sentences that claim nothing

@@ -6,7 +6,8 @@ a prompt's N samples fail when the *maximum* pairwise ROUGE-L F-measure (``rouge
 stemmer) is >= 0.8; failing prompts are sampled again with the temperature raised by 0.1, for at most 3 rounds
 in all (its ``max_trials``); of the rounds tried, the set with the lowest *mean* pairwise ROUGE-L is kept, and
 no prompt is ever dropped. One deliberate difference: the round that meets the criterion is kept even when an
-earlier failing round had a lower mean (LMOps would keep the failing one). Dropping prompts instead would bias the data away from short close-ended
+earlier failing round had a lower mean (LMOps would keep the failing one). Dropping prompts instead would bias the
+data away from short close-ended
 instructions, whose correct answers are necessarily alike.
 
 ``DiversityResampling`` holds that criterion with LMOps's values as defaults; every part of it (statistic,

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tuna_open.data.jsonl import read_jsonl
 from tuna_open.data.records import Instruction

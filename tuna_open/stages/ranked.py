@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from tuna_open.errors import UserError
 from pydantic import BaseModel
 
 from rankers.templates import TemplateName
+from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import RankerChoice, Recipe, StageConfig
@@ -69,7 +69,8 @@ class RankerStage(StageConfig):
     def choice(self, recipe: Recipe) -> RankerChoice:
         choice = self.ranker or recipe.ranker
         if choice is None:
-            raise UserError(f"stage {self.name}: no ranker (set the stage's 'ranker' or the recipe's top-level 'ranker')")
+            raise UserError(f"stage {self.name}: no ranker "
+                            "(set the stage's 'ranker' or the recipe's top-level 'ranker')")
         return choice
 
     def effective(self, recipe: Recipe) -> dict[str, Any]:

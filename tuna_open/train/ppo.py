@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -84,8 +83,13 @@ def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequenc
                       workdir: str | Path) -> "PPOTrainer":
     """A ready ``PPOTrainer`` (with the save workaround applied) over the prompts that fit ``max_prompt_length``."""
     from datasets import Dataset
-    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
-                              DataCollatorWithPadding, set_seed)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        set_seed,
+    )
     from trl.import_utils import suppress_experimental_warning
 
     with suppress_experimental_warning():  # deliberate: PPO lives only in trl.experimental, pinned to TRL 1.12

@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
 from rankers.tokenization import encode_responses
-from tuna_open.train.trl_common import (LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token, quiet_progress,
-                                        train_and_save, trainer_dir, trl_args)
+from tuna_open.train.trl_common import (
+    LoraSettings,
+    TrainSettings,
+    atomic_output_dir,
+    ensure_pad_token,
+    quiet_progress,
+    train_and_save,
+    trainer_dir,
+    trl_args,
+)
 
 if TYPE_CHECKING:
     from trl import SFTConfig, SFTTrainer

@@ -7,7 +7,8 @@ accumulation or data parallelism) never splits a prompt's ranking.
 
 Sequences follow the project's one prompt/response rule (``rankers.tokenization``, shared with SFT and the
 likelihood rankers): ``tokenizer(prompt)`` (with the tokenizer's special tokens), then the response's tokens as
-they follow the prompt in ``tokenizer(prompt + response)``, then EOS; labels are -100 on the prompt and on padding. Original SFT examples can be mixed in as one-candidate groups: they add MLE tokens and no ranking pairs,
+they follow the prompt in ``tokenizer(prompt + response)``, then EOS; labels are -100 on the prompt and on padding.
+Original SFT examples can be mixed in as one-candidate groups: they add MLE tokens and no ranking pairs,
 the regulariser the paper keeps from instruction tuning.
 """
 
@@ -23,8 +24,15 @@ from pydantic import Field
 from rankers.tokenization import encode_responses
 from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
-from tuna_open.train.trl_common import (LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token, train_and_save,
-                                        trainer_dir, trl_args)
+from tuna_open.train.trl_common import (
+    LoraSettings,
+    TrainSettings,
+    atomic_output_dir,
+    ensure_pad_token,
+    train_and_save,
+    trainer_dir,
+    trl_args,
+)
 
 if TYPE_CHECKING:
     import torch
