@@ -47,6 +47,18 @@ class HFSampler:
     def __init__(self, model_path: str, config: HFSamplerConfig | None = None) -> None:
         self.config = config or HFSamplerConfig()
         self.model, self.tokenizer = load_causal_lm(model_path, self.config.dtype, self.config.device)
+        self.truncated = 0
+        """Prompts cut to fit the model's context (see ``_prompt_limit``); stages report it."""
+
+    def _prompt_limit(self, max_new_tokens: int) -> int | None:
+        """Most prompt tokens that leave room for ``max_new_tokens`` in the model's context (None: no limit known).
+
+        Why: a prompt longer than the context is never useful, and a huge one (a 5 MB record) makes attention
+        try to allocate terabytes. Such prompts keep their *last* tokens, where the template puts the instruction's
+        end and the response header the model continues from.
+        """
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        return max(1, context - max_new_tokens) if context else None
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Sample]]:
@@ -60,7 +72,12 @@ class HFSampler:
         tok = self.tokenizer
         tok.padding_side = "left"
         # Default special tokens (BOS for Llama) exactly as TRL training and the likelihood rankers tokenize prompts.
-        enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        limit = self._prompt_limit(params.max_new_tokens)
+        long = 0 if limit is None else sum(len(ids) > limit for ids in tok(prompts)["input_ids"])
+        self.truncated += long
+        tok.truncation_side = "left"
+        enc = tok(prompts, return_tensors="pt", padding=True, truncation=bool(long),
+                  max_length=limit if long else None).to(self.model.device)
         greedy = params.temperature <= 0
         torch.manual_seed(seed)
         gen = self.model.generate(

@@ -46,7 +46,10 @@ class RankedInputs(StageConfig):
 
     def load(self, ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(candidates records, ranking records) of this stage's inputs."""
-        return ctx.records(self.candidates_ref(ctx.recipe)), ctx.records(self.rankings)
+        from tuna_open.data.records import CANDIDATES_FIELDS, RANKING_FIELDS
+
+        return (ctx.records(self.candidates_ref(ctx.recipe), CANDIDATES_FIELDS),
+                ctx.records(self.rankings, RANKING_FIELDS))
 
 
 class RankerStage(StageConfig):

@@ -81,6 +81,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     with ResumableJsonlWriter(ctx.output) as writer:
         todo = [r for r in instructions if r["id"] not in writer.done]
         resumed = len(instructions) - len(todo)
+        truncated = 0
         if todo:
             sampler = build_sampler(ctx.resolve(cfg.model), cfg.sampler)
             with ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
@@ -95,6 +96,10 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
                             out["logprobs"] = [s.logprob for s in samples]
                         writer.write(out)
                     advance(len(chunk))
+            truncated = getattr(sampler, "truncated", 0)
+            if truncated:
+                ctx.console.print(f"[yellow]warning: {cfg.name}: {truncated} prompts longer than the model's "
+                                  f"context were truncated to their last tokens[/yellow]")
         by_id = {r["id"]: r for r in writer.records}
         kept = [p for p in (postprocess(by_id[r["id"]], cfg) for r in instructions) if p is not None]
         writer.finalize(kept)
@@ -102,4 +107,5 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     dropped = len(instructions) - len(kept)
     note = f", resumed {resumed}" if resumed else ""
     return StageResult(summary=f"{n_cands} candidates for {len(kept)} prompts ({dropped} dropped by filters{note})",
-                       counts={"prompts": len(kept), "candidates": n_cands, "dropped": dropped, "resumed": resumed})
+                       counts={"prompts": len(kept), "candidates": n_cands, "dropped": dropped, "resumed": resumed,
+                               "truncated": truncated})

@@ -14,6 +14,7 @@ from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.stages.ranked import RankedInputs
+from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
 
 OUTPUT = "model"
@@ -31,20 +32,13 @@ class Config(RankedInputs):
 
 
 def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Join rankings with their candidates (by id) into ``{"prompt", "candidates" best→worst}``.
+    """Join rankings with their candidates (``join_rankings``: each id exactly once) into
+    ``{"prompt", "candidates" best→worst}``.
 
     Failed rankings are skipped: training on an invented order would teach noise.
     """
-    by_id = {c["id"]: c for c in candidates}
-    out = []
-    for r in rankings:
-        if r.get("failed"):
-            continue
-        if r["id"] not in by_id:
-            raise UserError(f"ranking {r['id']!r} has no candidates record")
-        rec = by_id[r["id"]]
-        out.append({"prompt": rec["prompt"], "candidates": [rec["candidates"][i] for i in r["order"]]})
-    return out
+    return [{"prompt": rec["prompt"], "candidates": [rec["candidates"][i] for i in r["order"]]}
+            for rec, r in join_rankings(candidates, rankings)]
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:

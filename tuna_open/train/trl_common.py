@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, PositiveInt
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -49,19 +49,19 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = 1e-6
-    num_epochs: float = 1.0
-    per_device_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
+    learning_rate: NonNegativeFloat = 1e-6
+    num_epochs: PositiveFloat = 1.0
+    per_device_batch_size: PositiveInt = 4
+    gradient_accumulation_steps: PositiveInt = 1
     max_steps: int = -1
     """Stop after this many optimizer steps (PPO: rollout batches) when positive; overrides ``num_epochs``."""
-    warmup_steps: float = 0.0
+    warmup_steps: NonNegativeFloat = 0.0
     """Linear warmup: a step count, or a fraction of all steps when below 1."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     lr_scheduler_type: str = "linear"
     bf16: bool = False
     gradient_checkpointing: bool = False
-    logging_steps: int = 10
+    logging_steps: PositiveInt = 10
     seed: int = 0
     progress_bar: bool = False
     """Show the trainer's tqdm bar (off: the stage prints one summary line and the report draws the curves)."""

@@ -1,0 +1,157 @@
+"""Integrity of a run directory: one run at a time, and finished artifacts checked before they are trusted.
+
+Why an OS lock (``fcntl.flock``) and not a pid file: the kernel releases a flock when its process dies, however
+it dies (kill -9 included), so a stale lock never needs guessing; the pid written into the lock file only names
+the holder in the error. Two runs on one directory would both pay for every judgement and overwrite each
+other's artifacts, so the second one stops at once (exit 2) instead.
+
+Why per-file sha256 with a size+mtime fast path: a stage's manifest records, for every file of its output (one
+records file, or each file of a model directory), its size, ``mtime_ns`` and sha256. A cached stage is reused only
+when its files are still those: a file whose size differs is changed; one whose size and mtime are unchanged is
+taken as unchanged without reading it (re-hashing a 14 GB model on every run would cost more than the check is
+worth); any other file is re-hashed and compared. A truncated records file or a garbage ``model.safetensors``
+therefore re-runs its stage with a warning instead of surfacing later as a traceback in another stage.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from rich.console import Console
+
+from tuna_open.errors import UserError
+
+LOCK_NAME = ".lock"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _is_secondary_process() -> bool:
+    """A non-zero rank of a multi-process launch (``accelerate launch``/torchrun): part of the run that rank 0
+    locked, so it must not compete for the lock."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+
+
+class RunDirLock:
+    """An exclusive, non-blocking lock on ``run_dir/.lock``, held from ``acquire`` to ``release`` (or death)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"run dir {self.path.parent} is in use by another run (pid {holder}); "
+                            f"wait for it or use another --run-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+def locked_run_dir(run: F) -> F:
+    """Decorate ``run_recipe(recipe, run_dir, *, dry_run=False, ...)``: hold the run-dir lock for the whole run.
+
+    A dry run writes nothing and takes no lock.
+    """
+
+    @functools.wraps(run)
+    def wrapper(recipe: Any, run_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("dry_run") or _is_secondary_process():
+            return run(recipe, run_dir, *args, **kwargs)
+        lock = RunDirLock(Path(run_dir))
+        lock.acquire()
+        try:
+            return run(recipe, run_dir, *args, **kwargs)
+        finally:
+            lock.release()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(output: Path) -> list[tuple[str, Path]]:
+    if output.is_dir():
+        return sorted((p.relative_to(output).as_posix(), p) for p in output.rglob("*") if p.is_file())
+    return [(output.name, output)]
+
+
+def output_digest(output: Path) -> dict[str, dict[str, Any]]:
+    """``{relative file: {"size", "mtime_ns", "sha256"}}`` of a stage's output file or directory."""
+    out = {}
+    for name, path in _files(output):
+        st = path.stat()
+        out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}
+    return out
+
+
+def output_problem(output: Path, recorded: dict[str, dict[str, Any]]) -> str | None:
+    """Why ``output`` is no longer what the manifest recorded (None: it is)."""
+    if not output.exists():
+        return f"{output.name} is missing"
+    files = dict(_files(output))
+    for name in sorted(set(recorded) | set(files)):
+        want, path = recorded.get(name), files.get(name)
+        if want is None:
+            return f"{name} was not written by the stage"
+        if path is None:
+            return f"{name} is missing"
+        st = path.stat()
+        if st.st_size != want["size"]:
+            return f"{name} has {st.st_size} bytes, {want['size']} were written"
+        if st.st_mtime_ns != want["mtime_ns"] and _sha256(path) != want["sha256"]:
+            return f"{name} was modified (content hash differs)"
+    return None
+
+
+def outputs_intact(name: str, output: Path, manifest: dict[str, Any], console: Console) -> bool:
+    """Whether a finished stage's output may be reused; prints one warning line when it may not.
+
+    Manifests written before outputs were recorded are trusted as before (re-running them would discard work).
+    """
+    recorded = manifest.get("outputs")
+    if recorded is None:
+        return output.exists()
+    problem = output_problem(output, recorded)
+    if problem is not None:
+        console.print(f"[yellow]warning: {name}: cached output changed since it was written ({problem}); "
+                      f"re-running the stage[/yellow]")
+    return problem is None
+
+
+def remove_stale_temps(stage_dir: Path) -> list[str]:
+    """Delete temporary files and directories (``*.tmp``) that an interrupted run left in a stage directory.
+
+    Safe because the run-dir lock guarantees no other run is writing them; resumable ``*.partial`` records are
+    kept. Returns the names removed.
+    """
+    removed = []
+    for path in sorted(stage_dir.glob("*.tmp")) if stage_dir.is_dir() else []:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path.name)
+    return removed
