@@ -141,17 +141,22 @@ def outputs_intact(name: str, output: Path, manifest: dict[str, Any], console: C
     return problem is None
 
 
-def remove_stale_temps(stage_dir: Path) -> list[str]:
-    """Delete temporary files and directories (``*.tmp``) that an interrupted run left in a stage directory.
+def clear_unfinished(stage_dir: Path, output: Path) -> list[str]:
+    """Delete what an interrupted run of a stage left besides its resumable records: temporary files and
+    directories (``*.tmp``, e.g. a half-trained ``.model.*.tmp``) and an output written without a manifest
+    (killed between the two), which would block or be mistaken for the new one.
 
-    Safe because the run-dir lock guarantees no other run is writing them; resumable ``*.partial`` records are
-    kept. Returns the names removed.
+    Safe because the run-dir lock guarantees no other run is writing them; ``*.partial`` records are kept, so
+    sampling and ranking still resume. Returns the names removed.
     """
     removed = []
-    for path in sorted(stage_dir.glob("*.tmp")) if stage_dir.is_dir() else []:
+    stale = [*sorted(stage_dir.glob("*.tmp")), output] if stage_dir.is_dir() else []
+    for path in stale:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        else:
+        elif path.exists() or path.is_symlink():
             path.unlink()
+        else:
+            continue
         removed.append(path.name)
     return removed

@@ -21,7 +21,7 @@ from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
-from tuna_open.pipeline.integrity import locked_run_dir, output_digest, outputs_intact, remove_stale_temps
+from tuna_open.pipeline.integrity import clear_unfinished, locked_run_dir, output_digest, outputs_intact
 from tuna_open.pipeline.report import write_report
 from tuna_open.recipe import Recipe, iter_refs
 from tuna_open.stages import stage_module
@@ -81,6 +81,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             console.print(f"▶  {stage.name:<18} would run ({stage.kind})")
             continue
         _prepare_stage_dir(stage_dir, fp, fresh=forced)
+        clear_unfinished(stage_dir, output)
         ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=stage_dir, output=output, seed=seed,
                            outputs={k: v for k, v in outputs.items() if k != stage.name}, console=console)
         console.print(f"▶  {stage.name:<18} running  ({stage.kind})")
@@ -115,7 +116,6 @@ def _prepare_stage_dir(stage_dir: Path, fp: str, fresh: bool) -> None:
     if stale and stage_dir.exists():
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(stage_dir)
     marker.write_text(fp)
 
 
