@@ -22,7 +22,6 @@ from rankers.base import Ranking
 from rankers.cache import CachedRanker, cache_key
 from tuna_open.cli import main
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl, write_jsonl
-from tuna_open.data.records import load_records
 from tuna_open.data.sources import load_instructions
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import track
@@ -112,13 +111,14 @@ def test_failed_rankings_are_retried_by_the_same_command(tmp_path: Path) -> None
         flat = {"backend": "openai", "model": "judge-model", "base_url": server.base_url, "api_key": "k",
                 "max_retries": 0, "max_concurrency": 1, "cache_dir": str(tmp_path / "cache")}
         out = tmp_path / "r.jsonl"
-        with pytest.raises(UserError, match="6/6 rankings failed.*run the same command again"):
+        with pytest.raises(UserError, match="6/6 rankings failed") as failure:
             rank_records(records, flat, out, 4, 0.1, lambda *a: track(Console(quiet=True), *a))
         asked = len(server.requests)
         down["yes"] = False
         result = rank_records(records, flat, out, 4, 0.1, lambda *a: track(Console(quiet=True), *a))
         assert len(server.requests) - asked == 6  # every failed one asked again, none twice
     assert result.counts["retried"] == 6 and result.counts["failed"] == 0 and "6 retried" in result.summary
+    assert "run the same command again" in str(failure.value)
     assert [r["order"] for r in read_jsonl(out)] == [[0, 1]] * 6
 
 
@@ -130,8 +130,8 @@ def test_resumed_judgement_that_is_not_a_permutation_is_redone_and_counted(tmp_p
         w.write({"id": "2", "ranker": "function", "order": [5, 5], "scores": [0.0, 1.0]})
     flat = {"backend": "function", "callable": "tuna_open.builtin.tasks:score_request"}
     result = rank_records(records, flat, out, 4, 0.1, lambda *a: track(Console(quiet=True), *a))
-    assert result.counts["invalid_resumed"] == 1 and result.extra["ranker"]["new_requests"] == 1
     assert all(sorted(r["order"]) == [0, 1] for r in read_jsonl(out))
+    assert result.counts["invalid_resumed"] == 1 and result.extra["ranker"]["new_requests"] == 1
 
 
 def test_invalid_cache_entry_is_a_counted_miss(tmp_path: Path) -> None:
@@ -193,8 +193,6 @@ def test_changed_outputs_of_a_cached_stage_rerun_it_with_a_warning(tmp_path: Pat
     recipe = load_recipe(tiny_recipe(tmp_path))
     run_dir = tmp_path / "run"
     assert statuses(run_recipe(recipe, run_dir, console=Console(quiet=True))) == {"init": "done", "samples": "done"}
-    manifest = json.loads((run_dir / "stages/init/manifest.json").read_text())
-    assert "model.safetensors" in manifest["outputs"] and len(manifest["outputs"]["config.json"]["sha256"]) == 64
     assert statuses(run_recipe(recipe, run_dir, console=Console(quiet=True))) == {"init": "cached", "samples": "cached"}
 
     records = run_dir / "stages/samples/records.jsonl"
@@ -210,6 +208,8 @@ def test_changed_outputs_of_a_cached_stage_rerun_it_with_a_warning(tmp_path: Pat
     console = Console(record=True, width=300)
     assert statuses(run_recipe(recipe, run_dir, console=console))["init"] == "done"
     assert "init: cached output changed since it was written (model.safetensors was modified" in console.export_text()
+    manifest = json.loads((run_dir / "stages/init/manifest.json").read_text())
+    assert "model.safetensors" in manifest["outputs"] and len(manifest["outputs"]["config.json"]["sha256"]) == 64
 
 
 def test_temp_dirs_of_an_interrupted_stage_are_removed_when_it_restarts(tmp_path: Path) -> None:
@@ -272,11 +272,15 @@ def test_rank_input_records_are_checked_field_by_field(tmp_path: Path, record: d
                            str(tmp_path / "r.jsonl")), fragment)
 
 
-def test_torn_records_file_is_one_error_naming_the_line(tmp_path: Path) -> None:
+def test_torn_upstream_records_file_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    from tuna_open.pipeline.context import StageContext
+
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps(candidates(1)) + "\n" + json.dumps(candidates(2))[:30])
+    ctx = StageContext(recipe=None, run_dir=tmp_path, stage_dir=tmp_path, output=tmp_path / "out",  # type: ignore[arg-type]
+                       seed=0, outputs={"up": path}, console=Console(quiet=True))
     with pytest.raises(UserError, match=r"records\.jsonl:2: invalid JSON"):
-        load_records(path)
+        ctx.records("@up")
 
 
 def test_record_errors_give_line_numbers_and_reject_empty_files_and_null_fields(tmp_path: Path) -> None:
