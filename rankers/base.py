@@ -84,7 +84,7 @@ def is_permutation(order: object, n: int) -> bool:
             and sorted(order) == list(range(n)))
 
 
-def valid_ranking(ranking: "Ranking", n: int) -> bool:
+def valid_ranking(ranking: Ranking, n: int) -> bool:
     """A stored non-failed ranking fit for ``n`` candidates: its order a permutation, its scores (if any) n."""
     return (not ranking.failed and is_permutation(ranking.order, n)
             and (ranking.scores is None or len(ranking.scores) == n))

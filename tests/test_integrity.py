@@ -170,14 +170,15 @@ def test_second_run_on_a_locked_run_dir_exits_2_naming_the_holder_and_a_killed_h
         tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from tuna_open.pipeline.integrity import RunDirLock; RunDirLock(Path(sys.argv[1])).acquire(); "
-         "print('locked', flush=True); time.sleep(120)", str(run_dir)],
+        [sys.executable, "-c", ("import sys, time; from pathlib import Path; "
+                                "from tuna_open.pipeline.integrity import RunDirLock; "
+                                "RunDirLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(120)"),
+         str(run_dir)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "locked"
         code, out = invoke("run", str(tiny_recipe(tmp_path)), "--run-dir", str(run_dir))
-        header, error = out.strip().splitlines()  # the run's "name → dir" line, then one error line
+        _header, error = out.strip().splitlines()  # the run's "name → dir" line, then one error line
         one_error_line(code, error + "\n", f"pid {holder.pid}", str(run_dir))
         assert not (run_dir / "stages").exists()  # nothing done twice
     finally:

@@ -19,9 +19,9 @@ from rich.console import Console
 
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
+from tuna_open.pipeline import integrity
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
-from tuna_open.pipeline.integrity import clear_unfinished, locked_run_dir, output_digest, outputs_intact
 from tuna_open.pipeline.report import write_report
 from tuna_open.recipe import Recipe, iter_refs
 from tuna_open.stages import stage_module
@@ -44,7 +44,7 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-@locked_run_dir
+@integrity.locked_run_dir
 def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, dry_run: bool = False,
                console: Console | None = None) -> dict[str, Any]:
     """Run (or, with ``dry_run``, plan) every stage; returns the report dict (also written to run_dir)."""
@@ -71,7 +71,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
         output = stage_dir / OUTPUT_NAMES[module.OUTPUT]
         manifest = read_manifest(stage_dir)
         fps[stage.name], outputs[stage.name] = fp, output
-        if not forced and manifest and manifest["fingerprint"] == fp and outputs_intact(stage.name, output, manifest, console):
+        if (not forced and manifest and manifest["fingerprint"] == fp
+                and integrity.outputs_intact(stage.name, output, manifest, console)):
             results[stage.name] = StageResult(**manifest["result"])
             entries.append({"name": stage.name, "kind": stage.kind, "status": "cached", "seconds": 0.0})
             console.print(f"[dim]⏭  {stage.name:<18} cached   {manifest['result']['summary']}[/dim]")
@@ -81,7 +82,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             console.print(f"▶  {stage.name:<18} would run ({stage.kind})")
             continue
         _prepare_stage_dir(stage_dir, fp, fresh=forced)
-        clear_unfinished(stage_dir, output)
+        integrity.clear_unfinished(stage_dir, output)
         ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=stage_dir, output=output, seed=seed,
                            outputs={k: v for k, v in outputs.items() if k != stage.name}, console=console)
         console.print(f"▶  {stage.name:<18} running  ({stage.kind})")
@@ -92,7 +93,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             raise RuntimeError(f"stage {stage.name} finished without writing {output}")
         manifest = {"name": stage.name, "kind": stage.kind, "fingerprint": fp, "seed": seed,
                     "config": redact(effective), "inputs": {r: fps[r] for r in iter_refs(effective)},
-                    "seconds": seconds, "result": asdict(result), "outputs": output_digest(output)}
+                    "seconds": seconds, "result": asdict(result), "outputs": integrity.output_digest(output)}
         atomic_write_text(stage_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
         (stage_dir / MARKER).unlink(missing_ok=True)
         results[stage.name] = result
