@@ -73,11 +73,14 @@ class HFSampler:
         tok.padding_side = "left"
         # Default special tokens (BOS for Llama) exactly as TRL training and the likelihood rankers tokenize prompts.
         limit = self._prompt_limit(params.max_new_tokens)
-        long = 0 if limit is None else sum(len(ids) > limit for ids in tok(prompts)["input_ids"])
-        self.truncated += long
-        tok.truncation_side = "left"
-        enc = tok(prompts, return_tensors="pt", padding=True, truncation=bool(long),
-                  max_length=limit if long else None).to(self.model.device)
+        # A prompt has fewer tokens than UTF-8 bytes (plus a few special ones): only then can it be too long,
+        # and only then are its tokens counted and cut (keeping the last ones) before padding.
+        if limit is not None and any(len(p.encode()) + 8 > limit for p in prompts):
+            ids = tok(prompts)["input_ids"]
+            self.truncated += sum(len(x) > limit for x in ids)
+            enc = tok.pad({"input_ids": [x[-limit:] for x in ids]}, return_tensors="pt").to(self.model.device)
+        else:
+            enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
         greedy = params.temperature <= 0
         torch.manual_seed(seed)
         gen = self.model.generate(
