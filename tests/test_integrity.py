@@ -190,6 +190,23 @@ def test_second_run_on_a_locked_run_dir_exits_2_naming_the_holder_and_a_killed_h
     lock.release()
 
 
+def test_secondary_ranks_of_a_multi_process_launch_do_not_compete_for_the_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuna_open.pipeline.integrity import locked_run_dir
+
+    ran = []
+    run = locked_run_dir(lambda recipe, run_dir, **kw: ran.append(run_dir))
+    lock = RunDirLock(tmp_path)
+    lock.acquire()  # rank 0 of the same launch holds it
+    with pytest.raises(UserError, match="in use by another run"):
+        run(None, tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    run(None, tmp_path)
+    lock.release()
+    assert ran == [tmp_path]
+
+
 def test_changed_outputs_of_a_cached_stage_rerun_it_with_a_warning(tmp_path: Path) -> None:
     recipe = load_recipe(tiny_recipe(tmp_path))
     run_dir = tmp_path / "run"
