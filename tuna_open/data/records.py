@@ -1,7 +1,8 @@
 """Record schemas of the artifacts passed between stages (one JSON object per JSONL line).
 
 TypedDicts rather than classes: records are written and read as plain JSON, and these types document the
-fields for readers and type checkers without a conversion layer.
+fields for readers and type checkers without a conversion layer. What is checked when a file is read (fields a
+reader needs, their types, unique ids) is checked by ``load_records``, once, where the file and line are known.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ CANDIDATES_FIELDS = ("id", "instruction", "candidates")
 RANKING_FIELDS = ("id", "order")
 
 
-def check_unique_ids(located: Iterable[tuple[str, Mapping[str, Any]]], what: str = "id") -> None:
+def check_unique_ids(located: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
     """Raise a UserError naming both places when two records share an id (``located``: (where, record) pairs).
 
     Ids are compared as strings, the way every join compares them: ``7`` and ``"7"`` are the same record.
@@ -86,7 +87,7 @@ def check_unique_ids(located: Iterable[tuple[str, Mapping[str, Any]]], what: str
     for where, rec in located:
         key = str(rec["id"])
         if key in seen:
-            raise UserError(f"{where}: duplicate {what} {key!r} (first at {seen[key]})")
+            raise UserError(f"{where}: duplicate id {key!r} (first at {seen[key]})")
         seen[key] = where
 
 
