@@ -311,3 +311,55 @@ def test_fused_head_with_bias():
     assert "lm_head.bias" in fast
     for name in ref:
         torch.testing.assert_close(fast[name], ref[name], rtol=1e-8, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("n", range(2, 7))
+def test_tied_pairs_are_left_out_of_the_ranking(n):
+    gen = torch.Generator().manual_seed(100 + n)
+    scores = torch.randn(4, n, generator=gen, dtype=torch.float64)
+    mask = torch.ones(4, n, dtype=torch.bool)
+    tiers = torch.sort(torch.randint(0, 3, (4, n), generator=gen), dim=1).values  # best→worst: tiers ascend
+
+    def brute(b_mask: torch.Tensor) -> float:
+        total = 0.0
+        for k in range(1, n):
+            terms = [max(0.0, float(scores[b, i + k] - scores[b, i]) + 0.1 * k)
+                     for b in range(4) for i in range(n - k) if b_mask[b, i, i + k]]
+            total += sum(terms) / len(terms) if terms else 0.0
+        return total
+
+    pair_ok = tiers[:, :, None] != tiers[:, None, :]
+    assert float(margin_ranking_loss(scores, 0.1, mask, tiers)) == pytest.approx(brute(pair_ok))
+    all_tied = torch.zeros(4, n, dtype=torch.long)
+    assert float(margin_ranking_loss(scores, 0.1, mask, all_tied)) == 0.0
+    strict = torch.arange(n).expand(4, n)
+    assert float(margin_ranking_loss(scores, 0.1, mask, strict)) == pytest.approx(
+        float(margin_ranking_loss(scores, 0.1, mask)))
+
+
+def test_mle_mask_imitates_only_the_chosen_candidates():
+    """MLE over the masked candidates' tokens only, against the full-vocabulary computation; gradients too."""
+    model = tiny_llama()
+    input_ids, attention_mask, labels = ranked_batch()
+    mle_mask = torch.tensor([[True, False, True, False], [False, False, False, False], [True, False, False, False]])
+    tiers = torch.tensor([[0, 1, 1, 3], [0, 0, 0, -1], [0, -1, -1, -1]])
+    out = tuna_loss(model, input_ids, attention_mask, labels, margin=0.1, mle_weight=1.0, tiers=tiers,
+                    mle_mask=mle_mask)
+    out.loss.backward()
+    fast = gradients(model)
+
+    batch, n, length = input_ids.shape
+    logits = model(input_ids=input_ids.view(batch * n, length),
+                   attention_mask=attention_mask.view(batch * n, length)).logits.view(batch, n, length, -1)
+    real = (labels[..., 1:] != IGNORE_INDEX).any(-1)
+    targets = labels[..., 1:]
+    tokens = (targets != IGNORE_INDEX) & mle_mask[..., None]
+    token_logp = torch.log_softmax(logits[..., :-1, :], -1).gather(-1, targets.clamp_min(0)[..., None]).squeeze(-1)
+    mle = -(token_logp * tokens).sum() / tokens.sum()
+    ref = margin_ranking_loss(sequence_scores(logits, labels), 0.1, real, tiers) + mle
+    ref.backward()
+    torch.testing.assert_close(out.loss, ref, rtol=1e-10, atol=1e-10)
+    for name, grad in gradients(model).items():
+        torch.testing.assert_close(fast[name], grad, rtol=1e-8, atol=1e-10, msg=name)
+    none = tuna_loss(model, input_ids, attention_mask, labels, mle_mask=torch.zeros_like(mle_mask))
+    assert none.mle_loss.item() == 0.0

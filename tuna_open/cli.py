@@ -111,6 +111,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from pydantic import ValidationError
 
     from tuna_open.data.records import CANDIDATES_FIELDS, load_records
+    from tuna_open.models import resolve_model_refs
     from tuna_open.pipeline.context import track
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.rank import rank_records
@@ -124,7 +125,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
         raise UserError(f"{input_path}: file not found")
     records = load_records(input_path, CANDIDATES_FIELDS)
     _quiet_libraries()
-    result = rank_records(records, choice.flat(), output_path, batch_size, choice.max_failure_fraction,
+    result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size, choice.max_failure_fraction,
                           functools.partial(track, console))
     click.echo(f"{result.summary} → {output_path}")
 
@@ -151,7 +152,8 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
 
 @main.command("eval")
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=MODEL",
-              help="A model to evaluate (local dir or HF id); repeat for several.")
+              help="A model to evaluate (local dir, HF id, smollm2-135m-instruct, gemma-3-270m or gguf:PATH); "
+                   "repeat for several.")
 @click.option("--data", "data_source", help="Held-out instruction data (JSON/JSONL, hf:ID or builtin:tasks).")
 @click.option("--split", help="Split of --data (builtin: heldout; hf: test).")
 @click.option("--limit", type=int, help="Evaluate on the first N records of --data.")

@@ -7,7 +7,10 @@ For one prompt with N candidates sorted best→worst, candidate i scores
     L      = L_rank + mle_weight · L_MLE
 
 where L_MLE is the mean negative log-likelihood over all label tokens of all candidates (as the paper's code does,
-through the model's own LM loss).
+through the model's own LM loss). Two options the paper lacks (off in this function; the ``train_tuna``
+stage masks ties by default): pairs the judge scored equally
+can be left out of L_rank (``tiers``), and L_MLE can be restricted to chosen candidates (``mle_mask``: the best, as
+RRHF does, or those a verifier accepts), since imitating every sample also imitates the wrong ones.
 
 The paper's code materialises full-vocabulary log-probabilities for every candidate token and then lets the model
 compute its LM loss over the same logits again: three [tokens x vocab] float tensors in the forward pass and as
@@ -73,20 +76,27 @@ def sequence_scores(logits: torch.Tensor, labels: torch.Tensor, lenpen: float = 
     return _normalise(token_logp.sum(-1), mask.sum(-1), lenpen)
 
 
-def margin_ranking_loss(scores: torch.Tensor, margin: float = 0.1, mask: torch.Tensor | None = None) -> torch.Tensor:
+def margin_ranking_loss(scores: torch.Tensor, margin: float = 0.1, mask: torch.Tensor | None = None,
+                        tiers: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_{k=1..N-1} mean over valid pairs (i, i+k) of max(0, s_{i+k} - s_i + margin·k); ``scores`` [B, N] best→worst.
 
     ``mask`` [B, N] marks real candidates (rankings shorter than N are padded at the end); a pair counts only when
     both candidates are real, and a distance k without any valid pair contributes 0. The mean runs over the whole
     batch, like ``nn.MarginRankingLoss`` over the flattened pairs in the paper's code.
+
+    ``tiers`` [B, N] (optional) gives candidates the judge scored equally the same value: such a pair states no
+    preference (a verifier's order among equally wrong answers is arbitrary), so it is not a valid pair. ``k`` stays
+    the distance in the sorted list, as in the paper.
     """
     total = scores.new_zeros(())
     for k in range(1, scores.shape[-1]):
         hinge = (scores[:, k:] - scores[:, :-k] + margin * k).clamp_min(0.0)
-        if mask is None:
+        if mask is None and tiers is None:
             total = total + hinge.mean()
             continue
-        valid = mask[:, k:] & mask[:, :-k]
+        valid = torch.ones_like(hinge, dtype=torch.bool) if mask is None else mask[:, k:] & mask[:, :-k]
+        if tiers is not None:
+            valid = valid & (tiers[:, k:] != tiers[:, :-k])
         # where(), not a product: a masked score may be anything (even inf) and must not leak into the sum.
         total = total + torch.where(valid, hinge, 0.0).sum() / valid.sum().clamp_min(1)
     return total
@@ -101,12 +111,18 @@ def tuna_loss(
     margin: float = 0.1,
     mle_weight: float = 1.0,
     lenpen: float = 1.0,
+    tiers: torch.Tensor | None = None,
+    mle_mask: torch.Tensor | None = None,
 ) -> TunaLossOutput:
     """The Tuna loss of a causal LM on B prompts x N candidates, tensors [B, N, L] with candidates best→worst.
 
     ``labels`` are -100 on prompt and padding tokens; a candidate whose labels are all -100 is a padding candidate
     and is left out of the ranking and the MLE term (and out of the forward pass). ``model`` may be wrapped (DDP,
     DeepSpeed, FSDP, PEFT): it is always called through its own forward, so wrappers see every step.
+
+    ``tiers`` [B, N] masks tied pairs out of the ranking term (``margin_ranking_loss``). ``mle_mask`` [B, N] picks
+    the candidates the MLE term imitates (default: all, as the paper's code does); the MLE term is then the mean
+    negative log-likelihood over those candidates' label tokens, 0 when the batch has none.
     """
     batch, n_cand, length = input_ids.shape
     flat_targets = labels.reshape(batch * n_cand, length)[:, 1:]
@@ -127,8 +143,12 @@ def tuna_loss(
     row_sums = token_logp.new_zeros(len(rows)).index_add(0, predicts.nonzero()[:, 0], token_logp)
     scores = token_logp.new_zeros(batch * n_cand).index_copy(0, rows, _normalise(row_sums, counts[rows], lenpen))
     scores = scores.view(batch, n_cand)
-    rank = margin_ranking_loss(scores, margin, real.view(batch, n_cand))
-    mle = -token_logp.mean()
+    rank = margin_ranking_loss(scores, margin, real.view(batch, n_cand), tiers)
+    if mle_mask is None:
+        mle = -token_logp.mean()
+    else:
+        imitated = mle_mask.reshape(batch * n_cand)[rows][predicts.nonzero()[:, 0]]
+        mle = -torch.where(imitated, token_logp, 0.0).sum() / imitated.sum().clamp_min(1)
     return TunaLossOutput(rank + mle_weight * mle, rank, mle, scores)
 
 

@@ -169,18 +169,24 @@ def _first_error(err: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def iter_refs(value: Any) -> Iterator[str]:
-    """Every ``@stage`` reference inside a (nested) config value."""
+def iter_strings(value: Any) -> Iterator[str]:
+    """Every string inside a (nested) config value."""
     if isinstance(value, str):
-        m = REF.match(value)
-        if m:
-            yield m.group(1)
+        yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from iter_refs(v)
+            yield from iter_strings(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from iter_refs(v)
+            yield from iter_strings(v)
+
+
+def iter_refs(value: Any) -> Iterator[str]:
+    """Every ``@stage`` reference inside a (nested) config value."""
+    for text in iter_strings(value):
+        m = REF.match(text)
+        if m:
+            yield m.group(1)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -261,6 +267,10 @@ def check_recipe(recipe: Recipe, path: Path | str) -> None:
             if ref not in seen:
                 later = ref in {s.name for s in recipe.stages}
                 raise UserError(f"{where}: '@{ref}' " + ("refers to a later stage" if later else "is not a stage"))
+        for text in iter_strings(stage.model_dump()):
+            # Relative to the working directory, like a model directory given as a path.
+            if text.startswith("gguf:") and not Path(text[len("gguf:"):]).expanduser().is_file():
+                raise UserError(f"{where}: {text}: GGUF file not found")
         for data_name in getattr(stage, "data_names", lambda: [])():
             if data_name not in recipe.data:
                 raise UserError(f"{where}: unknown data {data_name!r} (recipe data: {', '.join(recipe.data) or 'none'})")

@@ -1,17 +1,31 @@
 """Held-out instruction evaluation: verifier accuracy plus the official-style ROUGE-L / exact match.
 
 The verifier is any ``module:attr`` callable ``(response, reference) -> float`` in [0, 1] where 1 means fully
-correct (the builtin suite's ``tuna_open.builtin.tasks:score``); accuracy is the share of responses it scores 1.
+correct (the builtin suite's ``tuna_open.builtin.tasks:score``, or ``contains_answer`` below for chatty models);
+accuracy is the share of responses it scores 1.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
 from tuna_open.eval.superni import compute_metrics
 
 Verifier = Callable[[str, str], float]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def contains_answer(response: str, reference: str) -> float:
+    """1.0 when the reference's words appear, in order and as whole words, in the response (case and punctuation
+    ignored), else 0.0: a verifier for short factual answers that real chat models wrap in a sentence
+    ("The capital of France is Paris.")."""
+    ref = _words(reference)
+    return float(bool(ref) and f" {ref} " in f" {_words(response)} ")
 
 
 def evaluate_instructions(records: Sequence[dict[str, Any]], predictions: Sequence[str],

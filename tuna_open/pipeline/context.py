@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tuna_open.data.records import Instruction, load_records
 from tuna_open.data.sources import load_instructions
 from tuna_open.errors import UserError
+from tuna_open.models import resolve_model_refs
 from tuna_open.pipeline.fingerprint import substitute_refs
 from tuna_open.recipe import REF, Recipe
 
@@ -44,8 +45,9 @@ class StageContext:
     console: Console
 
     def resolve(self, value: Any) -> Any:
-        """Replace ``@stage`` references with the paths of those stages' artifacts."""
-        return substitute_refs(value, {k: str(v) for k, v in self.outputs.items()})
+        """Replace ``@stage`` references with the paths of those stages' artifacts, and model references
+        (``smollm2-135m-instruct``, ``gguf:PATH``) with their converted directories."""
+        return resolve_model_refs(substitute_refs(value, {k: str(v) for k, v in self.outputs.items()}))
 
     def instructions(self, name: str) -> list[Instruction]:
         """Instruction records from a recipe data entry, or from an upstream stage's records (``@stage``)."""

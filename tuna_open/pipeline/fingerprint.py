@@ -1,8 +1,8 @@
 """Fingerprints: a stage re-runs exactly when something that determines its output changed.
 
 A fingerprint hashes the stage's effective config, with every ``@stage`` reference replaced by that stage's
-fingerprint (so changes propagate downstream), the content of every local data file it reads, and the
-tuna-open version (a code change that alters outputs should bump it).
+fingerprint (so changes propagate downstream), every ``gguf:PATH`` model reference by the file's content, the
+content of every local data file it reads, and the tuna-open version (a code change that alters outputs should bump it).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tuna_open import __version__
+from tuna_open.models import model_identity, resolve_model_refs
 from tuna_open.recipe import REF
-
 
 
 def substitute_refs(value: Any, mapping: Mapping[str, Any]) -> Any:
@@ -54,7 +54,8 @@ def fingerprint(config: Mapping[str, Any], upstream: Mapping[str, str], files: l
     payload = {
         "version": __version__,
         "seed": seed,
-        "config": substitute_refs(without_secrets(dict(config)), {k: f"fp:{v}" for k, v in upstream.items()}),
+        "config": resolve_model_refs(substitute_refs(without_secrets(dict(config)),
+                                                     {k: f"fp:{v}" for k, v in upstream.items()}), model_identity),
         "files": {str(p): file_digest(p) for p in sorted(files)},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

