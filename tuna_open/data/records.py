@@ -74,8 +74,9 @@ FIELD_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
 """How each checked field must look: ``(description for the error, predicate)``."""
 
 CANDIDATES_FIELDS = ("id", "instruction", "candidates")
-"""What ranking a candidates record needs (``input``, ``prompt`` are checked when present)."""
-RANKING_FIELDS = ("id", "order")
+"""What ranking a candidates record needs (``input``, ``prompt`` are checked when present). Ranking records need
+only an ``id`` here (a failed one may carry no ``order``): ``join_rankings`` checks each order against its
+candidates."""
 
 
 def check_unique_ids(located: Iterable[tuple[str, Mapping[str, Any]]]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tuna_open.data.jsonl import write_jsonl
-from tuna_open.data.records import CANDIDATES_FIELDS, RANKING_FIELDS
+from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.recipe import StageConfig
@@ -38,7 +38,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     best: dict[str, int] | None = None
     if cfg.rankings is not None:
         best = {rec["id"]: r["order"][0]
-                for rec, r in join_rankings(samples, ctx.records(cfg.rankings, RANKING_FIELDS))}
+                for rec, r in join_rankings(samples, ctx.records(cfg.rankings))}
     out: list[dict[str, Any]] = []
     for rec in samples:
         if not rec.get("candidates"):

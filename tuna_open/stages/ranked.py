@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
 from pydantic import BaseModel
 
@@ -46,10 +47,8 @@ class RankedInputs(StageConfig):
 
     def load(self, ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(candidates records, ranking records) of this stage's inputs."""
-        from tuna_open.data.records import CANDIDATES_FIELDS, RANKING_FIELDS
-
         return (ctx.records(self.candidates_ref(ctx.recipe), CANDIDATES_FIELDS),
-                ctx.records(self.rankings, RANKING_FIELDS))
+                ctx.records(self.rankings))
 
 
 class RankerStage(StageConfig):

@@ -80,8 +80,8 @@ def join_rankings(candidates: Sequence[Mapping[str, Any]],
         if ranking.get("failed"):
             continue
         n = len(record["candidates"])
-        if not is_permutation(ranking["order"], n):
-            raise UserError(f"ranking {rid!r}: order {list(ranking['order'])} is not a permutation of {n} candidates")
+        if not is_permutation(ranking.get("order"), n):
+            raise UserError(f"ranking {rid!r}: order {ranking.get('order')} is not a permutation of {n} candidates")
         out.append((record, ranking))
     return out
 
