@@ -41,6 +41,7 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 def one_error_line(code: int, out: str, *fragments: str) -> None:
+    out = "\n".join(line for line in out.splitlines() if " → " not in line)  # the run command's header line
     assert code == 2, out
     assert out.startswith("error: ") and len(out.strip().splitlines()) == 1, out
     for fragment in fragments:
@@ -178,8 +179,7 @@ def test_second_run_on_a_locked_run_dir_exits_2_naming_the_holder_and_a_killed_h
     try:
         assert holder.stdout.readline().strip() == "locked"
         code, out = invoke("run", str(tiny_recipe(tmp_path)), "--run-dir", str(run_dir))
-        _header, error = out.strip().splitlines()  # the run's "name → dir" line, then one error line
-        one_error_line(code, error + "\n", f"pid {holder.pid}", str(run_dir))
+        one_error_line(code, out, f"pid {holder.pid}", str(run_dir))
         assert not (run_dir / "stages").exists()  # nothing done twice
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -188,6 +188,11 @@ def test_second_run_on_a_locked_run_dir_exits_2_naming_the_holder_and_a_killed_h
     lock.acquire()
     assert (run_dir / ".lock").read_text().strip() == str(os.getpid())
     lock.release()
+
+
+def test_a_file_as_run_dir_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("not a directory")
+    one_error_line(*invoke("run", str(tiny_recipe(tmp_path)), "--run-dir", str(tmp_path / "run")), "run dir")
 
 
 def test_secondary_ranks_of_a_multi_process_launch_do_not_compete_for_the_lock(
