@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Callable, TypeVar
 from rich.console import Console
 
 from tuna_open.errors import UserError
+from tuna_open.pipeline.fingerprint import file_digest
 
 LOCK_NAME = ".lock"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,14 +87,6 @@ def locked_run_dir(run: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files(output: Path) -> list[tuple[str, Path]]:
     if output.is_dir():
         return sorted((p.relative_to(output).as_posix(), p) for p in output.rglob("*") if p.is_file())
@@ -106,7 +98,7 @@ def output_digest(output: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for name, path in _files(output):
         st = path.stat()
-        out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}
+        out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_digest(path)}
     return out
 
 
@@ -124,7 +116,7 @@ def output_problem(output: Path, recorded: dict[str, dict[str, Any]]) -> str | N
         st = path.stat()
         if st.st_size != want["size"]:
             return f"{name} has {st.st_size} bytes, {want['size']} were written"
-        if st.st_mtime_ns != want["mtime_ns"] and _sha256(path) != want["sha256"]:
+        if st.st_mtime_ns != want["mtime_ns"] and file_digest(path) != want["sha256"]:
             return f"{name} was modified (content hash differs)"
     return None
 
