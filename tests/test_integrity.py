@@ -229,10 +229,24 @@ def test_changed_outputs_of_a_cached_stage_rerun_it_with_a_warning(tmp_path: Pat
     size = weights.stat().st_size
     weights.write_bytes(b"\0" * size)  # garbage of the same size: only the content hash can tell
     console = Console(record=True, width=300)
-    assert statuses(run_recipe(recipe, run_dir, console=console))["init"] == "done"
+    # init is re-made; it comes out identical (same seed), so what samples read is unchanged and stays cached
+    assert statuses(run_recipe(recipe, run_dir, console=console)) == {"init": "done", "samples": "cached"}
     assert "init: cached output changed since it was written (model.safetensors was modified" in console.export_text()
     manifest = json.loads((run_dir / "stages/init/manifest.json").read_text())
     assert "model.safetensors" in manifest["outputs"] and len(manifest["outputs"]["config.json"]["sha256"]) == 64
+
+
+def test_a_stage_whose_input_was_re_made_differently_re_runs(tmp_path: Path) -> None:
+    recipe = load_recipe(tiny_recipe(tmp_path))
+    run_dir = tmp_path / "run"
+    run_recipe(recipe, run_dir, console=Console(quiet=True))
+    path = run_dir / "stages/samples/manifest.json"
+    manifest = json.loads(path.read_text())
+    assert set(manifest["consumed"]) == {"init"}
+    path.write_text(json.dumps({**manifest, "consumed": {"init": "0" * 16}}))  # it read another model than init's
+    console = Console(record=True, width=300)
+    assert statuses(run_recipe(recipe, run_dir, console=console)) == {"init": "cached", "samples": "done"}
+    assert "warning: samples: @init was re-made with different content" in console.export_text()
 
 
 def test_temp_dirs_of_an_interrupted_stage_are_removed_when_it_restarts(tmp_path: Path) -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from rich.console import Console
 
@@ -121,19 +123,57 @@ def output_problem(output: Path, recorded: dict[str, dict[str, Any]]) -> str | N
     return None
 
 
-def outputs_intact(name: str, output: Path, manifest: dict[str, Any], console: Console) -> bool:
-    """Whether a finished stage's output may be reused; prints one warning line when it may not.
-
-    Manifests written before outputs were recorded are trusted as before (re-running them would discard work).
-    """
-    recorded = manifest.get("outputs")
+def _outputs_id(recorded: dict[str, dict[str, Any]] | None) -> str | None:
+    """One hash of a stage's recorded outputs: what the stages that read them consumed."""
     if recorded is None:
-        return output.exists()
-    problem = output_problem(output, recorded)
-    if problem is not None:
-        console.print(f"[yellow]warning: {name}: cached output changed since it was written ({problem}); "
-                      f"re-running the stage[/yellow]")
-    return problem is None
+        return None
+    contents = {name: entry["sha256"] for name, entry in recorded.items()}
+    return hashlib.sha256(json.dumps(contents, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Ledger:
+    """What each stage of a run produced, so a cached stage is reused only if its outputs, and the outputs it read,
+    are still the ones of its manifest.
+
+    Fingerprints say a stage's *config* is unchanged; this says its *files* are. A stage re-made because its files
+    were damaged usually comes out identical (same seed), and then everything downstream stays cached; if it comes
+    out different (a nondeterministic sampler, another GPU), the stages that read it re-run too.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.produced: dict[str, str | None] = {}
+
+    def _consumed(self, refs: Iterable[str]) -> dict[str, str | None]:
+        return {ref: self.produced.get(ref) for ref in sorted(set(refs))}
+
+    def reusable(self, name: str, output: Path, manifest: dict[str, Any], refs: Iterable[str]) -> bool:
+        """Whether a finished stage (fingerprint matched) may be reused; one warning line when it may not.
+
+        Manifests written before outputs were recorded are trusted as before (re-running would discard work).
+        """
+        recorded = manifest.get("outputs")
+        if recorded is None:
+            problem = None if output.exists() else f"{output.name} is missing"
+        else:
+            problem = output_problem(output, recorded)
+            if problem is not None:
+                problem = f"cached output changed since it was written ({problem})"
+        consumed = self._consumed(refs)
+        changed = [f"@{ref}" for ref, made in manifest.get("consumed", consumed).items() if consumed.get(ref) != made]
+        if problem is None and changed:
+            problem = f"{', '.join(changed)} was re-made with different content"
+        if problem is not None:
+            self.console.print(f"[yellow]warning: {name}: {problem}; re-running the stage[/yellow]")
+            return False
+        self.produced[name] = _outputs_id(recorded)
+        return True
+
+    def record(self, name: str, output: Path, refs: Iterable[str]) -> dict[str, Any]:
+        """The manifest entries of a stage that just finished: its outputs, and what it read."""
+        recorded = output_digest(output)
+        self.produced[name] = _outputs_id(recorded)
+        return {"outputs": recorded, "consumed": self._consumed(refs)}
 
 
 def clear_unfinished(stage_dir: Path, output: Path) -> list[str]:

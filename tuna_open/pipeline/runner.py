@@ -56,6 +56,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
     entries: list[dict[str, Any]] = []
     results: dict[str, StageResult] = {}
     forced = False
+    ledger = integrity.Ledger(console)
     if not dry_run:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "recipe.json", json.dumps(redact(recipe.model_dump(mode="json", serialize_as_any=True)), indent=2))
@@ -72,7 +73,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
         manifest = read_manifest(stage_dir)
         fps[stage.name], outputs[stage.name] = fp, output
         if (not forced and manifest and manifest["fingerprint"] == fp
-                and integrity.outputs_intact(stage.name, output, manifest, console)):
+                and ledger.reusable(stage.name, output, manifest, iter_refs(effective))):
             results[stage.name] = StageResult(**manifest["result"])
             entries.append({"name": stage.name, "kind": stage.kind, "status": "cached", "seconds": 0.0})
             console.print(f"[dim]⏭  {stage.name:<18} cached   {manifest['result']['summary']}[/dim]")
@@ -93,7 +94,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             raise RuntimeError(f"stage {stage.name} finished without writing {output}")
         manifest = {"name": stage.name, "kind": stage.kind, "fingerprint": fp, "seed": seed,
                     "config": redact(effective), "inputs": {r: fps[r] for r in iter_refs(effective)},
-                    "seconds": seconds, "result": asdict(result), "outputs": integrity.output_digest(output)}
+                    "seconds": seconds, "result": asdict(result),
+                    **ledger.record(stage.name, output, iter_refs(effective))}
         atomic_write_text(stage_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
         (stage_dir / MARKER).unlink(missing_ok=True)
         results[stage.name] = result
