@@ -20,7 +20,9 @@ class RankRequest:
     rebuild the exact prompt template the candidates were sampled with. ``reference`` is an optional gold answer
     (verifiers use it; LLM judges may show it). ``logprobs``/``lengths`` carry per-candidate summed token
     log-probabilities and token counts when the sampler already computed them, so the Tuna_p ranker need not
-    score the candidates a second time.
+    score the candidates a second time. ``messages`` is the conversation before the response when the prompt
+    has context (multi-turn, a system turn): ``template: chat`` renders it; ``prompt`` is then the conversation
+    as text for judges that read one.
     """
 
     prompt: str
@@ -31,6 +33,7 @@ class RankRequest:
     logprobs: list[float] | None = None
     lengths: list[int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, str]] | None = None
 
 
 @dataclass

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from rankers.hf import load_tokenizer, resolve_device, resolve_dtype, right_pad
-from rankers.teacher_logprob import Scores, encode_pairs, gather, require_eos
+from rankers.teacher_logprob import Scores, encode_pairs, gather
+from rankers.tokenization import require_eos
 
 if TYPE_CHECKING:
     from rankers.teacher_logprob import Config

@@ -10,8 +10,8 @@ Two ways to find the candidate's part:
 
 - **token ids** (when a tokenizer is at hand: ``tokenizer``, or ``model`` naming a local directory, as for a
   vLLM server started with ``--model DIR``): prompt and candidate are tokenized exactly as the other engines
-  do (``rankers.teacher_logprob.encode_candidates``), EOS appended, and sent as token ids; the candidate is the
-  last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to kernel round-off.
+  do (``rankers.teacher_logprob.encode_candidates``, the rule of ``rankers.tokenization``), EOS appended, and sent
+  as token ids; the candidate is the last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to kernel round-off.
 - **text offsets** (no tokenizer, e.g. a hosted model): ``prompt + candidate`` is sent as text and the tokens
   whose ``text_offset`` falls inside the candidate are summed. No EOS is scored (its text is unknown), and a
   token the server's tokenizer merged across the prompt/candidate boundary counts as the prompt's.
@@ -87,12 +87,12 @@ class OpenAILogprobScorer:
         return response
 
     def _by_ids(self, prompt: str, candidates: Sequence[str]) -> Scores:
-        prompt_ids, candidate_ids = encode_candidates(self.tokenizer, prompt, candidates)
-        response = self._echo([prompt_ids + ids for ids in candidate_ids])
+        encoded = encode_candidates(self.tokenizer, prompt, candidates)
+        response = self._echo([context + ids for context, ids in encoded])
         out = []
-        for choice, ids in zip(_choices_in_order(response, len(candidates)), candidate_ids):
+        for choice, (context, ids) in zip(_choices_in_order(response, len(candidates)), encoded):
             logprobs = choice.logprobs.token_logprobs
-            start = len(prompt_ids)
+            start = len(context)
             if len(logprobs) < start + len(ids):
                 raise ValueError(f"the server echoed {len(logprobs)} tokens for a {start + len(ids)}-token prompt")
             out.append((_sum(logprobs[start:start + len(ids)]), len(ids)))

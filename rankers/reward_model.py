@@ -16,7 +16,7 @@ from pydantic import Field
 from rankers.base import Ranking, RankRequest, order_from_scores
 from rankers.hf import load_tokenizer, resolve_device, resolve_dtype, right_pad
 from rankers.registry import RankerConfig
-from rankers.templates import format_prompt
+from rankers.templates import conversation, request_prompt
 
 
 class Config(RankerConfig):
@@ -55,11 +55,10 @@ class RewardModelRanker:
         """The reward model's input for one candidate (see the module docstring for why this format)."""
         tok = self.tokenizer
         if self.config.template == "chat":
-            user = request.prompt if not request.input else f"{request.prompt}\n\n{request.input}"
-            text = tok.apply_chat_template([{"role": "user", "content": user},
-                                            {"role": "assistant", "content": candidate}], tokenize=False)
+            turns = conversation(request.prompt, request.input, request.messages)
+            text = tok.apply_chat_template(turns + [{"role": "assistant", "content": candidate}], tokenize=False)
             return tok(text, add_special_tokens=False)["input_ids"]
-        prompt = format_prompt(request.prompt, request.input, self.config.template)
+        prompt = request_prompt(request, self.config.template, self.name)
         return tok(prompt + candidate + tok.eos_token)["input_ids"]
 
     def rewards(self, rows: list[list[int]]) -> list[float]:

@@ -31,24 +31,25 @@ from pydantic import Field
 from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
 from rankers.openai_client import CallFailed, ClientSettings
 from rankers.registry import RankerConfig, RankerConfigError
-from rankers.templates import TemplateName, format_prompt
+from rankers.templates import TemplateName, request_prompt
+from rankers.tokenization import encode_responses
 
 
 Scores = list[tuple[float, int]]
 """One request's ``(sum of log-probs, number of tokens)`` per candidate."""
 
 Pair = tuple[int, int, list[int], list[int]]
-"""(request index, candidate index, prompt ids, candidate ids + EOS): one sequence to score."""
+"""(request index, candidate index, context ids, candidate ids + EOS): one sequence to score."""
 
 
 class LogprobScorer(Protocol):
     """Scores candidate continuations of prompts with one model; may also define ``close()`` to free it.
 
     ``score(prompts, candidates)[i][j]`` is ``(sum of log-probs, number of tokens)`` of ``candidates[i][j]``
-    followed by the tokenizer's EOS, given ``prompts[i]`` (already templated). Prompt and candidate are
-    tokenized separately and concatenated (``encode_candidates``), so the candidate's token count does not depend
-    on the prompt; the prompt gets the tokenizer's usual special tokens (BOS), the candidate none besides the
-    appended EOS.
+    followed by the tokenizer's EOS, given ``prompts[i]`` (already templated). The candidate's tokens are those
+    that follow the prompt's in the joint tokenization (``encode_candidates``, the rule of
+    ``rankers.tokenization`` that every trainer uses); the prompt gets the tokenizer's usual special tokens (BOS),
+    the candidate none besides the appended EOS.
 
     A scorer whose requests can fail one at a time (a server) may also define ``score_each``: the same, except
     that a request whose scoring failed after the client's retries gives its ``CallFailed`` in place of its
@@ -64,24 +65,13 @@ def check_batch(prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> 
         raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
 
 
-def require_eos(tokenizer: Any) -> int:
-    """The EOS id every candidate is scored with; a tokenizer without one cannot score candidates."""
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the teacher's tokenizer has no EOS token; candidates are scored with EOS appended")
-    return tokenizer.eos_token_id
-
-
-def encode_candidates(tokenizer: Any, prompt: str, candidates: Sequence[str]) -> tuple[list[int], list[list[int]]]:
-    """(prompt ids, [candidate ids + EOS]) under the ``LogprobScorer`` convention.
-
-    The prompt gets the tokenizer's usual special tokens (BOS), each candidate none besides the appended EOS;
-    they are tokenized separately so a candidate's tokens do not depend on the prompt.
-    """
-    eos = require_eos(tokenizer)
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    if not prompt_ids:
+def encode_candidates(tokenizer: Any, prompt: str, candidates: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """[(context ids, candidate ids + EOS)] under the project's one prompt/response rule (``rankers.tokenization``:
+    candidates tokenized in context, after the prompt, as every trainer does)."""
+    encoded = encode_responses(tokenizer, prompt, candidates)
+    if any(not context for context, _ in encoded):
         raise ValueError(f"prompt {prompt!r} tokenizes to nothing; the first candidate token would have no context")
-    return prompt_ids, [tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in candidates]
+    return encoded
 
 
 def encode_pairs(tokenizer: Any, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Pair]:
@@ -91,8 +81,8 @@ def encode_pairs(tokenizer: Any, prompts: Sequence[str], candidates: Sequence[Se
     pairs: list[Pair] = []
     for i, (prompt, cands) in enumerate(zip(prompts, candidates)):
         if cands:
-            prompt_ids, candidate_ids = encode_candidates(tokenizer, prompt, cands)
-            pairs.extend((i, j, prompt_ids, ids) for j, ids in enumerate(candidate_ids))
+            pairs.extend((i, j, context, ids) for j, (context, ids) in enumerate(encode_candidates(tokenizer, prompt,
+                                                                                                   cands)))
     return pairs
 
 
@@ -143,6 +133,7 @@ class TeacherLogprobRanker:
         self.precomputed = 0
         self.scored = 0
         self.failed = 0
+        self._chat_tokenizer: Any = None
 
     @property
     def scorer(self) -> LogprobScorer:
@@ -152,6 +143,16 @@ class TeacherLogprobRanker:
                                         "must name the teacher that scores them")
             self._scorer = make_engine(self.config)
         return self._scorer
+
+    @property
+    def chat_tokenizer(self) -> Any:
+        """The teacher's tokenizer, whose chat template renders ``template: chat`` prompts (loaded once)."""
+        if self._chat_tokenizer is None:
+            from rankers.hf import load_tokenizer
+
+            self._chat_tokenizer = getattr(self.scorer, "tokenizer", None) or \
+                load_tokenizer(self.config.tokenizer or self.config.model)
+        return self._chat_tokenizer
 
     def _carried(self, request: RankRequest) -> Scores | None:
         if not self.config.use_request_logprobs or request.logprobs is None or request.lengths is None:
@@ -166,7 +167,8 @@ class TeacherLogprobRanker:
         pairs: list[Scores | CallFailed | None] = [self._carried(r) for r in requests]
         todo = [i for i, p in enumerate(pairs) if p is None]
         if todo:
-            prompts = [format_prompt(requests[i].prompt, requests[i].input, self.config.template) for i in todo]
+            tokenizer = self.chat_tokenizer if self.config.template == "chat" else None
+            prompts = [request_prompt(requests[i], self.config.template, self.name, tokenizer) for i in todo]
             for i, scored in zip(todo, self._score(prompts, [requests[i].candidates for i in todo])):
                 pairs[i] = scored
         failed = sum(isinstance(pairs[i], CallFailed) for i in todo)

@@ -30,8 +30,56 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+"""A minimal Jinja chat template; it writes BOS itself, as Llama 3's does, so the no-double-BOS rule is exercised."""
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with ``CHAT_TEMPLATE`` in its tokenizer (the plain fixture keeps none)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny_chat_model") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(str(out))
+    return out
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def build_sentencepiece_tokenizer(texts: list[str], vocab_size: int = 300, split_newlines: bool = True):
+    """A LLaMA-1-like tokenizer trained locally: SentencePiece-style BPE (``▁`` word marker, prepended to the text),
+    BOS added, no pad token, and newlines split off as LLaMA's byte fallback does (``split_newlines=False`` lets
+    them merge with the next word, which a SentencePiece vocabulary with newline pieces can do)."""
+    from tokenizers import SentencePieceBPETokenizer, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    sp = SentencePieceBPETokenizer()
+    metaspace = pre_tokenizers.Metaspace(prepend_scheme="first")
+    sp.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="isolated"), metaspace])
+                        if split_newlines else metaspace)
+    sp.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
+                           show_progress=False)
+    sp.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", sp.token_to_id("<s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=sp, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama with a LLaMA-1-like SentencePiece tokenizer without a pad token (see above)."""
+    from tuna_open.builtin.model import BUILTIN_MODELS, init_model
+
+    out = tmp_path_factory.mktemp("sp_model")
+    init_model(BUILTIN_MODELS["student"], build_sentencepiece_tokenizer(_TEXTS), out, seed=0)
+    return out

@@ -23,7 +23,9 @@ API (kept stable; other tests rely on it):
 - ``POST /v1/chat/completions``: ``chat(body)`` is called once per choice (``body["n"]``, default 1) and returns
   the assistant content string; the server wraps the choices in a proper ``chat.completion`` object with a
   ``usage`` block (tokens counted as whitespace-separated words of the messages and of the answer). Returning
-  ``(status, json_body)`` instead sends that error response as is (e.g. 429 or 500).
+  ``(status, json_body)`` instead sends that error response as is (e.g. 429 or 500). Returning
+  ``{"content": str, "logprobs": [float, ...]}`` also gives the choice those token log-probs (chat's
+  ``logprobs.content``, one entry per whitespace-separated word of the content).
 - ``POST /v1/completions``: ``completions(body)`` returns the response body (``choices`` with ``text`` /
   ``logprobs`` as the test needs); ``id``, ``object``, ``created`` and ``model`` are filled in when missing.
   ``(status, json_body)`` sends an error.
@@ -42,7 +44,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-ChatHandler = Callable[[dict], "str | tuple[int, dict]"]
+ChatHandler = Callable[[dict], "str | dict | tuple[int, dict]"]
 CompletionsHandler = Callable[[dict], "dict | tuple[int, dict]"]
 
 
@@ -150,11 +152,18 @@ class OpenAIProtocolServer:
     def _chat_response(self, body: dict) -> tuple[int, dict]:
         assert self.chat is not None
         contents: list[str] = []
+        logprobs: list[dict | None] = []
         for _ in range(int(body.get("n") or 1)):
             answer = self.chat(body)
             if isinstance(answer, tuple):
                 return answer
-            contents.append(answer)
+            if isinstance(answer, dict):
+                contents.append(answer["content"])
+                logprobs.append({"content": [{"token": word, "logprob": lp, "bytes": None, "top_logprobs": []}
+                                             for word, lp in zip(answer["content"].split(), answer["logprobs"])]})
+            else:
+                contents.append(answer)
+                logprobs.append(None)
         prompt_tokens = sum(_words(_message_text(m)) for m in body.get("messages", []))
         completion_tokens = sum(_words(c) for c in contents)
         return 200, {
@@ -163,7 +172,7 @@ class OpenAIProtocolServer:
             "created": int(time.time()),
             "model": body.get("model", "test-model"),
             "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop",
-                         "logprobs": None} for i, c in enumerate(contents)],
+                         "logprobs": lp} for i, (c, lp) in enumerate(zip(contents, logprobs))],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }

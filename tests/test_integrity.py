@@ -297,8 +297,8 @@ def test_a_directory_as_data_source_is_rejected_by_validate(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("record", "fragment"), [
-    ({"instruction": "q", "candidates": ["a", "b"]}, "c.jsonl:2: missing field 'id'"),
-    ({"id": "2", "instruction": "q"}, "c.jsonl:2: missing field 'candidates'"),
+    ({"instruction": "q", "candidates": ["a", "b"]}, "c.jsonl:2: field 'id' is missing"),
+    ({"id": "2", "instruction": "q"}, "c.jsonl:2: field 'candidates' is missing"),
     ({"id": "2", "instruction": "q", "candidates": "56"}, "c.jsonl:2: field 'candidates' must be a list of strings"),
 ])
 def test_rank_input_records_are_checked_field_by_field(tmp_path: Path, record: dict, fragment: str) -> None:
@@ -323,7 +323,7 @@ def test_torn_upstream_records_file_is_one_error_naming_the_line(tmp_path: Path)
 def test_record_errors_give_line_numbers_and_reject_empty_files_and_null_fields(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"instruction": "a"}\n\n{"input": "no instruction"}\n')
-    with pytest.raises(UserError, match=r"d\.jsonl:3: missing field 'instruction'"):
+    with pytest.raises(UserError, match=r"d\.jsonl:3: field 'instruction' is missing"):
         instructions(path)
     path.write_text('{"instruction": "a"}\n{"instruction": null}\n')
     with pytest.raises(UserError, match=r"d\.jsonl:2: field 'instruction' is null"):

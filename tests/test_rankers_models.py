@@ -125,3 +125,13 @@ def test_reward_model_chat_template(reward_dir: Path) -> None:
     ids = ranker.token_ids(REQUESTS[1], "3 2 1")
     text = ranker.tokenizer.decode(ids)
     assert text == "<user>Reverse the list.\n\n1 2 3</s><assistant>3 2 1</s>"
+
+
+def test_reward_model_chat_template_reads_the_whole_conversation(reward_dir: Path) -> None:
+    ranker = build_ranker({"backend": "reward_model", "model": str(reward_dir), "template": "chat"})
+    ranker.rank(REQUESTS[:1])  # loads the model
+    turns = [{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"},
+             {"role": "user", "content": "Double it."}]
+    request = RankRequest(prompt="User: ...", candidates=["10"], messages=turns)
+    assert ranker.tokenizer.decode(ranker.token_ids(request, "10")) == \
+        "<user>Add 2 and 3.</s><assistant>5</s><user>Double it.</s><assistant>10</s>"

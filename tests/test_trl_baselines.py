@@ -238,17 +238,34 @@ def test_ppo_rejects_a_reward_model_with_another_tokenizer(tiny_model_dir: Path,
         build_ppo_trainer(str(tiny_model_dir), str(other), PROMPTS, PPO_SETTINGS, tmp_path / "work")
 
 
-def test_ppo_refuses_settings_it_would_silently_mishandle(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from transformers import AutoTokenizer
-
+def test_ppo_refuses_settings_it_would_silently_mishandle() -> None:
     with pytest.raises(ValueError, match="bf16"):
         PPOSettings(bf16=True)
-    pad_is_eos = tmp_path / "pad_is_eos"
+
+
+@pytest.mark.parametrize("pad", ["none", "eos"])
+def test_ppo_adds_a_pad_token_distinct_from_eos(tiny_model_dir: Path, tmp_path: Path, pad: str) -> None:
+    """LLaMA-1's tokenizer has no pad token (and TRL would pad with EOS): PPO adds ``[PAD]`` to the tokenizer and
+    resizes policy, reference, reward and value models alike, as LMOps's ``smart_tokenizer_and_embedding_resize``."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    base = tmp_path / f"pad_{pad}"
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    tok.pad_token = tok.eos_token
-    tok.save_pretrained(pad_is_eos)
-    with pytest.raises(ValueError, match="pad token distinct from EOS"):
-        build_ppo_trainer(str(pad_is_eos), str(pad_is_eos), PROMPTS, PPO_SETTINGS, tmp_path / "work")
+    tok.pad_token = None if pad == "none" else tok.eos_token
+    tok.save_pretrained(base)
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir).save_pretrained(base)
+    reward = tmp_path / "reward"
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(reward)
+    tok.save_pretrained(reward)
+    assert (tok.pad_token_id is None) == (pad == "none")
+    trainer = build_ppo_trainer(str(base), str(reward), PROMPTS, PPO_SETTINGS, tmp_path / "work")
+    new = trainer.processing_class
+    assert new.pad_token == "[PAD]" and new.pad_token_id == len(tok) != new.eos_token_id
+    for model in (trainer.policy_model, trainer.ref_model, trainer.reward_model, trainer.value_model):
+        assert model.get_input_embeddings().weight.shape[0] == len(new)
+        assert model.config.pad_token_id == new.pad_token_id
+    emb = trainer.policy_model.get_input_embeddings().weight
+    assert emb[-1].detach().allclose(emb[:-1].detach().mean(0))  # the new row is the mean of the old ones
 
 
 # --- GRPO / RLOO ----------------------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     """Rank a candidates file with any ranker config (resumable; cached when cache_dir is set)."""
     from pydantic import ValidationError
 
-    from tuna_open.data.records import CANDIDATES_FIELDS, load_records
+    from tuna_open.data.records import RANK_INPUT_FIELDS, load_records
     from tuna_open.models import resolve_model_refs
     from tuna_open.pipeline.context import track
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
@@ -123,7 +123,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
         raise UserError(f"{ranker_path}: {err.errors()[0]['msg']}") from None
     if not input_path.is_file():
         raise UserError(f"{input_path}: file not found")
-    records = load_records(input_path, CANDIDATES_FIELDS)
+    records = load_records(input_path, RANK_INPUT_FIELDS)
     _quiet_libraries()
     result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size, choice.max_failure_fraction,
                           functools.partial(track, console))
@@ -154,7 +154,9 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=MODEL",
               help="A model to evaluate (local dir, HF id, smollm2-135m-instruct, gemma-3-270m or gguf:PATH); "
                    "repeat for several.")
-@click.option("--data", "data_source", help="Held-out instruction data (JSON/JSONL, hf:ID or builtin:tasks).")
+@click.option("--data", "data_source", help="Held-out instruction data (JSON/JSONL/CSV/Parquet, hf:ID or builtin:tasks).")
+@click.option("--template", default="alpaca", show_default=True, help="How --data reaches the models: alpaca, raw "
+              "or chat (each model's chat template).")
 @click.option("--split", help="Split of --data (builtin: heldout; hf: test).")
 @click.option("--limit", type=int, help="Evaluate on the first N records of --data.")
 @click.option("--verifier", help="module:function scoring (response, reference) in [0, 1] (enables accuracy).")
@@ -166,7 +168,7 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
 @click.option("--max-new-tokens", default=256, show_default=True)
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/eval"), show_default=True)
 @user_errors
-def eval_cmd(models: tuple[str, ...], data_source: str | None, split: str | None, limit: int | None,
+def eval_cmd(models: tuple[str, ...], data_source: str | None, template: str, split: str | None, limit: int | None,
              verifier: str | None, superni: str | None, lmentry: Path | None, vicuna: Path | None,
              judge: Path | None, baseline: str | None, max_new_tokens: int, run_dir: Path) -> None:
     """Evaluate models on held-out data and the paper's benchmarks without writing a recipe.
@@ -189,7 +191,7 @@ def eval_cmd(models: tuple[str, ...], data_source: str | None, split: str | None
     if data_source:
         src = data_source if ":" in data_source else str(Path(data_source).resolve())
         recipe["data"] = {"heldout": {"source": src, "split": split, "limit": limit}}
-        stage.update(data="heldout", verifier=verifier)
+        stage.update(data="heldout", verifier=verifier, template=template)
     if superni:
         stage["superni"] = {"source": superni if superni.startswith("hf:") else str(Path(superni).resolve())}
     if lmentry:

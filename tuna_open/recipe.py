@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,14 +37,31 @@ class FieldMap(Strict):
     output: str = "output"
     id: str | None = None
     task: str | None = None
+    messages: str | None = None
+    """The conversation column of ``messages`` / ``sharegpt`` data (default ``messages`` / ``conversations``)."""
+
+
+DataFormat = Literal["auto", "alpaca", "messages", "prompt_completion", "sharegpt"]
 
 
 class DataSource(Strict):
-    """Instruction data: ``builtin:tasks``, an Alpaca-format ``.json``/``.jsonl`` file, or ``hf:DATASET_ID``."""
+    """Instruction data: ``builtin:tasks``, a ``.json``/``.jsonl``/``.csv``/``.parquet`` file, or ``hf:DATASET_ID``.
+
+    Records may be Alpaca (``instruction``/``input``/``output``), TRL conversational (``messages``), TRL
+    prompt/completion (strings or message lists) or ShareGPT (``conversations`` of ``from``/``value``). In a
+    conversation the last assistant turn is the response (SFT target, reference); the turns before it are the
+    prompt, rendered by ``template: chat``.
+    """
 
     source: str
+    format: DataFormat = "auto"
+    """The record schema; ``auto`` detects it from the first record's keys."""
     split: str | None = None
     """builtin: train|heldout; hf: the dataset split (default train)."""
+    config: str | None = None
+    """hf: the dataset configuration (subset) name."""
+    revision: str | None = None
+    """hf: a branch, tag or commit of the dataset repository."""
     limit: int | None = Field(default=None, ge=1)
     offset: int = Field(default=0, ge=0)
     seed: int | None = None
@@ -282,5 +299,8 @@ def check_recipe(recipe: Recipe, path: Path | str) -> None:
             if not recipe.resolve_path(src.source).is_file():
                 raise UserError(f"{path}: data.{name}.source: {src.source} is a directory, expected a .json or "
                                 f".jsonl file")
+            from tuna_open.data.sources import check_source  # sources imports this module
+
+            check_source(src, recipe.base_dir, f"{path}: data.{name}")
         elif src.source.startswith("builtin:") and src.source != "builtin:tasks":
             raise UserError(f"{path}: data.{name}.source: unknown builtin data {src.source!r} (known: builtin:tasks)")

@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterable, Mapping, NotRequired, Sequence, Type
 from tuna_open.data.jsonl import iter_jsonl_lines
 from tuna_open.errors import UserError
 
+from rankers.templates import Message
+
 
 class Instruction(TypedDict):
     id: str
@@ -23,6 +25,9 @@ class Instruction(TypedDict):
     """Reference response (SFT target; verifiers and judges may use it)."""
     task: NotRequired[str]
     """Task family (builtin suite) or category, for per-category metrics."""
+    messages: NotRequired[list[Message]]
+    """A conversation's turns before the response (ending with the user turn ``instruction`` holds); rendered
+    by ``template: chat``."""
 
 
 class Candidates(TypedDict):
@@ -32,6 +37,7 @@ class Candidates(TypedDict):
     prompt: str
     """The model-facing prompt (template applied) the candidates were sampled with."""
     candidates: list[str]
+    messages: NotRequired[list[Message]]
     output: NotRequired[str]
     task: NotRequired[str]
     logprobs: NotRequired[list[float]]
@@ -73,10 +79,12 @@ FIELD_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 """How each checked field must look: ``(description for the error, predicate)``."""
 
-CANDIDATES_FIELDS = ("id", "instruction", "candidates")
-"""What ranking a candidates record needs (``input``, ``prompt`` are checked when present). Ranking records need
-only an ``id`` here (a failed one may carry no ``order``): ``join_rankings`` checks each order against its
-candidates."""
+CANDIDATES_FIELDS = ("id", "candidates")
+"""What every reader of a candidates record needs (``instruction``, ``input``, ``prompt`` are checked when
+present). Ranking records need only an ``id`` here (a failed one may carry no ``order``): ``join_rankings`` checks
+each order against its candidates."""
+RANK_INPUT_FIELDS = (*CANDIDATES_FIELDS, ("instruction", "messages"))
+"""What ranking a candidates record needs: the question is its ``instruction`` or its conversation."""
 
 
 def check_unique_ids(located: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
@@ -92,8 +100,11 @@ def check_unique_ids(located: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         seen[key] = where
 
 
-def load_records(path: str | os.PathLike[str], required: Sequence[str] = ("id",)) -> list[dict[str, Any]]:
+def load_records(path: str | os.PathLike[str],
+                 required: Sequence[str | tuple[str, ...]] = ("id",)) -> list[dict[str, Any]]:
     """Read a records JSONL file whose every line is an object with the ``required`` fields, ids unique.
+
+    A tuple in ``required`` means one of those fields.
 
     Any problem is a UserError naming ``file:line`` and the field, so a torn or hand-edited artifact is one
     clear line instead of a traceback in whichever stage reads it. An empty file is an error: a stage over
@@ -105,9 +116,11 @@ def load_records(path: str | os.PathLike[str], required: Sequence[str] = ("id",)
             where = f"{path}:{lineno}"
             if not isinstance(rec, dict):
                 raise UserError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            for name in (*required, *(f for f in FIELD_TYPES if f in rec and f not in required)):
+            for alternatives in (a for a in required if isinstance(a, tuple) and not any(f in rec for f in a)):
+                raise UserError(f"{where}: field {' or '.join(map(repr, alternatives))} is missing")
+            for name in (*(f for f in required if isinstance(f, str)), *(f for f in FIELD_TYPES if f in rec)):
                 if name not in rec:
-                    raise UserError(f"{where}: missing field {name!r}")
+                    raise UserError(f"{where}: field {name!r} is missing")
                 description, ok = FIELD_TYPES.get(name, ("", lambda v: True))
                 if not ok(rec[name]):
                     raise UserError(f"{where}: field {name!r} must be {description}, got {json.dumps(rec[name])[:60]}")

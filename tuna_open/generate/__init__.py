@@ -39,6 +39,17 @@ class SamplerChoice(BaseModel):
             importlib.import_module(SAMPLERS[self.backend]).Config.model_validate(getattr(self, self.backend))
         return self
 
+    @property
+    def chat_api(self) -> bool:
+        """The selected sampler is sent conversations (``openai`` with ``api: chat``), not rendered prompts."""
+        return self.backend == "openai" and self.openai.get("api") == "chat"
+
+    def check_template(self, template: str) -> None:
+        """A chat-completions sampler is sent conversations, which only ``template: chat`` describes."""
+        if self.chat_api and template != "chat":
+            raise ValueError(f"sampler.openai.api 'chat' applies the server's chat template: set template: chat "
+                             f"(not {template!r})")
+
 
 def build_sampler(model: str, choice: SamplerChoice) -> Sampler:
     """Load ``model`` (HF id, local dir, or the served model's name for ``openai``) with the chosen backend."""

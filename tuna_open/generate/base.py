@@ -11,6 +11,8 @@ from typing import Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from rankers.templates import Message
+
 
 class SamplingParams(BaseModel):
     """Decoding settings shared by every backend (names follow vLLM/OpenAI)."""
@@ -35,7 +37,11 @@ class Sample:
     num_tokens: int | None = None
 
 
+Prompt = str | list[Message]
+"""A rendered prompt, or a conversation for a sampler that applies the chat template itself (chat completions)."""
+
+
 class Sampler(Protocol):
     """A loaded model that completes prompts. ``generate`` returns ``params.n`` samples per prompt, in order."""
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Sample]]: ...
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Sample]]: ...

@@ -53,13 +53,13 @@ class StageContext:
         """Instruction records from a recipe data entry, or from an upstream stage's records (``@stage``)."""
         m = REF.match(name)
         if m:
-            return load_records(self.outputs[m.group(1)], ("id", "instruction"))  # type: ignore[return-value]
+            return load_records(self.outputs[m.group(1)], ("id", ("instruction", "messages")))  # type: ignore[return-value]
         src = self.recipe.data.get(name)
         if src is None:
             raise UserError(f"unknown data {name!r}")
         return load_instructions(src, self.recipe.base_dir, self.recipe.seed)
 
-    def records(self, ref: str, required: Sequence[str] = ("id",)) -> list[dict[str, Any]]:
+    def records(self, ref: str, required: Sequence[str | tuple[str, ...]] = ("id",)) -> list[dict[str, Any]]:
         """An upstream stage's records, each with the ``required`` fields, ids unique (else one error line)."""
         m = REF.match(ref)
         if not m:

@@ -21,7 +21,7 @@ from tuna_open.train.preferences import join_rankings
 
 OUTPUT = "records"
 
-INSTRUCTION_KEYS = ("id", "task", "instruction", "input")
+INSTRUCTION_KEYS = ("id", "task", "instruction", "input", "messages")
 
 
 class Config(StageConfig):

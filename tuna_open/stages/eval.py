@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rankers import build_ranker
 from rankers.function import resolve
@@ -27,7 +27,7 @@ from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import Recipe
 from tuna_open.stages.ranked import RankerStage
 
@@ -45,6 +45,8 @@ class Config(RankerStage):
     verifier: str | None = None
     """``module:attr`` scoring ``(response, reference) -> [0, 1]``; enables ``accuracy``."""
     template: TemplateName = "alpaca"
+    """How ``data`` records reach each model (``chat``: that model's chat template); the benchmark suites have
+    their own ``template`` keys."""
     max_new_tokens: int = Field(default=64, ge=1)
     sampler: SamplerChoice = SamplerChoice()
     superni: SuperNIConfig | None = None
@@ -65,20 +67,34 @@ class Config(RankerStage):
     def data_names(self) -> list[str]:
         return [self.data] if self.data else []
 
+    @model_validator(mode="after")
+    def _templates_fit(self) -> Config:
+        self.sampler.check_template(self.template)
+        # The benchmark suites render their own instruction text without a tokenizer; only ``data`` has records.
+        for suite in (self.superni, self.lmentry, self.vicuna_qa):
+            if suite is not None and suite.template == "chat":
+                raise ValueError(f"{type(suite).__name__}.template: 'chat' is only supported for the data suite")
+            if suite is not None and self.sampler.chat_api:
+                raise ValueError(f"{type(suite).__name__} sends text prompts, which a chat-completions sampler "
+                                 "cannot take (use api: completions)")
+        return self
+
 
 def _generate_fn(sampler: Sampler, params: SamplingParams):  # -> Callable[[list[str]], list[str]]
     return lambda prompts: [s[0].text for s in sampler.generate(prompts, params)]
 
 
-def evaluate_model(sampler: Sampler, cfg: Config, records: list[dict[str, Any]],
+def evaluate_model(sampler: Sampler, cfg: Config, records: list[dict[str, Any]], prompts: list[Any],
                    verifier: Any) -> tuple[dict[str, float], dict[str, Any]]:
-    """All configured suites for one model: (flat metrics for the report, details for metrics.json)."""
+    """All configured suites for one model: (flat metrics for the report, details for metrics.json).
+
+    ``prompts`` are what the sampler is sent for ``records`` (rendered for this model, or conversations)."""
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
     generate = _generate_fn(sampler, params)
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     if records:
-        predictions = generate([format_prompt(r["instruction"], r["input"], cfg.template) for r in records])
+        predictions = generate(prompts)
         overall, per_task = evaluate_instructions(records, predictions, verifier)
         metrics.update(overall)
         details["instructions"] = {"per_task": per_task, "examples": [
@@ -113,8 +129,11 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     answers: dict[str, list[str]] = {}
     with ctx.progress(len(cfg.models), "evaluating models") as advance:
         for name, model in cfg.models.items():
-            sampler = build_sampler(ctx.resolve(model), cfg.sampler)
-            metrics[name], details[name] = evaluate_model(sampler, cfg, records, verifier)
+            path = ctx.resolve(model)
+            prompter = sampler_prompter(cfg.template, path, cfg.sampler.chat_api)
+            sampler = build_sampler(path, cfg.sampler)
+            prompts = [prompter(r)[0] for r in records]
+            metrics[name], details[name] = evaluate_model(sampler, cfg, records, prompts, verifier)
             if questions:
                 params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
                 answers[name] = _generate_fn(sampler, params)(

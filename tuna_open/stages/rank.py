@@ -18,8 +18,9 @@ from pydantic import Field
 
 from rankers import RankRequest, build_ranker
 from rankers.base import Ranking, valid_ranking
+from rankers.templates import is_multi_turn, transcript
 from tuna_open.data.jsonl import ResumableJsonlWriter
-from tuna_open.data.records import CANDIDATES_FIELDS
+from tuna_open.data.records import RANK_INPUT_FIELDS
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.recipe import iter_refs
@@ -36,7 +37,10 @@ class Config(RankerStage):
 
 
 def to_request(rec: dict[str, Any]) -> RankRequest:
-    return RankRequest(prompt=rec["instruction"], input=rec.get("input", ""), candidates=rec["candidates"],
+    """A candidates record as a ranking job; a multi-turn prompt reaches judges as the conversation's text."""
+    messages = rec.get("messages")
+    prompt = transcript(messages) if is_multi_turn(messages) else rec["instruction"]
+    return RankRequest(prompt=prompt, input=rec.get("input", ""), candidates=rec["candidates"], messages=messages,
                        id=rec["id"], reference=rec.get("output"), logprobs=rec.get("logprobs"),
                        lengths=rec.get("lengths"), metadata={"task": rec["task"]} if "task" in rec else {})
 
@@ -125,7 +129,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     flat = choice.flat()
     flat["cache_dir"] = _cache_dir(ctx, flat, sorted(set(iter_refs(flat))))
     try:
-        return rank_records(ctx.records(cfg.input, CANDIDATES_FIELDS), ctx.resolve(flat), ctx.output, cfg.batch_size,
+        return rank_records(ctx.records(cfg.input, RANK_INPUT_FIELDS), ctx.resolve(flat), ctx.output, cfg.batch_size,
                             choice.max_failure_fraction, ctx.progress)
     except UserError as err:
         raise UserError(f"stage {cfg.name}: {err}") from None

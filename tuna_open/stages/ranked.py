@@ -8,7 +8,9 @@ from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
 from pydantic import BaseModel
 
+from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import RankerChoice, Recipe, StageConfig
 
 
@@ -19,6 +21,10 @@ class RankedInputs(StageConfig):
     """``@stage`` of a ``rank`` stage."""
     candidates: str | None = None
     """``@stage`` with the ranked candidates; defaults to the rank stage's ``input``."""
+    template: TemplateName = "alpaca"
+    """How the trained model sees each prompt: a candidates record's prompt is rendered again from its
+    instruction (or conversation) with this template and the trained model's tokenizer, so candidates sampled
+    in another format (a teacher's chat template, a chat API) still train the student in its own."""
 
     def effective(self, recipe: Recipe) -> dict[str, Any]:
         out = super().effective(recipe)
@@ -38,17 +44,20 @@ class RankedInputs(StageConfig):
         """Rankings → preference pairs → ``train(model, pairs, settings, output)`` (the DPO and reward stages)."""
         from tuna_open.train.preferences import preference_pairs
 
-        pairs = preference_pairs(*self.load(ctx), mode=mode)
+        model = ctx.resolve(self.model)
+        pairs = preference_pairs(*self.load(ctx, model), mode=mode)
         if not pairs:
             raise UserError(f"stage {self.name}: no preference pairs in {self.rankings}")
-        result = train(ctx.resolve(self.model), pairs, settings.model_copy(update={"seed": ctx.seed}), str(ctx.output))
+        result = train(model, pairs, settings.model_copy(update={"seed": ctx.seed}), str(ctx.output))
         return StageResult(summary=f"{len(pairs)} preference pairs ({mode})", counts={"pairs": len(pairs)},
                            history=result["history"])
 
-    def load(self, ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(candidates records, ranking records) of this stage's inputs."""
-        return (ctx.records(self.candidates_ref(ctx.recipe), CANDIDATES_FIELDS),
-                ctx.records(self.rankings))
+    def load(self, ctx: StageContext, model: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(candidates records, ranking records) of this stage's inputs, prompts rendered for ``model``."""
+        prompt = prompt_builder(self.template, model)
+        candidates = [{**c, "prompt": prompt(c)} if "instruction" in c else c
+                      for c in ctx.records(self.candidates_ref(ctx.recipe), CANDIDATES_FIELDS)]
+        return candidates, ctx.records(self.rankings)
 
 
 class RankerStage(StageConfig):

@@ -2,24 +2,27 @@
 
 Work is flushed per chunk to a resumable partial file, so a killed run keeps every finished record. Filters
 apply when the stage finishes: exact duplicates are removed (``dedup``), prompts left with fewer than
-``min_candidates`` distinct responses are dropped (nothing to rank), and — the paper's diversity filter for
-contextual ranking — prompts whose candidates are near-duplicates of each other (mean pairwise ROUGE-L above
-``diversity_max_rougeL``) are dropped.
+``min_candidates`` distinct responses are dropped (nothing to rank), and prompts whose candidates are
+near-duplicates of each other (mean unstemmed pairwise ROUGE-L above ``diversity_max_rougeL``) are dropped.
+``diversity`` is LMOps's way instead (``tuna_open.generate.diversity``): prompts whose samples fail the criterion
+are sampled again at a higher temperature while sampling, and nothing is dropped unless asked; each record
+carries ``resamples`` (rounds after the first) and ``diverse``.
 """
 
 from __future__ import annotations
 
-import itertools
+from collections import Counter
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
+from tuna_open.generate.diversity import DiversityResampling, pairwise_rougeL, sample_diverse
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import StageConfig
 
 OUTPUT = "records"
@@ -41,6 +44,9 @@ class Config(StageConfig):
     dedup: bool = True
     min_candidates: int = Field(default=2, ge=1)
     diversity_max_rougeL: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Drop prompts whose mean unstemmed pairwise ROUGE-L is above this, after sampling (no resampling)."""
+    diversity: DiversityResampling | None = None
+    """Resample non-diverse prompts at rising temperature while sampling (LMOps's criterion by default)."""
     chunk_size: int = Field(default=64, ge=1)
     """Prompts per generation call and per resumable flush."""
     sampler: SamplerChoice = SamplerChoice()
@@ -48,17 +54,21 @@ class Config(StageConfig):
     def data_names(self) -> list[str]:
         return [] if self.data.startswith("@") else [self.data]
 
+    @model_validator(mode="after")
+    def _template_fits_sampler(self) -> "Config":
+        self.sampler.check_template(self.template)
+        return self
+
 
 def _mean_pairwise_rougeL(texts: list[str]) -> float:
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
-    pairs = list(itertools.combinations(texts, 2))
-    return sum(scorer.score(a, b)["rougeL"].fmeasure for a, b in pairs) / len(pairs) if pairs else 1.0
+    scores = pairwise_rougeL(texts, stemmer=False)
+    return sum(scores) / len(scores) if scores else 1.0
 
 
 def postprocess(record: dict[str, Any], cfg: Config) -> dict[str, Any] | None:
     """Apply dedup / minimum-count / diversity filters to one sampled record; None drops it."""
+    if cfg.diversity is not None and cfg.diversity.on_failure == "drop" and not record.get("diverse", True):
+        return None
     keep = list(range(len(record["candidates"])))
     if cfg.dedup:
         seen: set[str] = set()
@@ -83,15 +93,21 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
         resumed = len(instructions) - len(todo)
         truncated = 0
         if todo:
-            sampler = build_sampler(ctx.resolve(cfg.model), cfg.sampler)
+            model = ctx.resolve(cfg.model)
+            prompter = sampler_prompter(cfg.template, model, cfg.sampler.chat_api)
+            sampler = build_sampler(model, cfg.sampler)
             with ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
                 for start in range(0, len(todo), cfg.chunk_size):
                     chunk = todo[start:start + cfg.chunk_size]
-                    prompts = [format_prompt(r["instruction"], r["input"], cfg.template) for r in chunk]
+                    sent, prompts = zip(*map(prompter, chunk))
                     chunk_params = params.model_copy(update={"seed": params.seed + start + resumed})
-                    for rec, prompt, samples in zip(chunk, prompts, sampler.generate(prompts, chunk_params)):
+                    drawn = sample_diverse(sampler.generate, sent, chunk_params, cfg.diversity)
+                    for rec, prompt, result in zip(chunk, prompts, drawn):
+                        samples = result.samples
                         out: dict[str, Any] = {**rec, "prompt": prompt, "candidates": [s.text for s in samples],
                                                "lengths": [s.num_tokens for s in samples], "source": cfg.model}
+                        if cfg.diversity is not None:
+                            out.update(resamples=result.resamples, diverse=result.diverse)
                         if cfg.logprobs:
                             out["logprobs"] = [s.logprob for s in samples]
                         writer.write(out)
@@ -106,6 +122,14 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     n_cands = sum(len(r["candidates"]) for r in kept)
     dropped = len(instructions) - len(kept)
     note = f", resumed {resumed}" if resumed else ""
+    counts = {"prompts": len(kept), "candidates": n_cands, "dropped": dropped, "resumed": resumed,
+              "truncated": truncated}
+    if cfg.diversity is not None:
+        sampled = [by_id[r["id"]] for r in instructions]
+        rounds = Counter(r["resamples"] for r in sampled)
+        counts.update({f"prompts_resampled_{k}x": rounds[k] for k in range(cfg.diversity.max_rounds)})
+        counts["not_diverse"] = sum(not r["diverse"] for r in sampled)
+        note += (", resamples per prompt " + " ".join(f"{k}:{rounds[k]}" for k in sorted(rounds))
+                 + f", {counts['not_diverse']} not diverse after {cfg.diversity.max_rounds} rounds")
     return StageResult(summary=f"{n_cands} candidates for {len(kept)} prompts ({dropped} dropped by filters{note})",
-                       counts={"prompts": len(kept), "candidates": n_cands, "dropped": dropped, "resumed": resumed,
-                               "truncated": truncated})
+                       counts=counts)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import StageConfig
 from tuna_open.train.sft import SFTSettings, train_sft
 
@@ -28,10 +28,11 @@ class Config(StageConfig):
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
     records = [r for r in ctx.instructions(cfg.data) if r.get("output")]
-    examples = [{"prompt": format_prompt(r["instruction"], r["input"], cfg.template), "response": r["output"]}
-                for r in records]
+    model = ctx.resolve(cfg.model)
+    prompt = prompt_builder(cfg.template, model)
+    examples = [{"prompt": prompt(r), "response": r["output"]} for r in records]
     settings = cfg.train.model_copy(update={"seed": ctx.seed})
-    result = train_sft(ctx.resolve(cfg.model), examples, settings, ctx.output)
+    result = train_sft(model, examples, settings, ctx.output)
     last = result["history"][-1]["loss"] if result["history"] else float("nan")
     return StageResult(summary=f"{len(examples)} examples, final loss {last:.3f}", counts={"examples": len(examples)},
                        history=result["history"])

@@ -7,7 +7,7 @@ from typing import Literal
 from rankers import build_ranker
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import prompt_builder
 from tuna_open.stages.ranked import RankerStage
 from tuna_open.train.grpo import GRPOSettings, train_grpo
 
@@ -27,9 +27,11 @@ class Config(RankerStage):
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
     records = ctx.instructions(cfg.data)
-    prompts = [{**r, "prompt": format_prompt(r["instruction"], r["input"], cfg.template)} for r in records]
+    model = ctx.resolve(cfg.model)
+    prompt = prompt_builder(cfg.template, model)
+    prompts = [{**r, "prompt": prompt(r)} for r in records]
     ranker = build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))
-    result = train_grpo(ctx.resolve(cfg.model), prompts, ranker, cfg.train.model_copy(update={"seed": ctx.seed}),
+    result = train_grpo(model, prompts, ranker, cfg.train.model_copy(update={"seed": ctx.seed}),
                         str(ctx.output))
     return StageResult(summary=f"GRPO on {len(prompts)} prompts", counts={"prompts": len(prompts)},
                        history=result["history"])

@@ -6,7 +6,7 @@ from typing import Literal
 
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import StageConfig
 from tuna_open.train.ppo import PPOSettings, train_ppo
 
@@ -29,8 +29,9 @@ class Config(StageConfig):
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    prompts = [format_prompt(r["instruction"], r["input"], cfg.template) for r in ctx.instructions(cfg.data)]
-    result = train_ppo(ctx.resolve(cfg.model), ctx.resolve(cfg.reward_model), prompts,
+    model = ctx.resolve(cfg.model)
+    prompts = list(map(prompt_builder(cfg.template, model), ctx.instructions(cfg.data)))
+    result = train_ppo(model, ctx.resolve(cfg.reward_model), prompts,
                        cfg.train.model_copy(update={"seed": ctx.seed}), str(ctx.output))
     return StageResult(summary=f"PPO on {len(prompts)} prompts", counts={"prompts": len(prompts)},
                        history=result["history"])

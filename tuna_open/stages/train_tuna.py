@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from rankers.templates import TemplateName
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
-from tuna_open.prompts import format_prompt
+from tuna_open.prompts import prompt_builder
 from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
@@ -24,7 +23,6 @@ class Config(RankedInputs):
     kind: Literal["train_tuna"]
     sft_data: str | None = None
     """Optional recipe data mixed in as MLE-only examples (the paper regularises with the SFT data)."""
-    template: TemplateName = "alpaca"
     ties: Literal["mask", "strict"] = "mask"
     """``mask``: pairs the ranker scored equally are left out of the ranking term (they state no preference: a
     verifier's order among equally wrong answers is arbitrary). ``strict``: the order is used as a total order, as
@@ -69,15 +67,17 @@ def score_tiers(scores: list[float]) -> list[int]:
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    examples = ranked_examples(*cfg.load(ctx), ties=cfg.ties, mle=cfg.mle, accept_score=cfg.accept_score)
+    model = ctx.resolve(cfg.model)
+    examples = ranked_examples(*cfg.load(ctx, model), ties=cfg.ties, mle=cfg.mle, accept_score=cfg.accept_score)
     if not examples:
         raise UserError(f"stage {cfg.name}: no usable rankings in {cfg.rankings}")
     sft = None
     if cfg.sft_data:
-        sft = [{"prompt": format_prompt(r["instruction"], r["input"], cfg.template), "response": r["output"]}
+        prompt = prompt_builder(cfg.template, model)
+        sft = [{"prompt": prompt(r), "response": r["output"]}
                for r in ctx.instructions(cfg.sft_data) if r.get("output")]
     settings = cfg.train.model_copy(update={"seed": ctx.seed})
-    result = train_tuna(ctx.resolve(cfg.model), examples, settings, str(ctx.output), sft_examples=sft)
+    result = train_tuna(model, examples, settings, str(ctx.output), sft_examples=sft)
     hist = result["history"]
     last = f", final loss {hist[-1]['loss']:.3f}" if hist else ""
     ranked = sum(_ranked_pairs(e["tiers"]) for e in examples)

@@ -20,6 +20,7 @@ from tuna_open.train.trl_common import (
     LoraSettings,
     TrainSettings,
     atomic_output_dir,
+    ensure_pad_token,
     quiet_progress,
     train_and_save,
     trl_args,
@@ -60,6 +61,7 @@ def build_dpo_trainer(model_path: str, pairs: Sequence[PreferencePair], settings
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     ref_model = None if settings.lora else AutoModelForCausalLM.from_pretrained(model_path)
+    ensure_pad_token(tokenizer, *[m for m in (model, ref_model) if m is not None])
     dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
                                  for p in pairs])
     args = trl_args(DPOConfig, settings, Path(workdir), beta=settings.beta, loss_type=[settings.loss_type],

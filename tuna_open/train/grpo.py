@@ -24,6 +24,7 @@ from tuna_open.train.trl_common import (
     LoraSettings,
     TrainSettings,
     atomic_output_dir,
+    ensure_pad_token,
     quiet_progress,
     train_and_save,
     trl_args,
@@ -120,8 +121,10 @@ def build_grpo_trainer(policy_path: str, prompts: Sequence[Mapping[str, Any]], r
     args = trl_args(config_cls, settings, Path(workdir), num_generations=settings.num_generations,
                     max_completion_length=settings.max_completion_length, temperature=settings.temperature,
                     beta=settings.beta, num_iterations=settings.num_iterations, epsilon=settings.epsilon)
-    return trainer_cls(model=AutoModelForCausalLM.from_pretrained(policy_path), reward_funcs=reward, args=args,
-                       train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(policy_path),
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(policy_path), AutoTokenizer.from_pretrained(policy_path)
+    ensure_pad_token(tokenizer, model)
+    return trainer_cls(model=model, reward_funcs=reward, args=args,
+                       train_dataset=dataset, processing_class=tokenizer,
                        peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
 
 

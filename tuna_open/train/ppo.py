@@ -23,6 +23,7 @@ from tuna_open.train.trl_common import (
     WORKDIR,
     TrainSettings,
     atomic_output_dir,
+    ensure_pad_token,
     quiet_progress,
     train_and_save,
     trl_args,
@@ -87,10 +88,9 @@ def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequenc
 
     set_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        # PPO finds a response's end as the first pad token: with pad == EOS the EOS itself would be masked out of
-        # the policy loss and the reward read one token early, before the EOS the reward model was trained on.
-        raise ValueError(f"PPO needs a pad token distinct from EOS; {policy_path} has pad={tokenizer.pad_token!r}")
+    # PPO finds a response's end as the first pad token, so pad must not be EOS: a policy that did not come from
+    # this project's SFT may lack a distinct one, and gets it here (its models are resized once loaded, below).
+    ensure_pad_token(tokenizer)
     _check_same_vocab(tokenizer, reward_model_path)
     ids = [tokenizer(p)["input_ids"] for p in prompts]
     dataset = Dataset.from_list([{"input_ids": x} for x in ids if len(x) <= settings.max_prompt_length])
@@ -122,18 +122,23 @@ def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequenc
         whiten_rewards=settings.whiten_rewards,
         num_sample_generations=0,
     )
-    policy = AutoModelForCausalLM.from_pretrained(policy_path)
+    policy, ref_model = (AutoModelForCausalLM.from_pretrained(policy_path) for _ in range(2))
+    reward_model, value_model = (AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1)
+                                 for _ in range(2))
+    ensure_pad_token(tokenizer, policy, ref_model, reward_model, value_model)
+    left_padding = AutoTokenizer.from_pretrained(policy_path, padding_side="left")
+    ensure_pad_token(left_padding)
     trainer = PPOTrainer(
         args=args,
         processing_class=tokenizer,
         model=policy,
-        ref_model=AutoModelForCausalLM.from_pretrained(policy_path),
-        reward_model=AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1),
-        value_model=AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1),
+        ref_model=ref_model,
+        reward_model=reward_model,
+        value_model=value_model,
         train_dataset=dataset,
         # Left padding: PPO appends generated tokens after the padded prompt batch, so prompts must end flush
         # right. Only the collator pads; the tokenizer that is saved with the policy keeps its own padding side.
-        data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(policy_path, padding_side="left")),
+        data_collator=DataCollatorWithPadding(left_padding),
     )
     _fix_save(trainer)
     return trainer
@@ -156,7 +161,9 @@ def _check_same_vocab(tokenizer: Any, reward_model_path: str) -> None:
     """PPO scores the policy's token ids with the reward model directly: both must share one tokenizer."""
     from transformers import AutoTokenizer
 
-    if AutoTokenizer.from_pretrained(reward_model_path).get_vocab() != tokenizer.get_vocab():
+    reward_tokenizer = AutoTokenizer.from_pretrained(reward_model_path)
+    ensure_pad_token(reward_tokenizer)  # the same [PAD] the policy's tokenizer got, if neither had one
+    if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(f"reward model {reward_model_path} uses a different tokenizer than the policy; PPO feeds "
                          "policy token ids to the reward model, so train the reward model from the policy's family")
 

@@ -25,6 +25,7 @@ from tuna_open.train.trl_common import (
     LoraSettings,
     TrainSettings,
     atomic_output_dir,
+    ensure_pad_token,
     quiet_progress,
     train_and_save,
     trl_args,
@@ -58,7 +59,7 @@ def build_reward_trainer(model_path: str, pairs: Sequence[PreferencePair], setti
     with ``num_labels=1`` and silences the expected "lm_head unused, score newly initialised" report.
     """
     from datasets import Dataset
-    from transformers import AutoTokenizer, set_seed
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
     from trl import RewardConfig, RewardTrainer
 
     set_seed(settings.seed)
@@ -67,7 +68,11 @@ def build_reward_trainer(model_path: str, pairs: Sequence[PreferencePair], setti
                                  for p in pairs])
     args = trl_args(RewardConfig, settings, Path(workdir), max_length=settings.max_length,
                     center_rewards_coefficient=settings.center_rewards_coefficient)
-    return RewardTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+    model: Any = model_path
+    if ensure_pad_token(tokenizer):  # the model must embed the new pad token: load it here (seeded above)
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1)
+        ensure_pad_token(tokenizer, model)
+    return RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=settings.lora.peft_config("SEQ_CLS") if settings.lora else None)
 
 

@@ -1,18 +1,24 @@
 """Supervised fine-tuning with TRL's ``SFTTrainer``: loss on the response only, Alpaca prompt template.
 
-The dataset is TRL's prompt-completion format, so TRL masks the prompt out of the loss and appends EOS to
-each completion (the same convention the Tuna trainer and the likelihood rankers use).
+Examples are tokenized here with the project's one prompt/response rule (``rankers.tokenization``: the prompt
+alone, then the response's tokens as they follow it in ``tokenizer(prompt + response)``, then EOS) and handed to
+TRL already tokenized with a ``completion_mask``, so TRL masks the prompt out of the loss and SFT trains exactly
+the ids that Tuna, DPO and the teacher's log-probs use for the same text.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
 from pydantic import NonNegativeFloat, PositiveFloat
 
-from tuna_open.train.trl_common import (WORKDIR, LoraSettings, TrainSettings, atomic_output_dir, quiet_progress,
-                                        train_and_save, trl_args)
+from rankers.tokenization import encode_responses
+from tuna_open.train.trl_common import (WORKDIR, LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token,
+                                        quiet_progress, train_and_save, trl_args)
+
+if TYPE_CHECKING:
+    from trl import SFTTrainer
 
 HISTORY_FIELDS = {"loss": "loss", "learning_rate": "learning_rate"}
 
@@ -35,18 +41,29 @@ class SFTSettings(TrainSettings):
     lora: LoraSettings | None = None
 
 
-def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSettings,
-              output_dir: str | Path) -> dict[str, Any]:
-    """Fine-tune ``model_path`` on ``examples``; model + tokenizer land in ``output_dir`` atomically."""
+def build_sft_trainer(model_path: str, examples: Sequence[SftExample], settings: SFTSettings,
+                      workdir: str | Path) -> "SFTTrainer":
+    """A ready ``SFTTrainer`` on ``examples`` tokenized here (see the module docstring), with a pad token."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["response"]} for e in examples])
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    rows = []
+    for e in examples:
+        ((context_ids, response_ids),) = encode_responses(tokenizer, e["prompt"], [e["response"]])
+        rows.append({"input_ids": context_ids + response_ids,
+                     "completion_mask": [0] * len(context_ids) + [1] * len(response_ids)})
+    args = trl_args(SFTConfig, settings, Path(workdir), max_length=settings.max_length,
+                    loss_type=settings.loss_type, completion_only_loss=True)
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    ensure_pad_token(tokenizer, model)  # before TRL, which would pad with EOS
+    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                      peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
+
+
+def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSettings,
+              output_dir: str | Path) -> dict[str, Any]:
+    """Fine-tune ``model_path`` on ``examples``; model + tokenizer land in ``output_dir`` atomically."""
     with atomic_output_dir(output_dir) as tmp, quiet_progress(not settings.progress_bar):
-        args = trl_args(SFTConfig, settings, tmp / WORKDIR, max_length=settings.max_length,
-                        loss_type=settings.loss_type, completion_only_loss=True)
-        trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_path), args=args,
-                             train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(model_path),
-                             peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
-        return train_and_save(trainer, tmp, HISTORY_FIELDS)
+        return train_and_save(build_sft_trainer(model_path, examples, settings, tmp / WORKDIR), tmp, HISTORY_FIELDS)

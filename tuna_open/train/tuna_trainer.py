@@ -5,9 +5,9 @@ Everything that is not the loss comes from ``Trainer`` (and so from accelerate):
 accumulation, schedulers. One dataset item is one prompt with all its candidates, so a batch (and thus gradient
 accumulation or data parallelism) never splits a prompt's ranking.
 
-Sequences follow the convention of the likelihood rankers: ``tokenizer(prompt)`` (with the tokenizer's special
-tokens) followed by ``tokenizer(response, add_special_tokens=False) + [eos]``; labels are -100 on the prompt and
-on padding. Original SFT examples can be mixed in as one-candidate groups: they add MLE tokens and no ranking pairs,
+Sequences follow the project's one prompt/response rule (``rankers.tokenization``, shared with SFT and the
+likelihood rankers): ``tokenizer(prompt)`` (with the tokenizer's special tokens), then the response's tokens as
+they follow the prompt in ``tokenizer(prompt + response)``, then EOS; labels are -100 on the prompt and on padding. Original SFT examples can be mixed in as one-candidate groups: they add MLE tokens and no ranking pairs,
 the regulariser the paper keeps from instruction tuning.
 """
 
@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, NotRequired, Sequence, TypedDict
 
 from pydantic import Field
 
+from rankers.tokenization import encode_responses
 from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
-from tuna_open.train.trl_common import WORKDIR, LoraSettings, TrainSettings, trl_args
+from tuna_open.train.trl_common import WORKDIR, LoraSettings, TrainSettings, ensure_pad_token, trl_args
 
 if TYPE_CHECKING:
     import torch
@@ -83,13 +84,11 @@ def encode_group(tokenizer: "PreTrainedTokenizerBase", prompt: str, responses: S
 
     Without ``tiers`` every candidate is its own tier (a strict order); without ``mle`` every candidate is imitated.
     """
-    prompt_ids = tokenizer(prompt)["input_ids"]
     group: Group = {"input_ids": [], "labels": [], "tiers": list(tiers if tiers is not None else range(len(responses))),
                     "mle": list(mle if mle is not None else [True] * len(responses))}
-    for response in responses:
-        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        group["input_ids"].append((prompt_ids + response_ids)[:max_length])
-        group["labels"].append(([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length])
+    for context_ids, response_ids in encode_responses(tokenizer, prompt, responses):
+        group["input_ids"].append((context_ids + response_ids)[:max_length])
+        group["labels"].append(([IGNORE_INDEX] * len(context_ids) + response_ids)[:max_length])
     return group
 
 
@@ -208,14 +207,14 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
         if args.process_index == 0:
             shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
     model = AutoModelForCausalLM.from_pretrained(model_path)
+    ensure_pad_token(tokenizer, model)
     model.config.use_cache = False
     if config.lora is not None:
         from peft import get_peft_model
 
         model = get_peft_model(model, config.lora.peft_config("CAUSAL_LM"))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = _tuna_trainer_class()(
-        model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(pad_id),
+        model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(tokenizer.pad_token_id),
         processing_class=tokenizer, margin=config.margin, mle_weight=config.mle_weight, lenpen=config.lenpen)
     if config.lora is not None and _shards_weights(trainer):
         raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save needs "
