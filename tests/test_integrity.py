@@ -325,11 +325,14 @@ def test_record_errors_give_line_numbers_and_reject_empty_files_and_null_fields(
     path.write_text('{"instruction": "a"}\n\n{"input": "no instruction"}\n')
     with pytest.raises(UserError, match=r"d\.jsonl:3: field 'instruction' is missing"):
         instructions(path)
+    path.write_text("")
+    with pytest.raises(UserError, match=r"d\.jsonl: no records"):
+        instructions(path)
     path.write_text('{"instruction": "a"}\n{"instruction": null}\n')
     with pytest.raises(UserError, match=r"d\.jsonl:2: field 'instruction' is null"):
         instructions(path)
-    path.write_text("")
-    with pytest.raises(UserError, match=r"d\.jsonl: no records"):
+    path.write_text('{"instruction": ["a", "b"]}\n')
+    with pytest.raises(UserError, match=r"d\.jsonl:1: field 'instruction' must be a string"):
         instructions(path)
 
 
