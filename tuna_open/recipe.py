@@ -297,8 +297,8 @@ def check_recipe(recipe: Recipe, path: Path | str) -> None:
             if not recipe.resolve_path(src.source).exists():
                 raise UserError(f"{path}: data.{name}.source: file not found: {src.source}")
             if not recipe.resolve_path(src.source).is_file():
-                raise UserError(f"{path}: data.{name}.source: {src.source} is a directory, expected a .json or "
-                                f".jsonl file")
+                raise UserError(f"{path}: data.{name}.source: {src.source} is a directory, expected a data file "
+                                f"(.json, .jsonl, .csv or .parquet)")
             from tuna_open.data.sources import check_source  # sources imports this module
 
             check_source(src, recipe.base_dir, f"{path}: data.{name}")
