@@ -8,8 +8,11 @@ lets a GPT-4 judge, a vLLM-served open judge and a Python verifier be swapped by
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -91,6 +94,19 @@ def valid_ranking(ranking: Ranking, n: int) -> bool:
     """A stored non-failed ranking fit for ``n`` candidates: its order a permutation, its scores (if any) n."""
     return (not ranking.failed and is_permutation(ranking.order, n)
             and (ranking.scores is None or len(ranking.scores) == n))
+
+
+@contextmanager
+def owned(obj: T) -> Iterator[T]:
+    """``with owned(build_ranker(cfg)) as ranker:``: the block's owner closes what it built, however it ends.
+
+    Why: an in-process engine (vLLM, a transformers model on the GPU) holds its memory until closed; a pipeline
+    that left that to the garbage collector would load the next stage's model next to the last one's.
+    """
+    try:
+        yield obj
+    finally:
+        close_if_closable(obj)
 
 
 def order_from_scores(scores: Sequence[float]) -> list[int]:

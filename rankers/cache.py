@@ -17,10 +17,10 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rankers.atomic import atomic_write_text
 from rankers.base import Ranker, Ranking, RankRequest, close_if_closable, valid_ranking
 
 NON_SEMANTIC_KEYS = frozenset({
@@ -78,16 +78,7 @@ class CachedRanker:
         return ranking
 
     def _write(self, key: str, ranking: Ranking) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(ranking.to_dict(), f, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self._path(key), json.dumps(ranking.to_dict(), ensure_ascii=False))
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         keys = [cache_key(r, self.key_config) for r in requests]

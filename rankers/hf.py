@@ -1,8 +1,8 @@
-"""Loading transformers models for the in-process rankers (likelihood scorer, reward model).
+"""Loading transformers models for the in-process rankers (likelihood scorer, reward model) and the samplers.
 
-One place for the device/dtype/pad-token conventions, so the two backends that run a local model resolve them
-identically. torch and transformers are imported inside the functions: ``rankers`` stays importable without
-them.
+One place for the device/dtype/pad-token conventions, so every component that runs a local model (the two
+ranker backends, ``tuna_open.generate.hf``, the Tuna trainer's padding) resolves them identically. torch and
+transformers are imported inside the functions: ``rankers`` stays importable without them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,27 @@ def load_tokenizer(path: str) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id to pad with, leaving the tokenizer as it is (a trainer saves it): its pad token, else EOS."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def release_model(holder: Any) -> None:
+    """Drop ``holder.model`` and give its accelerator memory back now (the ``close`` of in-process models).
+
+    ``empty_cache`` matters: without it PyTorch keeps the freed blocks cached and the next stage's model (or a
+    vLLM engine sizing its KV cache by free memory) sees the GPU as still full.
+    """
+    import gc
+
+    import torch
+
+    holder.model = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def right_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rankers.hf import load_tokenizer, resolve_device, resolve_dtype, right_pad
+from rankers.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
 from rankers.teacher_logprob import Scores, encode_pairs, gather
 from rankers.tokenization import require_eos
 
@@ -50,6 +50,9 @@ class HFLogprobScorer:
             target = ids[row, start:end].to(logp.device)
             sums.append(float(logp.gather(-1, target.unsqueeze(-1)).sum()))
         return sums
+
+    def close(self) -> None:
+        release_model(self)
 
 
 def make_scorer(config: "Config") -> HFLogprobScorer:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+from rankers.registry import RankerConfigError
 from rankers.teacher_logprob import Scores, encode_pairs, gather
 from rankers.vllm_engine import load_llm, shutdown_llm
 
@@ -50,8 +51,8 @@ def make_scorer(config: "Config") -> VLLMLogprobScorer:
     from rankers.hf import load_tokenizer
 
     assert config.model is not None  # the ranker checks before asking for an engine
-    llm = load_llm(config.model, tokenizer=config.tokenizer, dtype=config.dtype,
-                   tensor_parallel_size=config.tensor_parallel_size,
-                   gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
-                   enable_prefix_caching=False, seed=config.seed)
+    if config.enable_prefix_caching:
+        raise RankerConfigError("ranker teacher_logprob: enable_prefix_caching must stay off for the vllm engine "
+                                "(cached positions return stale prompt log-probs, vllm-project/vllm#42019)")
+    llm = load_llm(config.model, config.model_copy(update={"enable_prefix_caching": False}), seed=config.seed)
     return VLLMLogprobScorer(llm, load_tokenizer(config.tokenizer or config.model))

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from rankers.endpoints import Endpoint, EndpointPool
 from rankers.registry import RankerConfigError
 from rankers.repair import Conversation, Exchange
 
@@ -56,8 +57,10 @@ class ClientSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str | None = None
-    """Server root ending in ``/v1`` (a vLLM server, a proxy); default: api.openai.com."""
+    base_url: str | list[str] | None = None
+    """Server root ending in ``/v1`` (a vLLM server, a proxy); default: api.openai.com. A list of servers serving
+    the same model (e.g. one vLLM server per node) spreads requests across them and retries a failed request on
+    another (``rankers.endpoints``); ``max_concurrency`` is then the total in flight over all of them."""
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the API key."""
     api_key: SecretStr | None = None
@@ -74,6 +77,17 @@ class ClientSettings(BaseModel):
     max_concurrency: int = Field(default=8, ge=1)
     """Requests in flight at once."""
     prices: Prices | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _distinct_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("a list of base_url must name each server once, and at least one")
+        return value
+
+    def urls(self) -> list[str | None]:
+        """The endpoints, in order (``[None]``: the SDK's default, api.openai.com)."""
+        return list(self.base_url) if isinstance(self.base_url, list) else [self.base_url]
 
 
 class CallFailed(Exception):
@@ -101,8 +115,9 @@ class Backoff:
 class UsageMeter:
     """Thread-safe totals of one client's traffic; ``as_dict`` goes into the run report."""
 
-    def __init__(self, prices: Prices | None = None) -> None:
+    def __init__(self, prices: Prices | None = None, pool: EndpointPool | None = None) -> None:
         self.prices = prices
+        self.pool = pool
         self._lock = threading.Lock()
         self.calls = 0
         self.retries = 0
@@ -124,6 +139,8 @@ class UsageMeter:
             out: dict[str, Any] = {"calls": self.calls, "retries": self.retries, "failed_calls": self.failed_calls,
                                    "prompt_tokens": self.prompt_tokens,
                                    "completion_tokens": self.completion_tokens}
+        if self.pool is not None and len(self.pool.endpoints) > 1:
+            out["endpoints"] = self.pool.stats  # how the load spread, and which server failed
         if self.prices is not None:
             out["cost_usd"] = round((self.prompt_tokens * self.prices.prompt
                                      + self.completion_tokens * self.prices.completion) / 1000, 6)
@@ -144,7 +161,7 @@ def resolve_api_key(settings: ClientSettings) -> str:
     key = os.environ.get(settings.api_key_env)
     if key:
         return key
-    if settings.base_url and urlparse(settings.base_url).hostname != OPENAI_HOST:
+    if all(url and urlparse(url).hostname != OPENAI_HOST for url in settings.urls()):
         return "EMPTY"
     raise RankerConfigError(f"environment variable {settings.api_key_env} is not set (the API key for "
                             f"{settings.base_url or 'https://' + OPENAI_HOST})")
@@ -160,7 +177,8 @@ def _retry_after(err: Exception) -> float | None:
 
 
 class OpenAIClient:
-    """An ``openai.OpenAI`` client with our retry policy, bounded concurrency and usage accounting."""
+    """``openai.OpenAI`` clients (one per endpoint) with our retry policy, bounded concurrency, load spreading
+    and usage accounting."""
 
     def __init__(self, settings: ClientSettings, backoff: Backoff = Backoff(),
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -169,43 +187,60 @@ class OpenAIClient:
         self.settings = settings
         self.backoff = backoff
         self.sleep = sleep
-        self.meter = UsageMeter(settings.prices)
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
         self._failures_in_a_row = 0
-        self.sdk = openai.OpenAI(api_key=resolve_api_key(settings), base_url=settings.base_url,
-                                 timeout=settings.timeout, max_retries=0)
+        key = resolve_api_key(settings)
+        self.pool = EndpointPool([Endpoint(url, openai.OpenAI(api_key=key, base_url=url, timeout=settings.timeout,
+                                                              max_retries=0)) for url in settings.urls()])
+        self.meter = UsageMeter(settings.prices, self.pool)
 
     def call(self, fn: Callable[["openai.OpenAI"], R]) -> tuple[R, int]:
         """Run ``fn(sdk_client)`` under the retry policy; return (result, retries used).
 
-        The call and the tokens of a result carrying ``.usage`` are recorded in ``meter``.
+        Each attempt goes to the endpoint ``pool`` picks; a retry goes to an endpoint this call has not tried
+        yet without waiting, and backs off only once it has tried them all. The call and the tokens of a result
+        carrying ``.usage`` are recorded in ``meter``.
         """
         import openai
 
         if self._failures_in_a_row >= self.settings.max_consecutive_failures:
             self.meter.record(0, failed=True)
-            raise CallFailed(f"not called: the last {self._failures_in_a_row} calls to {self._where()} failed "
-                             f"(max_consecutive_failures)")
+            raise CallFailed(f"not called: the last {self._failures_in_a_row} calls failed, every endpoint taken as "
+                             f"dead (max_consecutive_failures)")
         attempt = 0
+        tried: set[int] = set()
         while True:
+            index = self.pool.acquire(tried)
+            endpoint = self.pool.endpoints[index]
             try:
-                result = fn(self.sdk)
+                result = fn(endpoint.sdk)
             except openai.APIStatusError as err:
-                if err.status_code in FATAL_STATUSES:
-                    raise RankerConfigError(f"{self._where()} answered {err.status_code}: {_short(err)}") from None
                 retryable = err.status_code in RETRY_STATUSES or err.status_code >= 500
-                self._retry_or_fail(attempt, err, retryable, f"HTTP {err.status_code}: {_short(err)}")
+                self.pool.release(index, ok=not retryable)  # other errors are the request's fault, not the server's
+                if err.status_code in FATAL_STATUSES:
+                    raise RankerConfigError(f"{endpoint.where} answered {err.status_code}: {_short(err)}") from None
+                failure = (err, retryable, f"HTTP {err.status_code}: {_short(err)}")
             except openai.APIConnectionError as err:  # includes APITimeoutError
+                self.pool.release(index, ok=False)
                 kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
-                self._retry_or_fail(attempt, err, True, f"{kind} ({self._where()})")
+                failure = (err, True, f"{kind} ({endpoint.where})")
+            except BaseException:
+                self.pool.release(index, ok=True)
+                raise
             else:
+                self.pool.release(index, ok=True)
                 self.meter.record(attempt, getattr(result, "usage", None))
                 self._failures_in_a_row = 0
                 return result, attempt
+            tried.add(index)
+            failover = len(tried) < len(self.pool.endpoints)
+            if not failover:
+                tried.clear()  # every endpoint failed this request: back off, then start over
+            self._retry_or_fail(attempt, *failure, wait=not failover)
             attempt += 1
 
-    def _retry_or_fail(self, attempt: int, err: Exception, retryable: bool, message: str) -> None:
+    def _retry_or_fail(self, attempt: int, err: Exception, retryable: bool, message: str, wait: bool) -> None:
         if not retryable or attempt >= self.settings.max_retries:
             self.meter.record(attempt, failed=True)
             if retryable:
@@ -213,9 +248,10 @@ class OpenAIClient:
                     self._failures_in_a_row += 1
             suffix = f" after {attempt} retries" if retryable else ""
             raise CallFailed(f"{message}{suffix}", retries=attempt) from None
-        with self._rng_lock:
-            wait = self.backoff.delay(attempt, self._rng, _retry_after(err))
-        self.sleep(wait)
+        if wait:
+            with self._rng_lock:
+                delay = self.backoff.delay(attempt, self._rng, _retry_after(err))
+            self.sleep(delay)
 
     def chat(self, model: str, messages: list[dict[str, str]], **params: Any) -> ChatResult:
         """One chat completion (``n`` choices if asked); ``params`` go to the API as is."""
@@ -259,10 +295,7 @@ class OpenAIClient:
             return list(pool.map(fn, items))
 
     def close(self) -> None:
-        self.sdk.close()
-
-    def _where(self) -> str:
-        return self.settings.base_url or f"https://{OPENAI_HOST}"
+        self.pool.close()
 
 
 def _short(err: Exception) -> str:

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from rankers.aggregate import bradley_terry, copeland
 from rankers.base import Ranking, RankRequest, Tally
+from rankers.contextual import JudgeSettings
 from rankers.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
 from rankers.repair import Exchange
@@ -30,13 +31,12 @@ _SWAPPED: dict[str, str] = {"A": "B", "B": "A", "tie": "tie"}
 """The same verdict seen from the other presentation order."""
 
 
-class Config(RankerConfig, ClientSettings):
-    model: str
-    temperature: float = Field(default=0.0, ge=0.0)
+class Config(JudgeSettings, RankerConfig, ClientSettings):
+    """The judging keys of the contextual judges (``JudgeSettings``), with a smaller completion budget."""
+
     max_tokens: int = Field(default=512, ge=1)
-    max_repairs: int = Field(default=1, ge=0)
+    """A verdict on two responses needs a short justification, not the contextual judge's per-response scores."""
     method: Literal["copeland", "bradley_terry"] = "copeland"
-    show_reference: bool = False
 
 
 def pair_prompt(instruction: str, a: str, b: str, input: str = "", reference: str | None = None) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from rankers.base import Ranking, RankRequest, order_from_scores
-from rankers.hf import load_tokenizer, resolve_device, resolve_dtype, right_pad
+from rankers.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
 from rankers.registry import RankerConfig
 from rankers.templates import conversation, request_prompt
 
@@ -86,7 +86,7 @@ class RewardModelRanker:
         return out
 
     def close(self) -> None:
-        self.model = None
+        release_model(self)
 
 
 def build(config: Config) -> RewardModelRanker:

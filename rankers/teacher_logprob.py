@@ -33,7 +33,7 @@ from rankers.openai_client import CallFailed, ClientSettings
 from rankers.registry import RankerConfig, RankerConfigError
 from rankers.templates import TemplateName, request_prompt
 from rankers.tokenization import encode_responses
-
+from rankers.vllm_engine import EngineSettings
 
 Scores = list[tuple[float, int]]
 """One request's ``(sum of log-probs, number of tokens)`` per candidate."""
@@ -94,11 +94,12 @@ def gather(candidates: Sequence[Sequence[str]], pairs: Sequence[Pair], sums: Seq
     return out
 
 
-class Config(RankerConfig, ClientSettings):
+class Config(RankerConfig, ClientSettings, EngineSettings):
+    """Engine keys: ``ClientSettings`` for the openai engine, ``EngineSettings`` for vllm (``tokenizer`` and
+    ``dtype`` also for hf)."""
+
     model: str | None = None
     """The teacher (a local directory, an HF id, or the model name on ``base_url`` for the openai engine)."""
-    tokenizer: str | None = None
-    """Defaults to ``model``."""
     engine: Literal["hf", "vllm", "openai"] = "hf"
     template: TemplateName = "alpaca"
     """The prompt template the candidates were sampled with (``rankers.templates``)."""
@@ -107,11 +108,7 @@ class Config(RankerConfig, ClientSettings):
     """Use the sampler's logprobs carried by a request instead of scoring again."""
     batch_size: int = Field(default=8, ge=1)
     """hf: (prompt, candidate) sequences per forward pass."""
-    dtype: str = "auto"
     device: str = "auto"
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
-    max_model_len: int | None = Field(default=None, ge=1)
 
 
 def make_engine(config: Config) -> LogprobScorer:

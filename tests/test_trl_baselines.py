@@ -85,6 +85,7 @@ def test_dpo_trains_on_prompt_response_eos_without_chat_template(tiny_model_dir:
     assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
 
 
+@pytest.mark.slow
 def test_train_dpo_returns_finite_history_and_saves_a_causal_lm(tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,6 +101,7 @@ def test_train_dpo_returns_finite_history_and_saves_a_causal_lm(tiny_model_dir: 
     assert not (out / "_trainer").exists()
 
 
+@pytest.mark.slow
 def test_train_dpo_with_lora_saves_merged_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
@@ -151,6 +153,7 @@ def _margins(model_dir: Path, tokenizer_dir: Path, pairs: list[dict]) -> list[fl
     return [score(p["prompt"] + p["chosen"]) - score(p["prompt"] + p["rejected"]) for p in pairs]
 
 
+@pytest.mark.slow
 def test_train_reward_learns_an_easy_preference(tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
@@ -188,6 +191,7 @@ PPO_SETTINGS = PPOSettings(learning_rate=1e-4, max_steps=2, per_device_batch_siz
                            response_length=8, logging_steps=1)
 
 
+@pytest.mark.slow
 def test_train_ppo_updates_and_saves_a_loadable_causal_lm(tiny_model_dir: Path, reward_model_dir: Path,
                                                           tmp_path: Path) -> None:
     import torch
@@ -296,6 +300,7 @@ def test_ranker_reward_maps_ranks_when_the_ranker_gives_no_scores() -> None:
     assert reward(prompts=["p"] * 3, completions=["1", "123", "12"], **_columns(["a"] * 3)) == [0.0, 1.0, 0.5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
 def test_train_grpo_with_a_python_ranker(tiny_model_dir: Path, tmp_path: Path, algorithm: str) -> None:
     from transformers import AutoModelForCausalLM

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from tuna_open.losses import IGNORE_INDEX, margin_ranking_loss, tuna_loss
-from tuna_open.train.tuna_trainer import (LoraSettings, TunaCollator, TunaTrainConfig, _groups, encode_group,
-                                          train_tuna)
+from tuna_open.train.tuna_trainer import LoraSettings, TunaCollator, TunaTrainConfig, _groups, encode_group, train_tuna
 
 PROMPT = "### Instruction:\nAdd {a} and {b}.\n\n### Response:\n"
 
@@ -54,10 +53,13 @@ def test_encode_group_masks_prompt_and_appends_eos(tiny_model_dir):
 
 
 def test_collator_pads_candidates_and_length():
-    groups = [{"input_ids": [[5, 6, 7], [5, 6]], "labels": [[-100, 6, 7], [-100, 6]]},
-              {"input_ids": [[8, 9, 10, 11]], "labels": [[-100, -100, 10, 11]]}]
+    groups = [{"input_ids": [[5, 6, 7], [5, 6]], "labels": [[-100, 6, 7], [-100, 6]], "tiers": [0, 0],
+               "mle": [True, False]},
+              {"input_ids": [[8, 9, 10, 11]], "labels": [[-100, -100, 10, 11]], "tiers": [0], "mle": [True]}]
     batch = TunaCollator(pad_token_id=0)(groups)
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, 2, 4)
+    assert batch["tiers"].tolist() == [[0, 0], [0, -1]]
+    assert batch["mle_mask"].tolist() == [[True, False], [True, False]]
     assert batch["input_ids"][0, 1].tolist() == [5, 6, 0, 0]
     assert batch["attention_mask"][0, 1].tolist() == [1, 1, 0, 0]
     assert (batch["labels"][1, 1] == IGNORE_INDEX).all() and (batch["attention_mask"][1, 1] == 0).all()
@@ -87,6 +89,7 @@ def test_prompts_longer_than_max_length_are_skipped(tiny_model_dir):
         _groups(tok, examples[2:], None, fast_config(max_length=32))
 
 
+@pytest.mark.slow
 def test_training_learns_the_ranking_and_saves_a_plain_model(tiny_model_dir, tmp_path):
     examples = ranked_examples()
     before = ranking_scores(tiny_model_dir, examples)
@@ -108,6 +111,7 @@ def test_training_learns_the_ranking_and_saves_a_plain_model(tiny_model_dir, tmp
     assert margin_ranking_loss(after) < 0.25 * margin_ranking_loss(before)
 
 
+@pytest.mark.slow
 def test_lora_training_with_sft_mix_saves_merged_plain_weights(tiny_model_dir, tmp_path):
     """LoRA plus SFT examples (one-candidate groups batched with three-candidate ones)."""
     from safetensors.torch import load_file
@@ -126,6 +130,7 @@ def test_lora_training_with_sft_mix_saves_merged_plain_weights(tiny_model_dir, t
     assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_the_larger_batch_mean(tiny_model_dir, tmp_path):
     """Batch 1 x accumulation 2 trains on the mean of two per-prompt losses; with SGD and equal candidate and
     token counts per prompt that is exactly batch 2 x accumulation 1, and the logged loss agrees too."""
@@ -143,16 +148,37 @@ def test_gradient_accumulation_matches_the_larger_batch_mean(tiny_model_dir, tmp
         torch.testing.assert_close(runs["acc"][1][key], value, rtol=1e-4, atol=1e-6, msg=key)
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_trains_identically(tiny_model_dir, tmp_path):
-    """Recomputing the decoder in backward (Trainer's activation checkpointing) must not change the Tuna step."""
-    from safetensors.torch import load_file
+    """Recomputing the decoder in backward (Trainer's activation checkpointing) must not change the Tuna step.
 
-    runs = {}
-    for flag in (False, True):
-        out = tmp_path / f"gc{int(flag)}"
-        config = fast_config(max_steps=2, logging_steps=1, gradient_checkpointing=flag)
-        runs[flag] = (train_tuna(str(tiny_model_dir), ranked_examples(4), config, str(out))["history"],
-                      load_file(out / "model.safetensors"))
+    That it recomputed is checked too: with checkpointing every decoder layer's MLP is entered twice per step
+    (forward, then again in backward), so a setting that silently did nothing would fail here instead of passing
+    trivially. A pre-hook counts entries: the recompute stops early, once it has what backward needs, so the MLP
+    never returns from it and a forward (post) hook would not see it.
+    """
+    from safetensors.torch import load_file
+    from torch.nn.modules.module import register_module_forward_pre_hook
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    calls = {"n": 0}
+
+    def count(module, args):
+        calls["n"] += isinstance(module, LlamaMLP)
+
+    runs, mlp_calls = {}, {}
+    handle = register_module_forward_pre_hook(count)
+    try:
+        for flag in (False, True):
+            out = tmp_path / f"gc{int(flag)}"
+            config = fast_config(max_steps=2, logging_steps=1, gradient_checkpointing=flag)
+            calls["n"] = 0
+            runs[flag] = (train_tuna(str(tiny_model_dir), ranked_examples(4), config, str(out))["history"],
+                          load_file(out / "model.safetensors"))
+            mlp_calls[flag] = calls["n"]
+    finally:
+        handle.remove()
+    assert mlp_calls[True] == 2 * mlp_calls[False] > 0, mlp_calls
     for a, b in zip(runs[False][0], runs[True][0]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     for key, value in runs[False][1].items():

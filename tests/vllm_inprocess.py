@@ -23,14 +23,14 @@ def main(model_dir: str, in_path: str, out_path: str) -> None:
     from rankers import RankRequest
     from rankers.hf import load_tokenizer
     from rankers.logprobs_vllm import VLLMLogprobScorer
-    from rankers.vllm_engine import load_llm, shutdown_llm
+    from rankers.vllm_engine import EngineSettings, load_llm, shutdown_llm
     from rankers.vllm_judge import Config, VLLMJudge
     from tuna_open.generate.base import SamplingParams
     from tuna_open.generate.vllm_engine import VLLMSampler
 
     job = json.loads(Path(in_path).read_text())
     started = time.monotonic()
-    llm = load_llm(model_dir, dtype="float32", max_model_len=2048, enforce_eager=True)
+    llm = load_llm(model_dir, EngineSettings(dtype="float32", max_model_len=2048, enforce_eager=True))
     out: dict = {"startup_s": time.monotonic() - started}
 
     judge = VLLMJudge(Config(backend="vllm", model=model_dir, max_tokens=32, max_repairs=1), llm=llm)

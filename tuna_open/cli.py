@@ -64,19 +64,22 @@ def main() -> None:
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Where artifacts go (default: runs/<recipe name>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key, e.g. --set ranker.backend=teacher_logprob --set stages.sft.train.num_epochs=1")
+              help="Override a recipe key, e.g. --set ranker.backend=teacher_logprob "
+                   "--set stages.sft.train.num_epochs=1")
 @click.option("--dry-run", is_flag=True, help="Validate and show which stages would run or are cached.")
 @click.option("--from-stage", metavar="NAME", help="Re-run this stage and every later one, ignoring the cache.")
 @user_errors
 def run(recipe_path: Path, run_dir: Path | None, overrides: tuple[str, ...], dry_run: bool,
         from_stage: str | None) -> None:
     """Run a recipe: every stage whose inputs changed, the rest from cache; then write the report."""
+    from tuna_open.distributed import is_main
     from tuna_open.pipeline.runner import default_run_dir, run_recipe
     from tuna_open.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, list(overrides))
     run_dir = run_dir or default_run_dir(recipe)
     _quiet_libraries()
+    console.quiet = not is_main()  # under accelerate launch, one process speaks
     console.print(f"[bold]{recipe.name}[/bold] → {run_dir}")
     report = run_recipe(recipe, run_dir, from_stage=from_stage, dry_run=dry_run, console=console)
     if not dry_run:

@@ -111,6 +111,7 @@ def tuna_loss(
     margin: float = 0.1,
     mle_weight: float = 1.0,
     lenpen: float = 1.0,
+    rank_weight: float = 1.0,
     tiers: torch.Tensor | None = None,
     mle_mask: torch.Tensor | None = None,
 ) -> TunaLossOutput:
@@ -122,7 +123,8 @@ def tuna_loss(
 
     ``tiers`` [B, N] masks tied pairs out of the ranking term (``margin_ranking_loss``). ``mle_mask`` [B, N] picks
     the candidates the MLE term imitates (default: all, as the paper's code does); the MLE term is then the mean
-    negative log-likelihood over those candidates' label tokens, 0 when the batch has none.
+    negative log-likelihood over those candidates' label tokens, 0 when the batch has none. ``rank_weight`` 0 is the
+    ablation that keeps only the MLE term (with ``mle_mask`` on accepted candidates: rejection-sampling fine-tuning).
     """
     batch, n_cand, length = input_ids.shape
     flat_targets = labels.reshape(batch * n_cand, length)[:, 1:]
@@ -149,7 +151,7 @@ def tuna_loss(
     else:
         imitated = mle_mask.reshape(batch * n_cand)[rows][predicts.nonzero()[:, 0]]
         mle = -torch.where(imitated, token_logp, 0.0).sum() / imitated.sum().clamp_min(1)
-    return TunaLossOutput(rank + mle_weight * mle, rank, mle, scores)
+    return TunaLossOutput(rank_weight * rank + mle_weight * mle, rank, mle, scores)
 
 
 def _normalise(sums: torch.Tensor, counts: torch.Tensor, lenpen: float) -> torch.Tensor:

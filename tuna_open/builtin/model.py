@@ -7,9 +7,12 @@ model trains in seconds on a CPU. head_dim stays at 32 because vLLM's CPU attent
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 
@@ -60,7 +63,8 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
     return fast
 
 
-def init_model(config: TinyLlamaConfig, tokenizer: "PreTrainedTokenizerFast", out_dir: str | Path, seed: int = 0) -> None:
+def init_model(config: TinyLlamaConfig, tokenizer: "PreTrainedTokenizerFast", out_dir: str | Path,
+               seed: int = 0) -> None:
     """Randomly initialise a Llama model sized by ``config`` for ``tokenizer`` and save model + tokenizer."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -1,18 +1,20 @@
 """JSONL artifacts: atomic whole-file writes, and append-only writers that make a killed stage resumable.
 
-Why two modes: a finished artifact must never be seen half-written (temp file + ``os.replace``), while a long
-sampling or ranking stage must not lose finished records when killed. The resumable writer appends one
-flushed+fsynced line per record to ``<path>.partial``; on restart the complete lines are kept, a torn last
-line is dropped, and ``finalize`` renames the partial file into place only when the stage is done.
+Why two modes: a finished artifact must never be seen half-written (``rankers.atomic.atomic_write_text``: temp
+file + ``os.replace``), while a long sampling or ranking stage must not lose finished records when killed. The
+resumable writer appends one flushed+fsynced line per record to ``<path>.partial``; on restart the complete lines
+are kept, a torn last line is dropped, and ``finalize`` renames the partial file into place only when the stage
+is done.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+
+from rankers.atomic import atomic_write_text
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -52,22 +54,6 @@ def decode_utf8(data: bytes, path: str | os.PathLike[str], lineno: int | None = 
 def read_text(path: str | os.PathLike[str]) -> str:
     """A UTF-8 text file; non-UTF-8 bytes raise ValueError naming ``file:line``."""
     return decode_utf8(Path(path).read_bytes(), str(path))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from rankers.hf import load_tokenizer, release_model, resolve_device, resolve_dtype
 from tuna_open.generate.base import Sample, SamplingParams
 
 
@@ -23,21 +24,12 @@ class HFSamplerConfig(BaseModel):
     device: str = "auto"
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_causal_lm(path: str, dtype: str = "auto", device: str = "auto"):  # -> (model, tokenizer)
     """Load a causal LM and its tokenizer (HF id or local dir), eval mode, with a pad token guaranteed."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(resolve_device(device)).eval()
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype)).to(resolve_device(device)).eval()
     return model, tokenizer
 
 
@@ -59,6 +51,9 @@ class HFSampler:
         """
         context = getattr(self.model.config, "max_position_embeddings", None)
         return max(1, context - max_new_tokens) if context else None
+
+    def close(self) -> None:
+        release_model(self)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Sample]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rankers.vllm_engine import EngineSettings, load_llm_from, shutdown_llm
+from rankers.vllm_engine import EngineSettings, load_llm, shutdown_llm
 from tuna_open.generate.base import Sample, SamplingParams
 
 
@@ -48,4 +48,4 @@ class VLLMSampler:
 
 
 def build(model: str, config: Config) -> VLLMSampler:
-    return VLLMSampler(load_llm_from(model, config))
+    return VLLMSampler(load_llm(model, config))

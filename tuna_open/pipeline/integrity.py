@@ -26,17 +26,12 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from rich.console import Console
 
+from tuna_open import distributed
 from tuna_open.errors import UserError
 from tuna_open.pipeline.fingerprint import file_digest
 
 LOCK_NAME = ".lock"
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _is_secondary_process() -> bool:
-    """A non-zero rank of a multi-process launch (``accelerate launch``/torchrun): part of the run that rank 0
-    locked, so it must not compete for the lock."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
 
 
 class RunDirLock:
@@ -77,7 +72,7 @@ def locked_run_dir(run: F) -> F:
 
     @functools.wraps(run)
     def wrapper(recipe: Any, run_dir: Path, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("dry_run") or _is_secondary_process():
+        if kwargs.get("dry_run") or not distributed.is_main():  # other ranks are part of rank 0's run
             return run(recipe, run_dir, *args, **kwargs)
         lock = RunDirLock(Path(run_dir))
         lock.acquire()
@@ -98,7 +93,7 @@ def _files(output: Path) -> list[tuple[str, Path]]:
 def output_digest(output: Path) -> dict[str, dict[str, Any]]:
     """``{relative file: {"size", "mtime_ns", "sha256"}}`` of a stage's output file or directory."""
     out = {}
-    for name, path in _files(output):
+    for name, path in _files(output) if output.exists() else []:
         st = path.stat()
         out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_digest(path)}
     return out

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageResult
+from tuna_open.pipeline.manifest import read_manifest
 from tuna_open.recipe import Recipe
 
 
@@ -126,10 +128,6 @@ def _plots(out_dir: Path, results: dict[str, StageResult], models: dict[str, dic
 
 def report_from_run_dir(run_dir: Path) -> dict[str, Any]:
     """Re-render the report from the stage manifests of a finished (or partly finished) run."""
-    from tuna_open.errors import UserError
-    from tuna_open.pipeline.runner import read_manifest
-    from tuna_open.recipe import Recipe
-
     recipe_file = run_dir / "recipe.json"
     if not recipe_file.is_file():
         raise UserError(f"{run_dir}: not a tuna-open run directory (no recipe.json)")

@@ -17,11 +17,12 @@ from typing import Any
 
 from rich.console import Console
 
+from tuna_open import distributed
 from tuna_open.data.jsonl import atomic_write_text
-from tuna_open.errors import UserError
 from tuna_open.pipeline import integrity
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
+from tuna_open.pipeline.manifest import read_manifest, write_manifest
 from tuna_open.pipeline.report import write_report
 from tuna_open.recipe import Recipe, iter_refs
 from tuna_open.stages import stage_module
@@ -39,15 +40,17 @@ def _data_files(recipe: Recipe, names: list[str]) -> list[Path]:
     return files
 
 
-def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
-    path = stage_dir / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 @integrity.locked_run_dir
 def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, dry_run: bool = False,
                console: Console | None = None) -> dict[str, Any]:
-    """Run (or, with ``dry_run``, plan) every stage; returns the report dict (also written to run_dir)."""
+    """Run (or, with ``dry_run``, plan) every stage; returns the report dict (also written to run_dir).
+
+    Under ``accelerate launch`` / torchrun every process runs this: training stages (``ALL_PROCESSES``) run on
+    all of them, everything else (sampling, judging, evaluation, the cache checks and every file the runner
+    writes) on the main process while the others wait (``tuna_open.distributed``), so nothing is paid twice.
+    """
+    distributed.init()
+    console = console if distributed.is_main() else Console(quiet=True)
     console = console or Console()
     if from_stage is not None:
         recipe.stage(from_stage)  # raises a UserError naming the stages when unknown
@@ -58,8 +61,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
     forced = False
     ledger = integrity.Ledger(console)
     if not dry_run:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "recipe.json", json.dumps(redact(recipe.model_dump(mode="json", serialize_as_any=True)), indent=2))
+        distributed.on_main(lambda: atomic_write_text(run_dir / "recipe.json", json.dumps(
+            redact(recipe.model_dump(mode="json", serialize_as_any=True)), indent=2)))
     for stage in recipe.stages:
         forced = forced or stage.name == from_stage
         module = stage_module(stage.kind)
@@ -70,10 +73,10 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
                          _data_files(recipe, stage.data_names()), seed)
         stage_dir = run_dir / "stages" / stage.name
         output = stage_dir / OUTPUT_NAMES[module.OUTPUT]
-        manifest = read_manifest(stage_dir)
+        manifest = distributed.on_main(lambda: read_manifest(stage_dir) if output.exists() else None)
         fps[stage.name], outputs[stage.name] = fp, output
         if (not forced and manifest and manifest["fingerprint"] == fp
-                and ledger.reusable(stage.name, output, manifest, iter_refs(effective))):
+                and distributed.on_main(lambda: ledger.reusable(stage.name, output, manifest, iter_refs(effective)))):
             results[stage.name] = StageResult(**manifest["result"])
             entries.append({"name": stage.name, "kind": stage.kind, "status": "cached", "seconds": 0.0})
             console.print(f"[dim]⏭  {stage.name:<18} cached   {manifest['result']['summary']}[/dim]")
@@ -82,28 +85,37 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             entries.append({"name": stage.name, "kind": stage.kind, "status": "would run", "seconds": 0.0})
             console.print(f"▶  {stage.name:<18} would run ({stage.kind})")
             continue
-        _prepare_stage_dir(stage_dir, fp, fresh=forced)
-        integrity.clear_unfinished(stage_dir, output)
+        distributed.on_main(lambda: _prepare_stage_dir(stage_dir, fp, fresh=forced))
+        distributed.on_main(lambda: integrity.clear_unfinished(stage_dir, output))
         ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=stage_dir, output=output, seed=seed,
                            outputs={k: v for k, v in outputs.items() if k != stage.name}, console=console)
         console.print(f"▶  {stage.name:<18} running  ({stage.kind})")
         start = time.perf_counter()
-        result = module.run(ctx, stage)
+        if getattr(module, "ALL_PROCESSES", False):
+            result = module.run(ctx, stage)
+        else:
+            result = distributed.on_main(lambda: module.run(ctx, stage))
         seconds = round(time.perf_counter() - start, 2)
-        if not output.exists():
-            raise RuntimeError(f"stage {stage.name} finished without writing {output}")
         manifest = {"name": stage.name, "kind": stage.kind, "fingerprint": fp, "seed": seed,
                     "config": redact(effective), "inputs": {r: fps[r] for r in iter_refs(effective)},
-                    "seconds": seconds, "result": asdict(result),
-                    **ledger.record(stage.name, output, iter_refs(effective))}
-        atomic_write_text(stage_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
-        (stage_dir / MARKER).unlink(missing_ok=True)
+                    "seconds": seconds, "result": asdict(result)}
+        result = StageResult(**distributed.on_main(lambda: _finish_stage(stage_dir, output, {
+            **manifest, **ledger.record(stage.name, output, iter_refs(effective))}))["result"])
         results[stage.name] = result
         entries.append({"name": stage.name, "kind": stage.kind, "status": "done", "seconds": seconds})
         console.print(f"✔  {stage.name:<18} {seconds:7.1f}s  {result.summary}")
     if dry_run:
         return {"recipe": recipe.name, "models": {}, "stages": entries}
-    return write_report(recipe, run_dir, entries, results)
+    return distributed.on_main(lambda: write_report(recipe, run_dir, entries, results))
+
+
+def _finish_stage(stage_dir: Path, output: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Check the stage wrote its artifact and write its manifest: from now on the stage counts as finished."""
+    if not output.exists():
+        raise RuntimeError(f"stage {manifest['name']} finished without writing {output}")
+    write_manifest(stage_dir, manifest)
+    (stage_dir / MARKER).unlink(missing_ok=True)
+    return manifest
 
 
 def redact(value: Any) -> Any:
@@ -124,8 +136,3 @@ def _prepare_stage_dir(stage_dir: Path, fp: str, fresh: bool) -> None:
 
 def default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / recipe.name
-
-
-def check_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--run-dir {run_dir}: exists and is not a directory")

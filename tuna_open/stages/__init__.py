@@ -3,6 +3,9 @@
 Each stage is a function from input artifacts to output artifacts: ``run(ctx, config) -> StageResult``. The
 runner (``tuna_open.pipeline.runner``) owns fingerprints, caching, resume and the run directory; a stage only
 reads its inputs through ``ctx`` and writes its output where ``ctx.output`` says.
+
+Under ``accelerate launch`` a stage runs on the main process only (the others wait), unless its module sets
+``ALL_PROCESSES = True``: the training stages, whose trainers split the work across processes themselves.
 """
 
 from __future__ import annotations

@@ -13,19 +13,20 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rankers import build_ranker
+from rankers.base import owned
 from rankers.function import resolve
+from rankers.templates import TemplateName
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
 from tuna_open.eval import lmentry as lmentry_suite
 from tuna_open.eval import superni as superni_suite
 from tuna_open.eval import vicuna_qa as vicuna_suite
+from tuna_open.eval.instructions import evaluate_instructions
 from tuna_open.eval.lmentry import LMentryConfig
 from tuna_open.eval.superni import SuperNIConfig
 from tuna_open.eval.vicuna_qa import VicunaQAConfig
-from tuna_open.eval.instructions import evaluate_instructions
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
-from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import Recipe
@@ -131,21 +132,20 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
         for name, model in cfg.models.items():
             path = ctx.resolve(model)
             prompter = sampler_prompter(cfg.template, path, cfg.sampler.chat_api)
-            sampler = build_sampler(path, cfg.sampler)
             prompts = [prompter(r)[0] for r in records]
-            metrics[name], details[name] = evaluate_model(sampler, cfg, records, prompts, verifier)
-            if questions:
-                params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
-                answers[name] = _generate_fn(sampler, params)(
-                    vicuna_suite.question_prompts(questions, cfg.vicuna_qa.template))
-            if getattr(sampler, "truncated", 0):
-                ctx.console.print(f"[yellow]warning: {cfg.name}: {sampler.truncated} prompts longer than {name}'s "
-                                  f"context were truncated to their last tokens[/yellow]")
-            del sampler
+            with owned(build_sampler(path, cfg.sampler)) as sampler:  # one model in memory at once
+                metrics[name], details[name] = evaluate_model(sampler, cfg, records, prompts, verifier)
+                if questions:
+                    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+                    answers[name] = _generate_fn(sampler, params)(
+                        vicuna_suite.question_prompts(questions, cfg.vicuna_qa.template))
+                if getattr(sampler, "truncated", 0):
+                    ctx.console.print(f"[yellow]warning: {cfg.name}: {sampler.truncated} prompts longer than "
+                                      f"{name}'s context were truncated to their last tokens[/yellow]")
             advance(1)
     if questions:
-        judge = build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))
-        results = vicuna_suite.compare(questions, answers, judge, baseline=cfg.vicuna_qa.baseline)
+        with owned(build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))) as judge:
+            results = vicuna_suite.compare(questions, answers, judge, baseline=cfg.vicuna_qa.baseline)
         for name, flat in vicuna_suite.summarize(results).items():
             metrics.setdefault(name, {}).update(flat)
         details["vicuna_qa"] = [r.to_dict() for r in results]

@@ -17,12 +17,13 @@ from typing import Any, Callable, Literal
 from pydantic import Field
 
 from rankers import RankRequest, build_ranker
-from rankers.base import Ranking, valid_ranking
+from rankers.base import Ranking, owned, valid_ranking
 from rankers.templates import is_multi_turn, transcript
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.data.records import RANK_INPUT_FIELDS
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.pipeline.manifest import fingerprint_of
 from tuna_open.recipe import iter_refs
 from tuna_open.stages.ranked import RankerStage
 
@@ -48,12 +49,10 @@ def to_request(rec: dict[str, Any]) -> RankRequest:
 def _cache_dir(ctx: StageContext, flat: dict[str, Any], refs: list[str]) -> str:
     """Default cache under the run dir; keyed by the fingerprints of any models the ranker loads, so a
     retrained model never serves stale cached judgements from the same path."""
-    from tuna_open.pipeline.runner import read_manifest
-
     base = flat.get("cache_dir") or str(ctx.run_dir / "cache" / "rankers")
     if not refs:
         return base
-    fps = "-".join(str((read_manifest(ctx.outputs[r].parent) or {}).get("fingerprint", r)) for r in sorted(refs))
+    fps = "-".join(fingerprint_of(ctx.outputs[r], r) for r in sorted(refs))
     return f"{base}/{hashlib.sha256(fps.encode()).hexdigest()[:12]}"
 
 
@@ -82,7 +81,7 @@ def rank_records(records: list[dict[str, Any]], flat: dict[str, Any], output: Pa
     with ResumableJsonlWriter(output, keep=resumable) as writer:
         todo = [r for r in records if r["id"] not in writer.done]
         ranker = build_ranker(flat) if todo else None
-        with progress(len(todo), f"ranking ({backend})") as advance:
+        with owned(ranker), progress(len(todo), f"ranking ({backend})") as advance:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
                 for rec, ranking in zip(batch, ranker.rank([to_request(r) for r in batch])):

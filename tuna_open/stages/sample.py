@@ -16,11 +16,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from rankers.base import owned
+from rankers.templates import TemplateName
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 from tuna_open.generate.diversity import DiversityResampling, pairwise_rougeL, sample_diverse
-from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import StageConfig
@@ -95,8 +96,8 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
         if todo:
             model = ctx.resolve(cfg.model)
             prompter = sampler_prompter(cfg.template, model, cfg.sampler.chat_api)
-            sampler = build_sampler(model, cfg.sampler)
-            with ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
+            with owned(build_sampler(model, cfg.sampler)) as sampler, \
+                    ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
                 for start in range(0, len(todo), cfg.chunk_size):
                     chunk = todo[start:start + cfg.chunk_size]
                     sent, prompts = zip(*map(prompter, chunk))

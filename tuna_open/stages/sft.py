@@ -11,6 +11,7 @@ from tuna_open.recipe import StageConfig
 from tuna_open.train.sft import SFTSettings, train_sft
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(StageConfig):

@@ -10,6 +10,7 @@ from tuna_open.train.dpo import DPOSettings, train_dpo
 from tuna_open.train.preferences import PairMode
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from rankers import build_ranker
+from rankers.base import owned
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
@@ -12,6 +13,7 @@ from tuna_open.stages.ranked import RankerStage
 from tuna_open.train.grpo import GRPOSettings, train_grpo
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankerStage):
@@ -30,8 +32,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     model = ctx.resolve(cfg.model)
     prompt = prompt_builder(cfg.template, model)
     prompts = [{**r, "prompt": prompt(r)} for r in records]
-    ranker = build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))
-    result = train_grpo(model, prompts, ranker, cfg.train.model_copy(update={"seed": ctx.seed}),
-                        str(ctx.output))
+    with owned(build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))) as ranker:
+        result = train_grpo(model, prompts, ranker, cfg.train.model_copy(update={"seed": ctx.seed}), str(ctx.output))
     return StageResult(summary=f"GRPO on {len(prompts)} prompts", counts={"prompts": len(prompts)},
                        history=result["history"])

@@ -11,6 +11,7 @@ from tuna_open.recipe import StageConfig
 from tuna_open.train.ppo import PPOSettings, train_ppo
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(StageConfig):

@@ -13,6 +13,7 @@ from tuna_open.train.preferences import PairMode
 from tuna_open.train.reward import RewardSettings, train_reward
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):

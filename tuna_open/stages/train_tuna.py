@@ -17,6 +17,7 @@ from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
 
 OUTPUT = "model"
+ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):

@@ -8,13 +8,14 @@ sequence, and the log-history extraction the report plots.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from tuna_open.distributed import atomic_output_dir  # noqa: F401  (every trainer's one save path)
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -144,31 +145,6 @@ def trl_args(config_cls: type[ArgsT], settings: TrainSettings, workdir: Path, **
 
 
 @contextmanager
-def atomic_output_dir(output_dir: str | Path) -> Iterator[Path]:
-    """Yield a fresh directory next to ``output_dir`` that replaces it only when the block succeeds.
-
-    A crashed or killed training run therefore never leaves a half-written model where a later stage (or a cached
-    re-run) would load it; the temporary directory is removed on failure.
-    """
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if output_dir.exists():
-        stale = output_dir.with_name(f".{output_dir.name}.old")
-        shutil.rmtree(stale, ignore_errors=True)
-        output_dir.rename(stale)
-        tmp.rename(output_dir)
-        shutil.rmtree(stale)
-    else:
-        tmp.rename(output_dir)
-
-
-@contextmanager
 def quiet_progress(quiet: bool = True) -> Iterator[None]:
     """Silence the datasets (tokenizing, filtering) and transformers (loading, saving) progress bars for a block.
 
@@ -210,21 +186,29 @@ def train_and_save(trainer: "Trainer", out: Path, history_fields: Mapping[str, s
     trainer.train()
     seconds = time.perf_counter() - start
     save_plain_model(trainer, out)
-    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     return {"history": log_history(trainer.state.log_history, history_fields), "train_seconds": seconds,
             "examples": examples, **extra}
 
 
 def save_plain_model(trainer: "Trainer", out: Path) -> None:
-    """Save model and tokenizer so ``from_pretrained`` loads them without PEFT: LoRA adapters are merged first."""
+    """Save model and tokenizer so ``from_pretrained`` loads them without PEFT (LoRA adapters merged first).
+
+    Every process calls it: ``save_model`` gathers sharded (ZeRO-3 / FSDP) weights from all of them, and the
+    files are written by the main process only, so N processes never write the same file.
+    """
     from peft import PeftModel
 
     model = trainer.accelerator.unwrap_model(trainer.model)
+    main = trainer.accelerator.is_main_process
     if isinstance(model, PeftModel):
-        model.merge_and_unload().save_pretrained(str(out))
-        trainer.processing_class.save_pretrained(str(out))
+        if main:
+            model.merge_and_unload().save_pretrained(str(out))
     else:
-        trainer.save_model(str(out))  # also saves the tokenizer (processing_class)
+        trainer.save_model(str(out))
+    if main:
+        trainer.processing_class.save_pretrained(str(out))
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
 
 
 def log_history(entries: list[dict[str, Any]], fields: Mapping[str, str]) -> list[dict[str, float]]:

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, Sequence, TypedDict
 
 from pydantic import Field
@@ -26,13 +23,16 @@ from pydantic import Field
 from rankers.tokenization import encode_responses
 from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
-from tuna_open.train.trl_common import WORKDIR, LoraSettings, TrainSettings, ensure_pad_token, trl_args
+from tuna_open.train.trl_common import (WORKDIR, LoraSettings, TrainSettings, atomic_output_dir, ensure_pad_token,
+                                        train_and_save, trl_args)
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = {"loss": "loss", "rank_loss": "rank_loss", "mle_loss": "mle_loss", "learning_rate": "learning_rate"}
 
 
 class TunaExample(TypedDict):
@@ -67,6 +67,8 @@ class TunaTrainConfig(TrainSettings):
     lr_scheduler_type: str = "cosine"
     margin: float = Field(0.1, ge=0)
     mle_weight: float = Field(1.0, ge=0)
+    rank_weight: float = Field(1.0, ge=0)
+    """Weight of the ranking term (the paper: 1). 0 is the ablation that shows what the ranking term adds."""
     lenpen: float = 1.0
     """Length penalty: a candidate's score is its summed log-likelihood / length ** lenpen."""
     max_length: int = Field(512, gt=1)
@@ -134,9 +136,11 @@ def _tuna_trainer_class() -> type:
         # tuna_loss is a per-micro-batch mean: Trainer must divide it by the accumulation steps.
         loss_is_scaled_for_ga = False
 
-        def __init__(self, *args: Any, margin: float, mle_weight: float, lenpen: float, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, margin: float, mle_weight: float, rank_weight: float, lenpen: float,
+                     **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.loss_kwargs = {"margin": margin, "mle_weight": mle_weight, "lenpen": lenpen}
+            self.loss_kwargs = {"margin": margin, "mle_weight": mle_weight, "rank_weight": rank_weight,
+                                "lenpen": lenpen}
             self._components: dict[str, list[torch.Tensor]] = {"rank_loss": [], "mle_loss": []}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -186,65 +190,40 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
                sft_examples: Sequence[SftExample] | None = None) -> dict:
     """Fine-tune ``model_path`` with the Tuna loss on ranked ``examples``; save model + tokenizer to ``output_dir``.
 
-    The model is trained into ``<output_dir>.tmp`` and renamed when complete, so ``output_dir`` only ever holds a
-    whole model. LoRA adapters are merged before saving. Returns the per-logging-step ``history`` (loss,
-    rank_loss, mle_loss, learning_rate), ``train_seconds`` and the number of ranked ``examples`` trained on
-    (prompts too long for ``max_length`` are skipped).
+    The model is trained into a scratch directory and renamed when complete (``atomic_output_dir``), so
+    ``output_dir`` only ever holds a whole model. LoRA adapters are merged before saving. Returns the
+    per-logging-step ``history`` (loss, rank_loss, mle_loss, learning_rate), ``train_seconds`` and the number of
+    ranked ``examples`` trained on (prompts too long for ``max_length`` are skipped).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-    output = Path(output_dir)
-    tmp = output.with_name(output.name + ".tmp")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{model_path}: the tokenizer has no EOS token; responses are trained with EOS appended")
     ranked, sft = _groups(tokenizer, examples, sft_examples, config)
-    # TrainingArguments first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights already sharded.
-    args = trl_args(TrainingArguments, config, tmp / WORKDIR, optim=config.optim, data_seed=config.seed,
-                    activation_checkpointing_kwargs={"use_reentrant": False}, remove_unused_columns=False,
-                    ddp_find_unused_parameters=False)
-    with args.main_process_first(local=False):
-        if args.process_index == 0:
-            shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
-    model = AutoModelForCausalLM.from_pretrained(model_path)
-    ensure_pad_token(tokenizer, model)
-    model.config.use_cache = False
-    if config.lora is not None:
-        from peft import get_peft_model
+    with atomic_output_dir(output_dir) as tmp:
+        # TrainingArguments first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights already sharded.
+        args = trl_args(TrainingArguments, config, tmp / WORKDIR, optim=config.optim, data_seed=config.seed,
+                        activation_checkpointing_kwargs={"use_reentrant": False}, remove_unused_columns=False,
+                        ddp_find_unused_parameters=False)
+        model = AutoModelForCausalLM.from_pretrained(model_path)
+        ensure_pad_token(tokenizer, model)
+        model.config.use_cache = False
+        if config.lora is not None:
+            from peft import get_peft_model
 
-        model = get_peft_model(model, config.lora.peft_config("CAUSAL_LM"))
-    trainer = _tuna_trainer_class()(
-        model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(tokenizer.pad_token_id),
-        processing_class=tokenizer, margin=config.margin, mle_weight=config.mle_weight, lenpen=config.lenpen)
-    if config.lora is not None and _shards_weights(trainer):
-        raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save needs "
-                         "whole weights (use DDP or ZeRO-2 for LoRA)")
-    trainer.remove_callback(PrinterCallback)  # the stage prints one summary line; curves go to the report
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    _save(trainer, tokenizer, tmp, output, merge_lora=config.lora is not None)
-    history = [{"step": h["step"], "loss": h["loss"], "rank_loss": h["rank_loss"], "mle_loss": h["mle_loss"],
-                "learning_rate": h.get("learning_rate", 0.0)}
-               for h in trainer.state.log_history if "rank_loss" in h]
-    return {"history": history, "train_seconds": seconds, "examples": len(ranked)}
+            model = get_peft_model(model, config.lora.peft_config("CAUSAL_LM"))
+        trainer = _tuna_trainer_class()(
+            model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(tokenizer.pad_token_id),
+            processing_class=tokenizer, margin=config.margin, mle_weight=config.mle_weight,
+            rank_weight=config.rank_weight, lenpen=config.lenpen)
+        if config.lora is not None and _shards_weights(trainer):
+            raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save "
+                             "needs whole weights (use DDP or ZeRO-2 for LoRA)")
+        return train_and_save(trainer, tmp, HISTORY_FIELDS, examples=len(ranked))
 
 
 def _shards_weights(trainer: Any) -> bool:
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     return trainer.is_fsdp_enabled or is_deepspeed_zero3_enabled()
-
-
-def _save(trainer: Any, tokenizer: "PreTrainedTokenizerBase", tmp: Path, output: Path, merge_lora: bool) -> None:
-    """Write the model into ``tmp`` and rename it to ``output`` on the main process; other processes wait."""
-    if merge_lora:
-        if trainer.accelerator.is_main_process:
-            trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(tmp))
-    else:
-        trainer.save_model(str(tmp))  # gathers sharded (ZeRO-3 / FSDP) weights; writes on the main process
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(tmp / WORKDIR, ignore_errors=True)
-        tmp.rename(output)
-    trainer.accelerator.wait_for_everyone()
