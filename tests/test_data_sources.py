@@ -16,7 +16,6 @@ from tuna_open.errors import UserError
 from tuna_open.recipe import DataSource
 
 
-
 def unnamed(position: int, record: dict) -> dict:
     """A record its source gives no id: the loader names it by its position and content."""
     return {**record, "id": content_id(record, position)}  # type: ignore[arg-type]

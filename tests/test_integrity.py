@@ -32,6 +32,7 @@ from tuna_open.stages.rank import rank_records
 from tuna_open.stages.train_tuna import ranked_examples
 
 ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_RANKER = {"backend": "function", "function": {"callable": "tuna_open.builtin.tasks:score_request"}}
 SERVER_ERROR = (500, {"error": {"message": "judge down", "type": "server_error"}})
 
 
@@ -77,7 +78,7 @@ def test_sources_without_ids_get_unique_ids_that_cannot_collide_with_explicit_on
 def test_rank_rejects_duplicate_candidate_ids_naming_both_lines(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "c.jsonl", [candidates(1), candidates(2), candidates(1)])
     cfg = tmp_path / "ranker.yaml"
-    cfg.write_text(yaml.safe_dump({"backend": "function", "function": {"callable": "tuna_open.builtin.tasks:score_request"}}))
+    cfg.write_text(yaml.safe_dump(FUNCTION_RANKER))
     code, out = invoke("rank", "--ranker", str(cfg), "--input", str(tmp_path / "c.jsonl"), "--output",
                        str(tmp_path / "r.jsonl"))
     one_error_line(code, out, "c.jsonl:3: duplicate id '1'", "c.jsonl:1")
@@ -173,7 +174,8 @@ def test_second_run_on_a_locked_run_dir_exits_2_naming_the_holder_and_a_killed_h
     holder = subprocess.Popen(
         [sys.executable, "-c", ("import sys, time; from pathlib import Path; "
                                 "from tuna_open.pipeline.integrity import RunDirLock; "
-                                "RunDirLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(120)"),
+                                "RunDirLock(Path(sys.argv[1])).acquire(); "
+                                "print('locked', flush=True); time.sleep(120)"),
          str(run_dir)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -304,7 +306,7 @@ def test_a_directory_as_data_source_is_rejected_by_validate(tmp_path: Path) -> N
 def test_rank_input_records_are_checked_field_by_field(tmp_path: Path, record: dict, fragment: str) -> None:
     write_jsonl(tmp_path / "c.jsonl", [candidates(1), record])
     cfg = tmp_path / "ranker.yaml"
-    cfg.write_text(yaml.safe_dump({"backend": "function", "function": {"callable": "tuna_open.builtin.tasks:score_request"}}))
+    cfg.write_text(yaml.safe_dump(FUNCTION_RANKER))
     one_error_line(*invoke("rank", "--ranker", str(cfg), "--input", str(tmp_path / "c.jsonl"), "--output",
                            str(tmp_path / "r.jsonl")), fragment)
 
