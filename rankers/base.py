@@ -83,6 +83,19 @@ def close_if_closable(obj: object) -> None:
         close()
 
 
+def is_permutation(order: object, n: int) -> bool:
+    """Whether ``order`` lists each of the indices ``0..n-1`` exactly once: the only valid ``Ranking.order`` for
+    n candidates. Checked wherever a ranking comes back from storage (a cache, a resumed file, an artifact)."""
+    return (isinstance(order, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in order)
+            and sorted(order) == list(range(n)))
+
+
+def valid_ranking(ranking: Ranking, n: int) -> bool:
+    """A stored non-failed ranking fit for ``n`` candidates: its order a permutation, its scores (if any) n."""
+    return (not ranking.failed and is_permutation(ranking.order, n)
+            and (ranking.scores is None or len(ranking.scores) == n))
+
+
 @contextmanager
 def owned(obj: T) -> Iterator[T]:
     """``with owned(build_ranker(cfg)) as ranker:``: the block's owner closes what it built, however it ends.

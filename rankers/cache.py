@@ -6,7 +6,9 @@ config minus keys that cannot change a result (secrets, connection and throughpu
 ``NON_SEMANTIC_KEYS``). So a rotated API key or a higher concurrency reuses the cache, while another model,
 temperature or prompt option misses it. Each entry is one JSON file written to a temporary file and moved into
 place with ``os.replace``, so concurrent writers never leave a torn entry. Failures are not cached: a retry
-later may succeed. An unreadable entry counts as a miss and is overwritten.
+later may succeed. An unreadable entry, or one that is not a valid ranking of the request's candidates (its order
+not a permutation of their indices, its scores not one per candidate: a corrupted or hand-edited file), counts as
+a miss (``cache_invalid``) and is overwritten.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rankers.atomic import atomic_write_text
-from rankers.base import Ranker, Ranking, RankRequest, close_if_closable
+from rankers.base import Ranker, Ranking, RankRequest, close_if_closable, valid_ranking
 
 NON_SEMANTIC_KEYS = frozenset({
-    "api_key", "api_key_env", "timeout", "max_retries", "max_concurrency", "prices", "cache_dir",
+    "api_key", "api_key_env", "timeout", "max_retries", "max_consecutive_failures", "max_concurrency", "prices",
+    "cache_dir",
     "batch_size", "device",
 })
 """Config keys left out of cache keys at any depth (ensembles nest configs): they never change a ranking."""
@@ -56,22 +59,30 @@ class CachedRanker:
         self.key_config = dict(key_config)
         self.hits = 0
         self.misses = 0
+        self.invalid = 0
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.json"
 
-    def _read(self, key: str) -> Ranking | None:
-        try:
-            return Ranking.from_dict(json.loads(self._path(key).read_text()))
-        except (OSError, ValueError, TypeError):
+    def _read(self, key: str, request: RankRequest) -> Ranking | None:
+        path = self._path(key)
+        if not path.exists():
             return None
+        try:
+            ranking = Ranking.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            ranking = None
+        if ranking is None or not valid_ranking(ranking, len(request.candidates)):
+            self.invalid += 1
+            return None
+        return ranking
 
     def _write(self, key: str, ranking: Ranking) -> None:
         atomic_write_text(self._path(key), json.dumps(ranking.to_dict(), ensure_ascii=False))
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         keys = [cache_key(r, self.key_config) for r in requests]
-        results: list[Ranking | None] = [self._read(k) for k in keys]
+        results: list[Ranking | None] = [self._read(k, r) for k, r in zip(keys, requests)]
         todo = [i for i, r in enumerate(results) if r is None]
         self.hits += len(requests) - len(todo)
         self.misses += len(todo)
@@ -84,7 +95,8 @@ class CachedRanker:
 
     @property
     def stats(self) -> dict[str, Any]:
-        return {**getattr(self.inner, "stats", {}), "cache_hits": self.hits, "cache_misses": self.misses}
+        return {**getattr(self.inner, "stats", {}), "cache_hits": self.hits, "cache_misses": self.misses,
+                "cache_invalid": self.invalid}
 
     def close(self) -> None:
         close_if_closable(self.inner)

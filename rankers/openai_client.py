@@ -65,9 +65,15 @@ class ClientSettings(BaseModel):
     """Environment variable holding the API key."""
     api_key: SecretStr | None = None
     """The key itself; for tests only (a recipe holding a key would leak it into its run directory)."""
-    timeout: float = Field(default=120.0, gt=0)
+    timeout: float = Field(default=60.0, gt=0)
     """Seconds before one HTTP request is abandoned (and retried)."""
-    max_retries: int = Field(default=6, ge=0)
+    max_retries: int = Field(default=3, ge=0)
+    """Retries of one call. With the defaults a call that never gets an answer gives up after at most
+    4 × 60 s plus backoff (≤ 7 s, or the server's ``Retry-After`` capped at 60 s per wait): ~4–7 minutes."""
+    max_consecutive_failures: int = Field(default=8, ge=1)
+    """After this many calls in a row failed (retries exhausted, no success in between) the endpoint is taken
+    as dead and every further call fails at once, so a dead judge costs minutes per run, not minutes per
+    request: the stage then stops on ``max_failure_fraction`` and the next run retries the failed requests."""
     max_concurrency: int = Field(default=8, ge=1)
     """Requests in flight at once."""
     prices: Prices | None = None
@@ -85,7 +91,13 @@ class ClientSettings(BaseModel):
 
 
 class CallFailed(Exception):
-    """One API call that could not be completed (retries exhausted or a non-retryable error); one-line message."""
+    """One API call that could not be completed (retries exhausted or a non-retryable error); one-line message.
+
+    ``retries`` is how many retries it used, so the failure's metadata agrees with its message."""
+
+    def __init__(self, message: str, retries: int = 0) -> None:
+        super().__init__(message)
+        self.retries = retries
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,7 @@ class OpenAIClient:
         self.sleep = sleep
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
+        self._failures_in_a_row = 0
         key = resolve_api_key(settings)
         self.pool = EndpointPool([Endpoint(url, openai.OpenAI(api_key=key, base_url=url, timeout=settings.timeout,
                                                               max_retries=0)) for url in settings.urls()])
@@ -191,6 +204,10 @@ class OpenAIClient:
         """
         import openai
 
+        if self._failures_in_a_row >= self.settings.max_consecutive_failures:
+            self.meter.record(0, failed=True)
+            raise CallFailed(f"not called: the last {self._failures_in_a_row} calls failed, every endpoint taken as "
+                             f"dead (max_consecutive_failures)")
         attempt = 0
         tried: set[int] = set()
         while True:
@@ -214,6 +231,7 @@ class OpenAIClient:
             else:
                 self.pool.release(index, ok=True)
                 self.meter.record(attempt, getattr(result, "usage", None))
+                self._failures_in_a_row = 0
                 return result, attempt
             tried.add(index)
             failover = len(tried) < len(self.pool.endpoints)
@@ -225,8 +243,11 @@ class OpenAIClient:
     def _retry_or_fail(self, attempt: int, err: Exception, retryable: bool, message: str, wait: bool) -> None:
         if not retryable or attempt >= self.settings.max_retries:
             self.meter.record(attempt, failed=True)
+            if retryable:
+                with self._rng_lock:
+                    self._failures_in_a_row += 1
             suffix = f" after {attempt} retries" if retryable else ""
-            raise CallFailed(f"{message}{suffix}") from None
+            raise CallFailed(f"{message}{suffix}", retries=attempt) from None
         if wait:
             with self._rng_lock:
                 delay = self.backoff.delay(attempt, self._rng, _retry_after(err))
@@ -256,7 +277,7 @@ class OpenAIClient:
             try:
                 result = self.chat(model, conversation.messages, **params)
             except CallFailed as err:
-                conversation.fail(f"call failed: {err}")
+                conversation.fail(f"call failed: {err}", retries=err.retries)
                 return conversation.exchange
             if not conversation.take(result.texts[0], result.prompt_tokens, result.completion_tokens,
                                      result.retries):

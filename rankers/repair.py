@@ -71,6 +71,8 @@ class Conversation(Generic[T]):
         exchange.error = f"no readable answer after {len(exchange.texts)} answer(s): {exchange.error}"
         return False
 
-    def fail(self, error: str) -> None:
-        """End the conversation without an answer (the question could not be asked or the call failed)."""
+    def fail(self, error: str, retries: int = 0) -> None:
+        """End the conversation without an answer (the question could not be asked or the call failed after
+        ``retries`` retries)."""
         self.exchange.error = error
+        self.exchange.retries += retries

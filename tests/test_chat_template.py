@@ -129,7 +129,7 @@ def test_training_stages_render_prompts_in_the_trained_models_format(tiny_chat_m
     single = {**SINGLE, "prompt": "User: Add the numbers.\n\n2 3", "candidates": ["5", "6"]}
     foreign = {"id": "x", "prompt": "kept as it is", "candidates": ["a", "b"]}  # no instruction to render from
     records = {"@c": [single, {**MULTI, "prompt": "User: ...", "candidates": ["10", "9"]}, foreign], "@r": []}
-    ctx = SimpleNamespace(records=records.__getitem__, recipe=None)
+    ctx = SimpleNamespace(records=lambda ref, required=(): records[ref], recipe=None)
     model = str(tiny_chat_model_dir)
     cfg = Config(name="d", kind="train_dpo", model=model, rankings="@r", candidates="@c", template="chat")
     candidates, _ = cfg.load(ctx, model)  # type: ignore[arg-type]

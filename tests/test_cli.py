@@ -54,7 +54,7 @@ def test_rank_errors_are_one_line(tmp_path: Path) -> None:
     code, out = invoke("rank", "--ranker", str(cfg), "--input", str(tmp_path / "missing.jsonl"),
                        "--output", str(tmp_path / "r.jsonl"))
     assert code == 2 and "nope.module" in out and len(out.strip().splitlines()) == 1
-    (tmp_path / "bad.jsonl").write_text('{"id": "1"}\n{oops\n')
+    (tmp_path / "bad.jsonl").write_text('{"id": "1", "instruction": "x", "candidates": ["a"]}\n{oops\n')
     cfg.write_text(yaml.safe_dump({"backend": "function",
                                    "function": {"callable": "tuna_open.builtin.tasks:score_request"}}))
     code, out = invoke("rank", "--ranker", str(cfg), "--input", str(tmp_path / "bad.jsonl"),

@@ -11,9 +11,15 @@ import yaml
 from click.testing import CliRunner
 
 from tuna_open.cli import main
-from tuna_open.data.sources import load_instructions
+from tuna_open.data.sources import content_id, load_instructions
 from tuna_open.errors import UserError
 from tuna_open.recipe import DataSource
+
+
+def unnamed(position: int, record: dict) -> dict:
+    """A record its source gives no id: the loader names it by its position and content."""
+    return {**record, "id": content_id(record, position)}  # type: ignore[arg-type]
+
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 CHAT = [  # TRL conversational: a multi-turn record and a single-turn one
@@ -25,14 +31,14 @@ CHAT = [  # TRL conversational: a multi-turn record and a single-turn one
 CONTEXT = [SYSTEM, {"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"},
            {"role": "user", "content": "Now double it."}]
 EXPECTED_CHAT = [
-    {"id": "0", "instruction": "Now double it.", "input": "", "messages": CONTEXT, "output": "10"},
+    unnamed(0, {"instruction": "Now double it.", "input": "", "messages": CONTEXT, "output": "10"}),
     {"id": "q2", "instruction": "Reverse 1 2 3.", "input": "", "output": "3 2 1",
      "messages": [{"role": "user", "content": "Reverse 1 2 3."}]},
 ]
 ALPACA = [{"instruction": "Add the numbers.", "input": "2 3", "output": "5"},
           {"instruction": "Say hi.", "input": "", "output": "hi", "task": "greet"}]
-EXPECTED_ALPACA = [{"id": "0", "instruction": "Add the numbers.", "input": "2 3", "output": "5"},
-                   {"id": "1", "instruction": "Say hi.", "input": "", "output": "hi", "task": "greet"}]
+EXPECTED_ALPACA = [unnamed(0, {"instruction": "Add the numbers.", "input": "2 3", "output": "5"}),
+                   unnamed(1, {"instruction": "Say hi.", "input": "", "output": "hi", "task": "greet"})]
 
 
 def load(path: Path, **src: object) -> list[dict]:
@@ -55,7 +61,7 @@ def test_trl_messages_multi_turn_last_assistant_turn_is_the_response(tmp_path: P
     # A conversation ending with a user turn is a prompt without a reference.
     rows = [{"messages": CONTEXT}]
     assert load(jsonl(tmp_path / "open.jsonl", rows)) == [
-        {"id": "0", "instruction": "Now double it.", "input": "", "messages": CONTEXT}]
+        unnamed(0, {"instruction": "Now double it.", "input": "", "messages": CONTEXT})]
 
 
 def test_sharegpt_with_system_field(tmp_path: Path) -> None:
@@ -71,7 +77,7 @@ def test_sharegpt_with_system_field(tmp_path: Path) -> None:
 def test_trl_prompt_completion_standard_and_conversational(tmp_path: Path) -> None:
     rows = [{"prompt": "Add 2 and 3.", "completion": "5"}]
     assert load(jsonl(tmp_path / "pc.jsonl", rows)) == [
-        {"id": "0", "instruction": "Add 2 and 3.", "input": "", "output": "5"}]
+        unnamed(0, {"instruction": "Add 2 and 3.", "input": "", "output": "5"})]
     conv = [{"prompt": CONTEXT, "completion": [{"role": "assistant", "content": "10"}]}]
     assert load(jsonl(tmp_path / "pcc.jsonl", conv)) == EXPECTED_CHAT[:1]
 
@@ -81,7 +87,7 @@ def test_csv_alpaca_and_csv_messages_column(tmp_path: Path) -> None:
 
     pd.DataFrame(ALPACA).to_csv(tmp_path / "a.csv", index=False)
     assert load(tmp_path / "a.csv") == EXPECTED_ALPACA
-    pd.DataFrame([{"id": r.get("id", str(i)), "messages": json.dumps(r["messages"])} for i, r in enumerate(CHAT)]
+    pd.DataFrame([{"id": r.get("id"), "messages": json.dumps(r["messages"])} for r in CHAT]
                  ).to_csv(tmp_path / "chat.csv", index=False)
     assert load(tmp_path / "chat.csv") == EXPECTED_CHAT
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tuna_open.errors import UserError
 from tuna_open.train.preferences import preference_pairs, rank_rewards, ranking_rewards
 
 
@@ -56,12 +57,12 @@ def test_identical_texts_and_tied_scores_state_no_preference() -> None:
 
 
 def test_ranking_without_candidates_names_the_id() -> None:
-    with pytest.raises(ValueError, match="'zz'"):
+    with pytest.raises(UserError, match="'zz'"):
         preference_pairs(CANDIDATES, [*RANKINGS, {"id": "zz", "order": [0, 1], "ranker": "t"}])
 
 
 def test_order_that_is_not_a_permutation_is_rejected() -> None:
-    with pytest.raises(ValueError, match="'b'.*not a permutation"):
+    with pytest.raises(UserError, match="'b'.*not a permutation"):
         preference_pairs(CANDIDATES, [{"id": "b", "order": [0, 0, 1], "ranker": "t"}])
 
 

@@ -32,7 +32,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished records are kept; run the same command again to resume", err=True)
+            click.echo("interrupted: finished sampling and ranking records are kept (a training stage restarts); "
+                       "run the same command again to resume", err=True)
             sys.exit(130)
 
     return wrapper
@@ -122,6 +123,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from pydantic import ValidationError
 
     from tuna_open.data.jsonl import read_jsonl
+    from tuna_open.data.records import RANK_INPUT_FIELDS, load_records
     from tuna_open.models import resolve_model_refs
     from tuna_open.pipeline.context import track
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
@@ -135,10 +137,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
         raise UserError(f"{ranker_path}: {err.errors()[0]['msg']}") from None
     if not input_path.is_file():
         raise UserError(f"{input_path}: file not found")
-    try:
-        records = read_jsonl(input_path)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    records = load_records(input_path, RANK_INPUT_FIELDS)
     _quiet_libraries()
     result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
                           choice.max_failure_fraction, functools.partial(track, console))

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankers.registry import BACKENDS, RankerConfig, RankerConfigError, validate_config
+from tuna_open.data.jsonl import read_text
 from tuna_open.errors import UserError
 from tuna_open.train.trl_common import LEGACY_NAMES
 
@@ -218,7 +219,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected dotted.key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as err:
+            raise UserError(f"--set {item}: invalid YAML value ({getattr(err, 'problem', None) or err})") from None
         node: Any = data
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -244,7 +248,9 @@ def load_mapping(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path))
+    except ValueError as err:  # not UTF-8
+        raise UserError(str(err)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -296,6 +302,9 @@ def check_recipe(recipe: Recipe, path: Path | str) -> None:
         if not (src.source.startswith("builtin:") or src.source.startswith("hf:")):
             if not recipe.resolve_path(src.source).exists():
                 raise UserError(f"{path}: data.{name}.source: file not found: {src.source}")
+            if not recipe.resolve_path(src.source).is_file():
+                raise UserError(f"{path}: data.{name}.source: {src.source} is a directory, expected a data file "
+                                f"(.json, .jsonl, .csv or .parquet)")
             from tuna_open.data.sources import check_source  # sources imports this module
 
             check_source(src, recipe.base_dir, f"{path}: data.{name}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from rankers.atomic import atomic_write_text
 
@@ -23,19 +23,37 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    return (record for _, record in iter_jsonl_lines(path))
+    for _, record in iter_jsonl_lines(path):
+        yield record
 
 
 def iter_jsonl_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
-    """``(line number, record)`` of every non-blank line, for messages that name ``file:line``."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    """``(line number, parsed value)`` of every non-blank line; bad bytes or JSON raise ValueError naming
+    ``file:line`` (decoding per line, so a non-UTF-8 byte is located, not just reported)."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = decode_utf8(raw, path, lineno)
             if not line.strip():
                 continue
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike[str], lineno: int | None = None) -> str:
+    """``data`` as UTF-8 text; otherwise ValueError naming ``file:line`` (``lineno`` of a single line, else
+    counted in ``data``)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = lineno if lineno is not None else data.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x})") from None
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A UTF-8 text file; non-UTF-8 bytes raise ValueError naming ``file:line``."""
+    return decode_utf8(Path(path).read_bytes(), str(path))
 
 
 def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
@@ -57,11 +75,16 @@ class ResumableJsonlWriter:
             w.finalize()
     """
 
-    def __init__(self, path: str | os.PathLike[str], key: str = "id") -> None:
+    def __init__(self, path: str | os.PathLike[str], key: str = "id",
+                 keep: Callable[[dict[str, Any]], bool] = lambda record: True) -> None:
+        """``keep`` decides which recovered records count as done; the others (e.g. failed judgements, which
+        a later try may get right) are dropped from the partial file and redone, counted in ``dropped``."""
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.key = key
+        self.keep = keep
         self.records: list[dict[str, Any]] = []
+        self.dropped = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._recover()
         self._fh = open(self.partial, "a", encoding="utf-8")
@@ -75,11 +98,15 @@ class ResumableJsonlWriter:
                 if not line.endswith("\n"):
                     break  # torn write from a kill: drop it, the record is redone
                 try:
-                    self.records.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     break
+                if not self.keep(record):
+                    self.dropped += 1
+                    continue
+                self.records.append(record)
                 good.append(line)
-        # Rewrite the partial file without the torn tail so appends start on a clean line.
+        # Rewrite the partial file without the torn tail (or dropped records) so appends start on a clean line.
         atomic_write_text(self.partial, "".join(good))
 
     @property

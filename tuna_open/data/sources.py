@@ -13,22 +13,26 @@ In a conversation the last assistant turn is the response (the SFT target and th
 it are the prompt context (``messages``, ending with a user turn) and ``instruction`` is that last user turn.
 A conversation that ends with a user turn is a prompt without a reference (enough to sample and rank).
 
-Every row is read with its location (``file:line`` for JSONL/CSV, ``file: record i`` otherwise), so a schema
-error names the file, the row and the field in one line, at ``validate`` time (``check_source`` reads the first
-rows of a local file) as well as when a stage loads the whole source.
+Every row is read with its location (``file:line`` for JSONL/CSV, ``file: record i`` otherwise, 1-based), so a
+schema error names the file, the row and the field in one line, at ``validate`` time (``check_source`` reads the
+first rows of a local file) as well as when a stage loads the whole source.
+
+Ids are unique: stages resume and join by id, so two records sharing one would silently become one. A duplicate
+is an error naming both places; a record without an id gets one from its position and content (``content_id``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 from rankers.templates import Message
-from tuna_open.data.jsonl import iter_jsonl_lines
-from tuna_open.data.records import Instruction
+from tuna_open.data.jsonl import iter_jsonl_lines, read_text
+from tuna_open.data.records import Instruction, check_unique_ids
 from tuna_open.errors import UserError
 from tuna_open.recipe import DataSource
 
@@ -55,8 +59,12 @@ def load_instructions(src: DataSource, base_dir: Path, default_seed: int = 0) ->
         rows = _file_rows(_path(src, base_dir))
     stop = None if src.limit is None else src.offset + src.limit
     selected = list(itertools.islice(rows, src.offset, stop))
-    fmt = detect_format(src, selected[0]) if selected else "alpaca"
-    return [normalise(row, src, fmt, where, i + src.offset) for i, (where, row) in enumerate(selected)]
+    if not selected:
+        raise UserError(f"{src.source}: no records" + (f" after offset {src.offset}" if src.offset else ""))
+    fmt = detect_format(src, selected[0])
+    located = [(where, normalise(row, src, fmt, where, i + src.offset)) for i, (where, row) in enumerate(selected)]
+    check_unique_ids(located)
+    return [rec for _, rec in located]
 
 
 def check_source(src: DataSource, base_dir: Path, prefix: str) -> None:
@@ -78,6 +86,8 @@ def _path(src: DataSource, base_dir: Path) -> Path:
 
 def _file_rows(path: Path) -> Iterator[Row]:
     """Rows of a local file, by suffix, each with its location; malformed files raise UserError naming it."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a .json, .jsonl, .csv or .parquet file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         yield from _jsonl_rows(path)
@@ -87,12 +97,14 @@ def _file_rows(path: Path) -> Iterator[Row]:
         yield from _parquet_rows(path)
     else:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise UserError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+        except ValueError as err:  # not UTF-8
+            raise UserError(str(err)) from None
         if not isinstance(data, list):
             raise UserError(f"{path}: expected a JSON list of records (or a .jsonl, .csv or .parquet file)")
-        yield from ((f"{path}: record {i}", row) for i, row in enumerate(data))
+        yield from ((f"{path}: record {i}", row) for i, row in enumerate(data, 1))
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
@@ -108,9 +120,12 @@ def _csv_rows(path: Path) -> Iterator[Row]:
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         start = 2
-        for row in reader:
-            yield f"{path}:{start}", {k: v for k, v in row.items() if k is not None and v != ""}
-            start = reader.line_num + 1
+        try:
+            for row in reader:
+                yield f"{path}:{start}", {k: v for k, v in row.items() if k is not None and v != ""}
+                start = reader.line_num + 1
+        except UnicodeDecodeError:
+            raise UserError(f"{path}:{reader.line_num + 1}: not UTF-8 text") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:
@@ -123,8 +138,8 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
     index = 0
     for batch in parquet.iter_batches(batch_size=256):
         for row in batch.to_pylist():
-            yield f"{path}: row {index}", row
             index += 1
+            yield f"{path}: row {index}", row
 
 
 def _hf_rows(src: DataSource) -> Iterator[Row]:
@@ -136,7 +151,7 @@ def _hf_rows(src: DataSource) -> Iterator[Row]:
     except Exception as err:  # noqa: BLE001 - any loading failure is the user's data reference
         raise UserError(f"{src.source} (config {src.config}, split {split}): cannot load dataset "
                         f"({type(err).__name__}: {err})") from None
-    yield from ((f"{src.source} ({split}): row {i}", row) for i, row in enumerate(data))
+    yield from ((f"{src.source} ({split}): row {i}", row) for i, row in enumerate(data, 1))
 
 
 def detect_format(src: DataSource, first: Row) -> str:
@@ -174,10 +189,12 @@ def normalise(row: Any, src: DataSource, fmt: str, where: str, index: int) -> In
         if row.get(f.instruction) is None:
             hint = "" if not ({"messages", "conversations", "prompt"} & set(row)) else \
                 " (a conversation or prompt/completion record: remove the source's format or set the right one)"
-            raise UserError(f"{where}: field {f.instruction!r} is missing{hint}")
-        rec: Instruction = {"id": "", "instruction": str(row[f.instruction]), "input": str(row.get(f.input) or "")}
+            state = "is null" if f.instruction in row else "is missing"
+            raise UserError(f"{where}: field {f.instruction!r} {state}{hint}")
+        rec: Instruction = {"id": "", "instruction": _text(row, f.instruction, where),
+                            "input": _text(row, f.input, where) if row.get(f.input) is not None else ""}
         if row.get(f.output) not in (None, ""):
-            rec["output"] = str(row[f.output])
+            rec["output"] = _text(row, f.output, where)
     elif fmt == "prompt_completion":
         rec = _prompt_completion(row, where)
     else:
@@ -189,11 +206,31 @@ def normalise(row: Any, src: DataSource, fmt: str, where: str, index: int) -> In
     rid = row.get(f.id or "id")  # columnar formats (Parquet, hf) give None for a missing field
     if rid is None and f.id:
         raise UserError(f"{where}: field {f.id!r} is missing")
-    rec["id"] = str(index if rid is None else rid)
     task = row.get(f.task) if f.task else row.get("task")
     if task is not None:
         rec["task"] = str(task)
+    rec["id"] = content_id(rec, index) if rid is None else str(rid)
     return rec
+
+
+def _text(row: dict[str, Any], name: str, where: str) -> str:
+    """A text field: a string (a number is taken as its text); a list, mapping or boolean is an error, not
+    ``str()`` of it."""
+    value = row[name]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UserError(f"{where}: field {name!r} must be a string, got {json.dumps(value, default=str)[:60]}")
+    return str(value)
+
+
+def content_id(record: Instruction, position: int) -> str:
+    """The id of a record its source gives none: its 0-based position plus a hash of its normalised content.
+
+    The position makes it unique within the source; the hash keeps it from equalling an explicit id of another
+    record (a source mixing records with and without ids), which ``check_unique_ids`` would then reject. Hashing
+    the normalised record, not the raw row, gives the same id whatever file format holds the record.
+    """
+    content = {k: v for k, v in record.items() if k != "id"}
+    return f"{position}-{hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
 def _turns(row: dict[str, Any], column: str, fmt: str, where: str) -> list[Message]:

@@ -39,6 +39,18 @@ class HFSampler:
     def __init__(self, model_path: str, config: HFSamplerConfig | None = None) -> None:
         self.config = config or HFSamplerConfig()
         self.model, self.tokenizer = load_causal_lm(model_path, self.config.dtype, self.config.device)
+        self.truncated = 0
+        """Prompts cut to fit the model's context (see ``_prompt_limit``); stages report it."""
+
+    def _prompt_limit(self, max_new_tokens: int) -> int | None:
+        """Most prompt tokens that leave room for ``max_new_tokens`` in the model's context (None: no limit known).
+
+        Why: a prompt longer than the context is never useful, and a huge one (a 5 MB record) makes attention
+        try to allocate terabytes. Such prompts keep their *last* tokens, where the template puts the instruction's
+        end and the response header the model continues from.
+        """
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        return max(1, context - max_new_tokens) if context else None
 
     def close(self) -> None:
         release_model(self)
@@ -55,7 +67,15 @@ class HFSampler:
         tok = self.tokenizer
         tok.padding_side = "left"
         # Default special tokens (BOS for Llama) exactly as TRL training and the likelihood rankers tokenize prompts.
-        enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        limit = self._prompt_limit(params.max_new_tokens)
+        # A prompt has fewer tokens than UTF-8 bytes (plus a few special ones): only then can it be too long,
+        # and only then are its tokens counted and cut (keeping the last ones) before padding.
+        if limit is not None and any(len(p.encode()) + 8 > limit for p in prompts):
+            ids = tok(prompts)["input_ids"]
+            self.truncated += sum(len(x) > limit for x in ids)
+            enc = tok.pad({"input_ids": [x[-limit:] for x in ids]}, return_tensors="pt").to(self.model.device)
+        else:
+            enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
         greedy = params.temperature <= 0
         torch.manual_seed(seed)
         gen = self.model.generate(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from tuna_open.data.jsonl import read_jsonl
-from tuna_open.data.records import Instruction
+from tuna_open.data.records import Instruction, load_records
 from tuna_open.data.sources import load_instructions
 from tuna_open.errors import UserError
 from tuna_open.models import resolve_model_refs
@@ -55,17 +54,18 @@ class StageContext:
         """Instruction records from a recipe data entry, or from an upstream stage's records (``@stage``)."""
         m = REF.match(name)
         if m:
-            return read_jsonl(self.outputs[m.group(1)])  # type: ignore[return-value]
+            return load_records(self.outputs[m.group(1)], ("id", ("instruction", "messages")))  # type: ignore[return-value]
         src = self.recipe.data.get(name)
         if src is None:
             raise UserError(f"unknown data {name!r}")
         return load_instructions(src, self.recipe.base_dir, self.recipe.seed)
 
-    def records(self, ref: str) -> list[dict[str, Any]]:
+    def records(self, ref: str, required: Sequence[str | tuple[str, ...]] = ("id",)) -> list[dict[str, Any]]:
+        """An upstream stage's records, each with the ``required`` fields, ids unique (else one error line)."""
         m = REF.match(ref)
         if not m:
             raise UserError(f"expected an @stage reference, got {ref!r}")
-        return read_jsonl(self.outputs[m.group(1)])
+        return load_records(self.outputs[m.group(1)], required)
 
     def progress(self, total: int, description: str) -> ContextManager[Callable[[int], None]]:
         """A progress bar for long record-level work; yields ``advance(n)``."""

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from tuna_open import distributed
 from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.pipeline import integrity
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
 from tuna_open.pipeline.manifest import read_manifest, write_manifest
@@ -39,6 +40,7 @@ def _data_files(recipe: Recipe, names: list[str]) -> list[Path]:
     return files
 
 
+@integrity.locked_run_dir
 def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, dry_run: bool = False,
                console: Console | None = None) -> dict[str, Any]:
     """Run (or, with ``dry_run``, plan) every stage; returns the report dict (also written to run_dir).
@@ -57,6 +59,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
     entries: list[dict[str, Any]] = []
     results: dict[str, StageResult] = {}
     forced = False
+    ledger = integrity.Ledger(console)
     if not dry_run:
         distributed.on_main(lambda: atomic_write_text(run_dir / "recipe.json", json.dumps(
             redact(recipe.model_dump(mode="json", serialize_as_any=True)), indent=2)))
@@ -72,7 +75,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
         output = stage_dir / OUTPUT_NAMES[module.OUTPUT]
         manifest = distributed.on_main(lambda: read_manifest(stage_dir) if output.exists() else None)
         fps[stage.name], outputs[stage.name] = fp, output
-        if not forced and manifest and manifest["fingerprint"] == fp:
+        if (not forced and manifest and manifest["fingerprint"] == fp
+                and distributed.on_main(lambda: ledger.reusable(stage.name, output, manifest, iter_refs(effective)))):
             results[stage.name] = StageResult(**manifest["result"])
             entries.append({"name": stage.name, "kind": stage.kind, "status": "cached", "seconds": 0.0})
             console.print(f"[dim]⏭  {stage.name:<18} cached   {manifest['result']['summary']}[/dim]")
@@ -82,6 +86,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             console.print(f"▶  {stage.name:<18} would run ({stage.kind})")
             continue
         distributed.on_main(lambda: _prepare_stage_dir(stage_dir, fp, fresh=forced))
+        distributed.on_main(lambda: integrity.clear_unfinished(stage_dir, output))
         ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=stage_dir, output=output, seed=seed,
                            outputs={k: v for k, v in outputs.items() if k != stage.name}, console=console)
         console.print(f"▶  {stage.name:<18} running  ({stage.kind})")
@@ -94,7 +99,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
         manifest = {"name": stage.name, "kind": stage.kind, "fingerprint": fp, "seed": seed,
                     "config": redact(effective), "inputs": {r: fps[r] for r in iter_refs(effective)},
                     "seconds": seconds, "result": asdict(result)}
-        result = StageResult(**distributed.on_main(lambda: _finish_stage(stage_dir, output, manifest))["result"])
+        result = StageResult(**distributed.on_main(lambda: _finish_stage(stage_dir, output, {
+            **manifest, **ledger.record(stage.name, output, iter_refs(effective))}))["result"])
         results[stage.name] = result
         entries.append({"name": stage.name, "kind": stage.kind, "status": "done", "seconds": seconds})
         console.print(f"✔  {stage.name:<18} {seconds:7.1f}s  {result.summary}")

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tuna_open.data.jsonl import write_jsonl
+from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.recipe import StageConfig
+from tuna_open.train.preferences import join_rankings
 
 OUTPUT = "records"
 
@@ -32,10 +34,11 @@ class Config(StageConfig):
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    samples = ctx.records(cfg.input)
+    samples = ctx.records(cfg.input, CANDIDATES_FIELDS)
     best: dict[str, int] | None = None
     if cfg.rankings is not None:
-        best = {r["id"]: r["order"][0] for r in ctx.records(cfg.rankings) if not r.get("failed")}
+        best = {rec["id"]: r["order"][0]
+                for rec, r in join_rankings(samples, ctx.records(cfg.rankings))}
     out: list[dict[str, Any]] = []
     for rec in samples:
         if not rec.get("candidates"):

@@ -151,6 +151,9 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
                     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
                     answers[name] = _generate_fn(sampler, params)(
                         vicuna_suite.question_prompts(questions, cfg.vicuna_qa.template))
+                if getattr(sampler, "truncated", 0):
+                    ctx.console.print(f"[yellow]warning: {cfg.name}: {sampler.truncated} prompts longer than "
+                                      f"{name}'s context were truncated to their last tokens[/yellow]")
             advance(1)
     if questions:
         with owned(build_ranker(ctx.resolve(cfg.choice(ctx.recipe).flat()))) as judge:

@@ -3,21 +3,24 @@
 Requests go to the ranker in batches; each finished batch is flushed to a resumable partial file, and by
 default every result is also kept in a content-addressed cache under the run directory, so re-runs and
 resumed runs never pay for a judgement twice. Failed judgements are kept as ``failed`` records (never an
-invented order) and the stage fails if they exceed ``ranker.max_failure_fraction``.
+invented order) and the stage fails if they exceed ``ranker.max_failure_fraction``; running it again asks the
+failed ones again (only successes are resumed or cached).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import Field
 
 from rankers import RankRequest, build_ranker
-from rankers.base import owned
+from rankers.base import Ranking, owned, valid_ranking
 from rankers.templates import is_multi_turn, transcript
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl
+from tuna_open.data.records import RANK_INPUT_FIELDS
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.manifest import fingerprint_of
@@ -56,9 +59,27 @@ def _cache_dir(ctx: StageContext, flat: dict[str, Any], refs: list[str]) -> str:
 
 def rank_records(records: list[dict[str, Any]], flat: dict[str, Any], output: Path, batch_size: int,
                  max_failure_fraction: float, progress: Callable[..., Any]) -> StageResult:
-    """Rank candidates records into ``output`` (resumable, atomic); shared by the stage and ``tuna-open rank``."""
+    """Rank candidates records into ``output`` (resumable, atomic); shared by the stage and ``tuna-open rank``.
+
+    Only good judgements are resumed: a failed one from an earlier try (the judge was down) is asked again
+    (``retried``), and a resumed one whose order is not a permutation of its candidates is redone
+    (``invalid_resumed``), so re-running the same command after an outage finishes the work.
+    """
     backend = flat["backend"]
-    with ResumableJsonlWriter(output) as writer:
+    sizes = {str(r["id"]): len(r["candidates"]) for r in records}
+    dropped: Counter[str] = Counter()
+
+    def resumable(ranking: dict[str, Any]) -> bool:
+        if ranking.get("failed"):
+            dropped["retried"] += 1
+            return False
+        n = sizes.get(str(ranking.get("id")))
+        if n is None or not valid_ranking(Ranking.from_dict(ranking), n):
+            dropped["invalid_resumed"] += 1
+            return False
+        return True
+
+    with ResumableJsonlWriter(output, keep=resumable) as writer:
         todo = [r for r in records if r["id"] not in writer.done]
         ranker = build_ranker(flat) if todo else None
         with owned(ranker), progress(len(todo), f"ranking ({backend})") as advance:
@@ -71,14 +92,18 @@ def rank_records(records: list[dict[str, Any]], flat: dict[str, Any], output: Pa
         failed = sum(1 for r in out if r.get("failed"))
         if out and failed / len(out) > max_failure_fraction:
             raise UserError(f"{failed}/{len(out)} rankings failed, more than max_failure_fraction="
-                            f"{max_failure_fraction} (see {writer.partial})")
+                            f"{max_failure_fraction}; run the same command again to retry them (see {writer.partial})")
         order = {r["id"]: i for i, r in enumerate(records)}
         writer.finalize(sorted(out, key=lambda r: order.get(r["id"], len(order))))
-    stats = {"requests": len(out), "failed": failed, "new_requests": len(todo), **getattr(ranker, "stats", {})}
+    stats = {"requests": len(out), "failed": failed, "new_requests": len(todo), **dropped,
+             **getattr(ranker, "stats", {})}
     ties = tie_counts(out)
-    return StageResult(summary=f"{len(out)} rankings by {backend} ({failed} failed, {len(todo)} new; "
+    retried = f", {dropped['retried']} retried" if dropped["retried"] else ""
+    return StageResult(summary=f"{len(out)} rankings by {backend} ({failed} failed, {len(todo)} new{retried}; "
                                f"{ties['tied_pairs']}/{ties['scored_pairs']} scored pairs tied)",
-                       counts={"rankings": len(out), "failed": failed, **ties}, extra={"ranker": stats})
+                       counts={"rankings": len(out), "failed": failed, "retried": dropped["retried"],
+                               "invalid_resumed": dropped["invalid_resumed"], **ties},
+                       extra={"ranker": stats})
 
 
 def tie_counts(rankings: list[dict[str, Any]]) -> dict[str, int]:
@@ -103,7 +128,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     choice = cfg.choice(ctx.recipe)
     flat = choice.flat()
     flat["cache_dir"] = _cache_dir(ctx, flat, sorted(set(iter_refs(flat))))
-    records = ctx.records(cfg.input)
+    records = ctx.records(cfg.input, RANK_INPUT_FIELDS)
     try:
         result = rank_records(records, ctx.resolve(flat), ctx.output, cfg.batch_size,
                               choice.max_failure_fraction, ctx.progress)

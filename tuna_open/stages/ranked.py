@@ -7,6 +7,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from rankers.templates import TemplateName
+from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
@@ -56,7 +57,7 @@ class RankedInputs(StageConfig):
         """(candidates records, ranking records) of this stage's inputs, prompts rendered for ``model``."""
         prompt = prompt_builder(self.template, model)
         candidates = [{**c, "prompt": prompt(c)} if "instruction" in c else c
-                      for c in ctx.records(self.candidates_ref(ctx.recipe))]
+                      for c in ctx.records(self.candidates_ref(ctx.recipe), CANDIDATES_FIELDS)]
         return candidates, ctx.records(self.rankings)
 
 

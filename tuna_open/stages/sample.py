@@ -92,6 +92,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     with ResumableJsonlWriter(ctx.output) as writer:
         todo = [r for r in instructions if r["id"] not in writer.done]
         resumed = len(instructions) - len(todo)
+        truncated = 0
         if todo:
             model = ctx.resolve(cfg.model)
             prompter = sampler_prompter(cfg.template, model, cfg.sampler.chat_api)
@@ -112,13 +113,18 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
                             out["logprobs"] = [s.logprob for s in samples]
                         writer.write(out)
                     advance(len(chunk))
+            truncated = getattr(sampler, "truncated", 0)
+            if truncated:
+                ctx.console.print(f"[yellow]warning: {cfg.name}: {truncated} prompts longer than the model's "
+                                  f"context were truncated to their last tokens[/yellow]")
         by_id = {r["id"]: r for r in writer.records}
         kept = [p for p in (postprocess(by_id[r["id"]], cfg) for r in instructions) if p is not None]
         writer.finalize(kept)
     n_cands = sum(len(r["candidates"]) for r in kept)
     dropped = len(instructions) - len(kept)
     note = f", resumed {resumed}" if resumed else ""
-    counts = {"prompts": len(kept), "candidates": n_cands, "dropped": dropped, "resumed": resumed}
+    counts = {"prompts": len(kept), "candidates": n_cands, "dropped": dropped, "resumed": resumed,
+              "truncated": truncated}
     if cfg.diversity is not None:
         sampled = [by_id[r["id"]] for r in instructions]
         rounds = Counter(r["resamples"] for r in sampled)

@@ -13,6 +13,7 @@ from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
 from tuna_open.stages.ranked import RankedInputs
+from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
 
 OUTPUT = "model"
@@ -39,18 +40,13 @@ class Config(RankedInputs):
 
 def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, Any]], ties: str = "strict",
                     mle: str = "all", accept_score: float = 1.0) -> list[TunaExample]:
-    """Join rankings with their candidates (by id) into ``{"prompt", "candidates" best→worst, "tiers", "mle"}``.
+    """Join rankings with their candidates (``join_rankings``: each id exactly once) into
+    ``{"prompt", "candidates" best→worst, "tiers", "mle"}``.
 
     Failed rankings are skipped: training on an invented order would teach noise.
     """
-    by_id = {c["id"]: c for c in candidates}
     out: list[TunaExample] = []
-    for r in rankings:
-        if r.get("failed"):
-            continue
-        if r["id"] not in by_id:
-            raise UserError(f"ranking {r['id']!r} has no candidates record")
-        rec = by_id[r["id"]]
+    for rec, r in join_rankings(candidates, rankings):
         order = r["order"]
         scores = [r["scores"][i] for i in order] if r.get("scores") is not None else None
         if scores is None and mle == "accepted":

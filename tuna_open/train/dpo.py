@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pydantic import NonNegativeFloat
+
 from tuna_open.train.preferences import PreferencePair
 from tuna_open.train.trl_common import (
     LoraSettings,
@@ -36,7 +38,7 @@ HISTORY_FIELDS = {
 
 
 class DPOSettings(TrainSettings):
-    learning_rate: float = 1e-6
+    learning_rate: NonNegativeFloat = 1e-6
     beta: float = 0.1
     """Strength of the pull towards the reference model (higher: smaller deviations)."""
     loss_type: str = "sigmoid"

@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
+from pydantic import NonNegativeFloat, PositiveInt
+
 from rankers.base import Ranker, RankRequest
 from tuna_open.train.preferences import ranking_rewards
 from tuna_open.train.trl_common import (
@@ -42,8 +44,8 @@ HISTORY_FIELDS = {
 
 class GRPOSettings(TrainSettings):
     algorithm: Literal["grpo", "rloo"] = "grpo"
-    learning_rate: float = 1e-6
-    per_device_train_batch_size: int = 8
+    learning_rate: NonNegativeFloat = 1e-6
+    per_device_train_batch_size: PositiveInt = 8
     """Completions (not prompts) per device step; with ``gradient_accumulation_steps`` it must be a multiple of
     ``num_generations`` so every prompt's group is generated together."""
     num_generations: int = 4

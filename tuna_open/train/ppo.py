@@ -16,7 +16,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pydantic import model_validator
+from pydantic import NonNegativeFloat, model_validator
 
 from tuna_open.train.trl_common import (
     TrainSettings,
@@ -41,7 +41,7 @@ HISTORY_FIELDS = {
 
 
 class PPOSettings(TrainSettings):
-    learning_rate: float = 3e-6
+    learning_rate: NonNegativeFloat = 3e-6
     total_episodes: int | None = None
     """Prompts to roll out in all; None: ``num_train_epochs`` passes over the prompts. ``max_steps`` > 0 overrides both
     (that many rollout batches of ``per_device_train_batch_size × gradient_accumulation_steps`` prompts)."""

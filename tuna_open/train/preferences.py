@@ -10,6 +10,9 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any, Literal, Mapping, Sequence, TypedDict
 
+from rankers.base import is_permutation
+from tuna_open.errors import UserError
+
 PairMode = Literal["all_pairs", "best_vs_rest", "best_vs_worst"]
 
 
@@ -32,22 +35,13 @@ def preference_pairs(
     candidate, ``best_vs_worst`` one pair. A pair is skipped when it states no preference: the two texts are the
     same up to surrounding whitespace, or the ranker gave both the same score (its order then breaks the tie by
     index, which is arbitrary — a pass/fail verifier yields only pass-over-fail pairs this way). Failed rankings
-    are skipped. A ranking whose id has no candidates record, or whose order is not a permutation of the
-    candidates, raises ValueError naming the id: that is a pipeline bug, not data to train on.
+    are skipped. The join is ``join_rankings``'s.
     """
-    by_id = {str(c["id"]): c for c in candidates}
     pairs: list[PreferencePair] = []
-    for ranking in rankings:
-        if ranking.get("failed"):
-            continue
+    for record, ranking in join_rankings(candidates, rankings):
         rid = str(ranking["id"])
-        record = by_id.get(rid)
-        if record is None:
-            raise ValueError(f"ranking {rid!r} has no candidates record")
         texts: list[str] = record["candidates"]
         order: list[int] = list(ranking["order"])
-        if sorted(order) != list(range(len(texts))):
-            raise ValueError(f"ranking {rid!r}: order {order} is not a permutation of {len(texts)} candidates")
         scores = ranking.get("scores")
         for better, worse in _ranked_pairs(order, mode):
             if texts[better].strip() == texts[worse].strip():
@@ -56,6 +50,40 @@ def preference_pairs(
                 continue
             pairs.append({"id": rid, "prompt": record["prompt"], "chosen": texts[better], "rejected": texts[worse]})
     return pairs
+
+
+def join_rankings(candidates: Sequence[Mapping[str, Any]],
+                  rankings: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """``(candidates record, ranking)`` for every ranking that did not fail, joined by ``id`` (compared as strings).
+
+    The one join of rankings with candidates (Tuna, DPO, reward model): every id must be unique on both sides and
+    every ranking must match exactly one candidates record, and its order must be a permutation of that record's
+    candidates. Anything else raises a UserError naming the id: training on a ranking joined to the wrong
+    candidates, or on one of two records that share an id, would teach noise silently. Candidates records without
+    a ranking are allowed (a rank stage may cover a subset of a larger candidates file).
+    """
+    by_id: dict[str, Mapping[str, Any]] = {}
+    for c in candidates:
+        if str(c["id"]) in by_id:
+            raise UserError(f"candidates: duplicate id {str(c['id'])!r}")
+        by_id[str(c["id"])] = c
+    seen: set[str] = set()
+    out = []
+    for ranking in rankings:
+        rid = str(ranking["id"])
+        if rid in seen:
+            raise UserError(f"rankings: duplicate id {rid!r}")
+        seen.add(rid)
+        record = by_id.get(rid)
+        if record is None:
+            raise UserError(f"ranking {rid!r} has no candidates record")
+        if ranking.get("failed"):
+            continue
+        n = len(record["candidates"])
+        if not is_permutation(ranking.get("order"), n):
+            raise UserError(f"ranking {rid!r}: order {ranking.get('order')} is not a permutation of {n} candidates")
+        out.append((record, ranking))
+    return out
 
 
 def _ranked_pairs(order: list[int], mode: PairMode) -> list[tuple[int, int]]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pydantic import NonNegativeFloat
+
 from tuna_open.train.preferences import PreferencePair
 from tuna_open.train.trl_common import (
     LoraSettings,
@@ -41,7 +43,7 @@ HISTORY_FIELDS = {
 
 
 class RewardSettings(TrainSettings):
-    learning_rate: float = 1e-5
+    learning_rate: NonNegativeFloat = 1e-5
     max_length: int = 1024
     """Prompt + response tokens; longer pairs are dropped (``examples`` counts the rest)."""
     center_rewards_coefficient: float | None = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
+from pydantic import NonNegativeFloat, PositiveFloat
+
 from rankers.tokenization import encode_responses
 from tuna_open.train.trl_common import (
     LoraSettings,
@@ -36,9 +38,9 @@ class SftExample(TypedDict):
 
 
 class SFTSettings(TrainSettings):
-    learning_rate: float = 2e-5
-    num_train_epochs: float = 3.0
-    warmup_steps: float = 0.03
+    learning_rate: NonNegativeFloat = 2e-5
+    num_train_epochs: PositiveFloat = 3.0
+    warmup_steps: NonNegativeFloat = 0.03
     lr_scheduler_type: str = "cosine"
     max_length: int = 512
     loss_type: str = "chunked_nll"

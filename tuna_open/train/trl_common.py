@@ -13,7 +13,16 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from tuna_open.distributed import atomic_output_dir  # noqa: F401  (every trainer's one save path)
 
@@ -72,20 +81,20 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = 1e-6
-    num_train_epochs: float = 1.0
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
+    learning_rate: NonNegativeFloat = 1e-6
+    num_train_epochs: PositiveFloat = 1.0
+    per_device_train_batch_size: PositiveInt = 4
+    gradient_accumulation_steps: PositiveInt = 1
     max_steps: int = -1
     """Stop after this many optimizer steps (PPO: rollout batches) when positive; overrides ``num_train_epochs``."""
-    warmup_steps: float = 0.0
+    warmup_steps: NonNegativeFloat = 0.0
     """Linear warmup: a step count, or a fraction of all steps when below 1."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     lr_scheduler_type: str = "linear"
     max_grad_norm: float = 1.0
     bf16: bool = False
     gradient_checkpointing: bool = False
-    logging_steps: int = 10
+    logging_steps: PositiveInt = 10
     seed: int = 0
     save_steps: int | None = Field(default=None, ge=1)
     """Save a checkpoint every this many steps; a re-run of the interrupted stage (same fingerprint) resumes
