@@ -17,13 +17,11 @@ from tuna_open.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = [
-    "data.train.limit=160", "data.tuna.limit=24", "data.heldout.limit=16",
-    "stages.sft.train.num_epochs=1", "stages.teacher.train.num_epochs=1",
-    "stages.reward.train.num_epochs=1", "stages.tuna_p.train.num_epochs=1", "stages.tuna_c.train.num_epochs=1",
-    "stages.tuna.train.num_epochs=1", "stages.dpo.train.num_epochs=1",
+    "data.sft.limit=64", "data.teacher.limit=160", "data.prompts.limit=24", "data.heldout.limit=16",
+    *(f"stages.{name}.train.num_epochs=1"
+      for name in ("sft", "teacher", "reward", "tuna_p", "tuna_c", "tuna", "sft_more", "tuna_c_mle_only", "dpo")),
     "stages.ppo.train.total_episodes=32", "stages.ppo.train.per_device_batch_size=8",
-    "stages.teacher_samples.max_new_tokens=8", "stages.student_samples.max_new_tokens=8",
-    "stages.eval.max_new_tokens=8",
+    *(f"stages.{name}.max_new_tokens=8" for name in ("teacher_samples", "sft_samples", "tuna_p_samples", "eval")),
 ]
 
 
@@ -36,7 +34,7 @@ def test_quickstart_recipe_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "run/report.json").read_text())
     models = report["models"]
-    assert {"sft", "tuna_p", "tuna_c", "tuna", "dpo", "ppo"} <= set(models)
+    assert {"sft", "sft_more", "tuna_p", "tuna_c", "tuna_c_mle_only", "tuna", "dpo", "ppo"} <= set(models)
     metric_sets = {frozenset(m) for m in models.values()}
     assert len(metric_sets) == 1 and {"accuracy", "rougeL", "exact_match"} <= next(iter(metric_sets))
     assert all(s["status"] == "done" for s in report["stages"])

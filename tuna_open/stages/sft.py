@@ -34,8 +34,9 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     examples = [{"prompt": prompt(r), "response": r["output"]} for r in records]
     settings = cfg.train.model_copy(update={"seed": ctx.seed})
     result = train_sft(model, examples, settings, ctx.output)
-    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    # No logged step (fewer steps than logging_steps) means no loss to report, not a NaN loss.
+    last = f", final loss {result['history'][-1]['loss']:.3f}" if result["history"] else ""
     resumed = f", resumed from step {result['resumed_from_step']}" if result["resumed_from_step"] else ""
-    return StageResult(summary=f"{len(examples)} examples, final loss {last:.3f}{resumed}",
+    return StageResult(summary=f"{len(examples)} examples{last}{resumed}",
                        counts={"examples": len(examples), "resumed_from_step": result["resumed_from_step"]},
                        history=result["history"])
