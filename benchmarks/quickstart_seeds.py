@@ -46,12 +46,28 @@ def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
     return {"models": models, "paired_vs_baseline": paired}
 
 
+def markdown(out: dict) -> str:
+    """The README's result table: mean ± std per model and the paired difference to the baseline with its 95% CI."""
+    metric, baseline = out["metric"], out["baseline"]
+    rows = [f"| model | {metric} (mean ± std) | per seed | paired Δ vs {baseline} | 95% CI of Δ |",
+            "|---|---|---|---|---|"]
+    for name, metrics in out["models"].items():
+        m = metrics[metric]
+        per_seed = " / ".join(f"{v:.2f}" for v in m["values"])
+        d = out["paired_vs_baseline"].get(name)
+        delta = f"{d['mean']:+.2f}" if d else ""
+        ci = f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if d and "ci95" in d else ""
+        rows.append(f"| {name} | {m['mean']:.2f} ± {m.get('std', 0.0):.2f} | {per_seed} | {delta} | {ci} |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--runs", default="runs/bench", help="parent of the per-seed run dirs")
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--markdown", help="also write the README table (from the JSON) here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
     args = parser.parse_args()
 
@@ -75,6 +91,8 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(out))
 
 
 if __name__ == "__main__":
