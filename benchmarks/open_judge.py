@@ -29,6 +29,9 @@ from ``rankers.permutations``; requests/s and judgements/s. Chance: τ 0, top-1 
     PYTHONPATH=. .venv-vllm/bin/python benchmarks/open_judge.py                # openai and in-process vllm judges
     ... --prompts 8 --judge-max-tokens 128 --out /tmp/open_judge.json          # a quick look
 
+``benchmarks/results/open_judge_cpu.json`` was made with ``--prompts 16``: on the shared 2-core CPU each backend
+judged about 0.05-0.07 judgements/s (12-15 min for 48), so 40 prompts would have taken over an hour.
+
 The JSON (``--out``) holds the summary, the settings, every request's candidates, verifier scores and the judges'
 orders and per-presentation verdicts, and the raw answers of the first few requests (``--raw-examples``). No
 figure is ever estimated: a judge that cannot run is listed under ``skipped`` or ``failed`` with the reason.
