@@ -10,22 +10,25 @@ first, then ``--repeats`` timed passes (medians reported). Generated tokens are 
 included), which every backend reports when log-probs are on.
 
 The model is a random-init tiny Llama built here (tokenizer trained on the builtin tasks, as the ``init_model``
-stage does) unless ``--model DIR`` names one, e.g. ``runs/quickstart/stages/sft/model``. A random model rarely
-emits EOS, so its samples run to ``--max-new-tokens``: the same decode work on every backend.
+stage does) unless ``--model`` names a directory (e.g. ``runs/quickstart/stages/sft/model``) or a model reference
+(``smollm2-135m-instruct``: real weights, converted once and cached by ``tuna_open.models``). A random model rarely
+emits EOS, so its samples run to ``--max-new-tokens``: the same decode work on every backend; a real model stops
+when it is done, so compare the backends' tokens/s (``mean_tokens_per_sample`` says how long the samples were).
 
 The vLLM server is the test suite's ``VLLMServer`` (``tests/vllm_server.py``: free loopback port, its own process
 group, prefix caching off), started with ``--vllm-python`` or ``$VLLM_PYTHON`` (vLLM's CPU build lives in its own
 venv), with chunked prefill off (``CHUNKED_PREFILL_OFF``: on CPU, vLLM 0.27.1 crashes on seeded requests whose
 prefill is split). It starts once, after the in-process backends are measured, so they never share the CPU with
-it. The in-process engine has no key to turn chunked prefill off (``EngineSettings``), so on CPU it dies at the
-default sizes; it is then listed under ``failed``, with vLLM's log on stderr. The openai sampler keeps
-``--concurrency`` prompts in flight (default: the transformers batch size, so both
+it. The in-process engine (measured when this script runs with vLLM's interpreter) turns chunked prefill off on CPU
+by default (``EngineSettings``); if it dies anyway it is listed under ``failed``, with vLLM's log on stderr. The
+openai sampler keeps ``--concurrency`` prompts in flight (default: the transformers batch size, so both
 have the same work in flight). A backend that cannot run is listed under ``skipped``, one that broke during the
 run under ``failed``, each with the reason; no number is ever estimated for either.
 
     python benchmarks/sampling.py
     VLLM_PYTHON=.venv-vllm/bin/python python benchmarks/sampling.py --prompts 64
     python benchmarks/sampling.py --model runs/quickstart/stages/sft/model --max-new-tokens 64
+    PYTHONPATH=. .venv-vllm/bin/python benchmarks/sampling.py --model smollm2-135m-instruct   # all three backends
 
 ``benchmarks/ranking.py`` reuses this module's model builder, vLLM server start and device description.
 """
@@ -52,13 +55,14 @@ from tuna_open.builtin.model import BUILTIN_MODELS, init_model, train_tokenizer
 from tuna_open.builtin.tasks import corpus, generate
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
+from tuna_open.models import is_model_ref, resolve_model
 from tuna_open.prompts import format_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 # The test suite's server helpers are the benchmarks' too: one implementation of "start a real vLLM server" and
 # of "a local OpenAI-protocol server", not a copy per script.
 sys.path.insert(0, str(REPO / "tests"))
-from vllm_server import ServerStartError, VLLMServer, vllm_python  # noqa: E402
+from vllm_server import PLAIN_CHAT_TEMPLATE, ServerStartError, VLLMServer, vllm_python  # noqa: E402
 
 TOKENIZER_CORPUS = 2000
 """Builtin task texts the tokenizer is trained on (the ``init_model`` stage's default)."""
@@ -81,10 +85,13 @@ def build_tiny_model(out_dir: Path, architecture: str = "student", seed: int = 0
 
 
 def model_for(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
-    """(model directory, description): ``--model`` if given, else a tiny model built in ``workdir``."""
+    """(model directory, description): ``--model`` if given (a directory or a model reference such as
+    ``smollm2-135m-instruct``, converted once and cached), else a tiny model built in ``workdir``."""
     if args.model:
+        if is_model_ref(args.model):
+            return resolve_model(args.model), args.model
         if not Path(args.model).is_dir():
-            raise SystemExit(f"error: --model {args.model} is not a directory")
+            raise SystemExit(f"error: --model {args.model} is neither a directory nor a model reference")
         return args.model, args.model
     arch = BUILTIN_MODELS[args.architecture]
     path = build_tiny_model(workdir / "model", args.architecture, args.seed)
@@ -120,6 +127,14 @@ def resolve_vllm_python(flag: str | None) -> str:
     return python
 
 
+def has_chat_template(model: str) -> bool:
+    """Whether a local model directory ships a chat template (``chat_template.jinja`` or in its tokenizer config)."""
+    path = Path(model)
+    config = path / "tokenizer_config.json"
+    return (path / "chat_template.jinja").is_file() or (
+        config.is_file() and bool(json.loads(config.read_text()).get("chat_template")))
+
+
 CHUNKED_PREFILL_OFF = ("--no-enable-chunked-prefill",)
 """vLLM 0.27.1 on CPU kills its engine ("CPU Generator does not use offset") when a seeded request's prefill is
 split over two steps: the model runner rewinds the request's generator offset, which CPU generators lack. Seeded
@@ -131,12 +146,14 @@ def vllm_server(model: str, python_flag: str | None, enforce_eager: bool = True,
                 extra_args: Sequence[str] = ()) -> Iterator[VLLMServer]:
     """A started vLLM server for ``model``, closed on exit; ``Skipped`` (with the log's last line) if it can't start.
 
-    Prefix caching stays off: vLLM 0.27.1 returns NaN/stale prompt log-probs for prefix-cache hits.
+    Prefix caching stays off: vLLM 0.27.1 returns NaN/stale prompt log-probs for prefix-cache hits. A model that
+    ships a chat template (a real instruct model) is served with it; only one without gets the plain template.
     """
     python = resolve_vllm_python(python_flag)
+    template = None if has_chat_template(model) else PLAIN_CHAT_TEMPLATE
     try:
         server = VLLMServer(model, python=python, enforce_eager=enforce_eager, prefix_caching=False,
-                            extra_args=extra_args).start()
+                            chat_template=template, extra_args=extra_args).start()
     except ServerStartError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         last = f" ... {lines[-1]}" if len(lines) > 1 else ""  # the log's last line usually names the cause
