@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from sampling import CHUNKED_PREFILL_OFF, close, describe_server, host, one_line, server_errors, vllm_server
+
 from rankers import Ranking, RankRequest, build_ranker
 from rankers.agreement import agreement
 from tuna_open.builtin.tasks import generate
@@ -55,8 +57,6 @@ from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 from tuna_open.models import is_model_ref, resolve_model
 from tuna_open.prompts import format_prompt
-
-from sampling import CHUNKED_PREFILL_OFF, close, describe_server, host, one_line, server_errors, vllm_server
 
 VERIFIER = "tuna_open.builtin.tasks:score_request"
 MAX_MODEL_LEN = 2048

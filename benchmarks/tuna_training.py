@@ -24,14 +24,13 @@ import tempfile
 from pathlib import Path
 
 import torch
+from sampling import host, torch_device
 
 from rankers.base import order_from_scores
 from tuna_open.models import is_model_ref, resolve_model
 from tuna_open.prompts import format_prompt
 from tuna_open.train.trl_common import LoraSettings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, encode_group, train_tuna
-
-from sampling import host, torch_device
 
 RESULTS = Path(__file__).parent / "results"
 
