@@ -148,4 +148,5 @@ def test_a_rejected_key_still_stops_the_run() -> None:
         ranker = openai_ranker(server, "hosted-model")
         with pytest.raises(RankerConfigError, match="401: bad key"):
             ranker.rank(REQUESTS)
-        assert len(server.requests) == len(REQUESTS)  # one try each, none retried
+        # Never retried: at most one try per request (how many were in flight when the 401 stopped the run varies).
+        assert 1 <= len(server.requests) <= len(REQUESTS)
