@@ -2,10 +2,11 @@
 
     python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 4 [--recipe recipes/quickstart.yaml] [--out FILE]
 
-Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code). Models are
-compared with the report's baseline (``--baseline``, default the recipe's) seed by seed: the paired difference on the
-primary metric, its mean and a 95% t-interval over seeds. Paired, because seed-to-seed spread (the world, the
-initialisation and the data all change with the seed) is larger than most effects.
+Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code; re-running over
+the same ``--runs`` serves finished stages from cache). Models are compared with the recipe's ``report.baseline``
+seed by seed: the paired difference on the primary metric, its mean and a 95% t-interval over seeds. Paired, because
+seed-to-seed spread (the world, the initialisation and the data all change with the seed) is larger than most
+effects. ``diagnostics`` per seed say why a variant helped or not (``diagnose``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,39 @@ def interval(values: list[float]) -> dict[str, float | list[float]]:
         half = T95[min(len(values) - 2, len(T95) - 1)] * std / math.sqrt(len(values))
         out.update(std=round(std, 3), ci95=[round(mean - half, 3), round(mean + half, 3)])
     return out
+
+
+def diagnose(run_dir: Path) -> dict[str, float]:
+    """Why a variant helped or not, for the quickstart's stages (absent stages are skipped): how much of the
+    feedback is signal (tied pairs, prompts whose candidates hold an accepted answer) and how good the teacher's
+    likelihood ranking is against the exact verifier (top-1 precision vs a random pick among the same samples)."""
+    from tuna_open.builtin.tasks import score
+
+    def counts(stage: str) -> dict:
+        path = run_dir / "stages" / stage / "manifest.json"
+        return json.loads(path.read_text())["result"]["counts"] if path.exists() else {}
+
+    out: dict[str, float] = {}
+    tuna_c = counts("tuna_c")
+    if tuna_c:
+        out["tuna_c_prompts_with_accepted_pct"] = 100 * tuna_c["prompts_with_imitated"] / tuna_c["examples"]
+        out["tuna_c_tied_pairs_pct"] = 100 * tuna_c["tied_pairs"] / (tuna_c["tied_pairs"] + tuna_c["ranked_pairs"])
+    samples = run_dir / "stages/teacher_samples/records.jsonl"
+    rankings = run_dir / "stages/tuna_p_rankings/records.jsonl"
+    if samples.exists() and rankings.exists():
+        by_id = {r["id"]: r for r in map(json.loads, samples.read_text().splitlines())}
+        top = rand = n = 0.0
+        for r in map(json.loads, rankings.read_text().splitlines()):
+            rec = by_id[r["id"]]
+            right = [score(c, rec["output"]) >= 1.0 for c in rec["candidates"]]
+            if any(right) and not all(right):  # only prompts where the choice matters
+                n += 1
+                top += right[r["order"][0]]
+                rand += sum(right) / len(right)
+        if n:
+            out["teacher_top1_precision_pct"] = 100 * top / n
+            out["teacher_random_pick_precision_pct"] = 100 * rand / n
+    return {k: round(v, 2) for k, v in out.items()}
 
 
 def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
@@ -73,6 +107,7 @@ def main() -> None:
 
     per_seed: dict[int, dict] = {}
     seconds: dict[int, float] = {}
+    diagnostics: dict[int, dict] = {}
     report: dict = {}
     for seed in args.seeds:
         run_dir = Path(args.runs) / f"seed-{seed}"
@@ -83,10 +118,12 @@ def main() -> None:
         seconds[seed] = round(time.perf_counter() - start, 1)
         report = json.loads((run_dir / "report.json").read_text())
         per_seed[seed] = report["models"]
+        diagnostics[seed] = diagnose(run_dir)
     baseline = report.get("baseline", "sft")
     metric = report.get("primary_metric", "accuracy")
     out = {"recipe": args.recipe, "overrides": args.overrides, "seeds": args.seeds, "baseline": baseline,
-           "metric": metric, "wall_seconds": seconds, **summarise(per_seed, baseline, metric)}
+           "metric": metric, "wall_seconds": seconds, "diagnostics": diagnostics,
+           **summarise(per_seed, baseline, metric)}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:
