@@ -42,11 +42,6 @@ def load_tokenizer(path: str) -> Any:
     return tokenizer
 
 
-def pad_token_id(tokenizer: Any) -> int:
-    """The id to pad with, leaving the tokenizer as it is (a trainer saves it): its pad token, else EOS."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
 def release_model(holder: Any) -> None:
     """Drop ``holder.model`` and give its accelerator memory back now (the ``close`` of in-process models).
 

@@ -130,6 +130,11 @@ class StageConfig(Strict):
         return []
 
 
+def recipe_data(*names: str | None) -> list[str]:
+    """The ``names`` that are recipe ``data`` entries: not unset, not ``@stage`` records (a stage's output)."""
+    return [name for name in names if name and not name.startswith("@")]
+
+
 class ReportConfig(Strict):
     baseline: str = "sft"
     """The model the report compares every other model against."""

@@ -24,7 +24,7 @@ from tuna_open.generate.base import SamplingParams
 from tuna_open.generate.diversity import DiversityResampling, pairwise_rougeL, sample_diverse
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import sampler_prompter
-from tuna_open.recipe import StageConfig
+from tuna_open.recipe import StageConfig, recipe_data
 
 OUTPUT = "records"
 
@@ -53,7 +53,7 @@ class Config(StageConfig):
     sampler: SamplerChoice = SamplerChoice()
 
     def data_names(self) -> list[str]:
-        return [] if self.data.startswith("@") else [self.data]
+        return recipe_data(self.data)
 
     @model_validator(mode="after")
     def _template_fits_sampler(self) -> "Config":

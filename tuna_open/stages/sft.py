@@ -7,7 +7,7 @@ from typing import Literal
 from rankers.templates import TemplateName
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
-from tuna_open.recipe import StageConfig
+from tuna_open.recipe import StageConfig, recipe_data
 from tuna_open.train.sft import SFTSettings, train_sft
 
 OUTPUT = "model"
@@ -24,7 +24,7 @@ class Config(StageConfig):
     train: SFTSettings = SFTSettings()
 
     def data_names(self) -> list[str]:
-        return [] if self.data.startswith("@") else [self.data]
+        return recipe_data(self.data)
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from tuna_open.errors import UserError
 from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
+from tuna_open.recipe import recipe_data
 from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
@@ -35,7 +36,7 @@ class Config(RankedInputs):
     train: TunaTrainConfig = TunaTrainConfig()
 
     def data_names(self) -> list[str]:
-        return [self.sft_data] if self.sft_data and not self.sft_data.startswith("@") else []
+        return recipe_data(self.sft_data)
 
 
 def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, Any]], ties: str = "strict",
