@@ -1,6 +1,7 @@
 """Run a recipe over several seeds: mean ± std of every held-out metric per model, and paired differences.
 
     python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 4 [--recipe recipes/quickstart.yaml] [--out FILE]
+    python benchmarks/quickstart_seeds.py --recipe recipes/real_gpu.yaml --seeds 0 1 2 --jobs 3   # one GPU
 
 Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code; re-running over
 the same ``--runs`` serves finished stages from cache). Models are compared with the recipe's ``report.baseline``
@@ -95,6 +96,33 @@ def markdown(out: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def run_all(commands: dict[int, list[str]], jobs: int, runs: Path) -> dict[int, float]:
+    """Run each seed's pipeline, ``jobs`` at a time; wall seconds per seed. One at a time, its output goes to this
+    process's stderr; in parallel, each to ``RUNS/seed-K.log``. A failed seed stops the benchmark (its log says why):
+    a table over the seeds that happened to succeed would not be the table asked for."""
+    seconds: dict[int, float] = {}
+    pending = list(commands)
+    running: dict[int, tuple[subprocess.Popen, float]] = {}
+    runs.mkdir(parents=True, exist_ok=True)
+    while pending or running:
+        while pending and len(running) < jobs:
+            seed = pending.pop(0)
+            out = sys.stderr if jobs == 1 else open(runs / f"seed-{seed}.log", "w")  # the child holds it open
+            proc = subprocess.Popen(commands[seed], stdout=out, stderr=subprocess.STDOUT)
+            running[seed] = (proc, time.perf_counter())
+        time.sleep(0.5)
+        for seed, (proc, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[seed]
+            if proc.returncode:
+                for other, _ in running.values():
+                    other.terminate()
+                raise SystemExit(f"error: seed {seed} failed (exit {proc.returncode}); see its log")
+            seconds[seed] = round(time.perf_counter() - start, 1)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
@@ -102,22 +130,22 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/bench", help="parent of the per-seed run dirs")
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--markdown", help="also write the README table (from the JSON) here")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds run at once (a GPU, many cores); each seed then logs to RUNS/seed-K.log")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
     args = parser.parse_args()
 
     per_seed: dict[int, dict] = {}
-    seconds: dict[int, float] = {}
     diagnostics: dict[int, dict] = {}
     stage_seconds: dict[int, float] = {}
     """Seconds the stages took when they ran (unlike ``seconds``, unchanged when a re-run is served from cache)."""
     report: dict = {}
+    commands = {seed: [sys.executable, "-m", "tuna_open.cli", "run", args.recipe, "--run-dir",
+                       str(Path(args.runs) / f"seed-{seed}"), "--set", f"seed={seed}"]
+                + [x for o in args.overrides for x in ("--set", o)] for seed in args.seeds}
+    seconds = run_all(commands, args.jobs, Path(args.runs))
     for seed in args.seeds:
         run_dir = Path(args.runs) / f"seed-{seed}"
-        cmd = [sys.executable, "-m", "tuna_open.cli", "run", args.recipe, "--run-dir", str(run_dir),
-               "--set", f"seed={seed}"] + [x for o in args.overrides for x in ("--set", o)]
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=sys.stderr)
-        seconds[seed] = round(time.perf_counter() - start, 1)
         report = json.loads((run_dir / "report.json").read_text())
         per_seed[seed] = report["models"]
         diagnostics[seed] = diagnose(run_dir)

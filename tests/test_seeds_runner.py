@@ -1,0 +1,39 @@
+"""benchmarks/quickstart_seeds.py: seeds run one at a time or in parallel, and a failed seed stops the table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from quickstart_seeds import interval, run_all  # noqa: E402
+
+
+def _touch(path: Path, seconds: float) -> list[str]:
+    return [sys.executable, "-c", f"import time, pathlib; time.sleep({seconds}); pathlib.Path({str(path)!r}).touch()"]
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_run_all_runs_every_seed_and_times_it(tmp_path, jobs):
+    commands = {seed: _touch(tmp_path / f"done-{seed}", 0.2) for seed in (0, 1, 2)}
+    seconds = run_all(commands, jobs, tmp_path / "runs")
+    assert sorted(seconds) == [0, 1, 2] and all(s >= 0.2 for s in seconds.values())
+    assert all((tmp_path / f"done-{seed}").exists() for seed in (0, 1, 2))
+    assert sorted(p.name for p in (tmp_path / "runs").glob("*.log")) == (
+        [] if jobs == 1 else ["seed-0.log", "seed-1.log", "seed-2.log"])
+
+
+def test_a_failed_seed_stops_the_benchmark_and_the_others(tmp_path):
+    commands = {0: [sys.executable, "-c", "raise SystemExit(3)"], 1: _touch(tmp_path / "late", 30)}
+    with pytest.raises(SystemExit, match="seed 0 failed \\(exit 3\\)"):
+        run_all(commands, 2, tmp_path)
+    assert not (tmp_path / "late").exists()
+
+
+def test_interval_is_a_t_interval():
+    out = interval([1.0, 2.0, 3.0])
+    assert out["mean"] == 2.0 and out["std"] == 1.0
+    assert out["ci95"] == pytest.approx([2.0 - 4.303 / 3 ** 0.5, 2.0 + 4.303 / 3 ** 0.5], abs=1e-3)
+    assert "ci95" not in interval([5.0])
