@@ -10,8 +10,10 @@ PyPI wheel, as both student and judge):
    ``benchmarks/sampling.py``'s helper: prefix caching and chunked prefill off, as vLLM 0.27.1 on CPU needs).
 2. The exact verifier (``function`` ranker, ``tuna_open.builtin.tasks:score_request``: 1.0 for the exact answer,
    graded partial credit otherwise) ranks every candidate set: the ground truth.
-3. The judge ranks the same sets with the paper's contextual protocol (``rankers.contextual``: all candidates at
-   once, its own answer as Response N, scores, a ``rank:`` line, one repair re-ask), ``permutations: k``:
+3. The judge ranks the same sets with the paper's contextual protocol (``rankers.contextual``, ``--prompt lmops``
+   by default: all candidates at once, its own answer as Response N, scores, a ``rank:`` line, one repair
+   re-ask), or with ``--constrain rank_line`` the same prompt under decoding constrained to the bare
+   ``rank: [...]`` line (vLLM structured outputs; no analysis, no scores), ``permutations: k``:
    - ``openai``: the ``openai`` ranker backend against the vLLM server serving the judge (chat completions, the
      judge's own chat template);
    - ``vllm``: the in-process engine (``backend: vllm``), when vllm imports in this interpreter (run the script
@@ -23,14 +25,22 @@ the verifier's order partly arbitrary); ``top1_in_verifier_best`` (the judge's p
 the fair top-1 under ties) with its chance level; the parse-failure rate per judgement after the repair, the
 first-answer failure rate, the request failure rate (all k presentations failed); self-consistency (mean pairwise
 τ between the k verdicts) and position bias (how often the candidate shown first was ranked best, against 1/N)
-from ``rankers.permutations``; requests/s and judgements/s. Chance: τ 0, top-1 1/N.
+from ``rankers.permutations``; ``shown_orders``, the verdicts in the positions the judge saw (how many distinct:
+one means the judge ignored the content); requests/s and judgements/s. Chance: τ 0, top-1 1/N, and on these very
+requests (``chance_on_these_requests``) a uniformly random judge's mean τ, top-1 and ``top1_in_verifier_best``
+over ``--chance-draws`` draws, with the central 95% of the draws (where a judge's mean over this few requests
+falls by luck alone), and the candidates' own index order as a ranking (the verifier breaks its ties by index,
+so a judge favouring the first shown candidate gains from them).
 
     VLLM_PYTHON=.venv-vllm/bin/python python benchmarks/open_judge.py          # openai judge only
     PYTHONPATH=. .venv-vllm/bin/python benchmarks/open_judge.py                # openai and in-process vllm judges
     ... --prompts 8 --judge-max-tokens 128 --out /tmp/open_judge.json          # a quick look
+    ... --prompts 16 --constrain rank_line                                       # the constrained judge
 
 ``benchmarks/results/open_judge_cpu.json`` was made with ``--prompts 16``: on the shared 2-core CPU each backend
 judged about 0.05-0.07 judgements/s (12-15 min for 48), so 40 prompts would have taken over an hour.
+``benchmarks/results/open_judge_constrained_cpu.json`` (the default ``--out`` with ``--constrain rank_line``) is
+the same setup under the constraint.
 
 The JSON (``--out``) holds the summary, the settings, every request's candidates, verifier scores and the judges'
 orders and per-presentation verdicts, and the raw answers of the first few requests (``--raw-examples``). No
@@ -43,8 +53,10 @@ import argparse
 import importlib.util
 import json
 import os
+import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,7 +105,7 @@ def sample_requests(server_url: str, model: str, args: argparse.Namespace) -> tu
 def judge_config(args: argparse.Namespace) -> dict[str, Any]:
     """The judging keys both contextual backends share."""
     return {"permutations": args.permutations, "max_tokens": args.judge_max_tokens, "max_repairs": 1,
-            "temperature": 0.0, "seed": args.seed}
+            "temperature": 0.0, "seed": args.seed, "prompt": args.prompt, "constrain": args.constrain}
 
 
 def run_judge(config: dict[str, Any], requests: Sequence[RankRequest]) -> tuple[list[Ranking], dict, float, float]:
@@ -122,6 +134,19 @@ def records(requests: Sequence[RankRequest], rankings: Sequence[Ranking]) -> lis
 
 def rate(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+def shown_orders(rankings: Sequence[Ranking], top: int = 3) -> dict[str, Any]:
+    """The verdicts as the judge wrote them, in the positions it was shown (not mapped back to candidates): how
+    many distinct ones, and the most common. A judge blind to the content writes the same one every time."""
+    counts: Counter[tuple[int, ...]] = Counter()
+    for r in rankings:
+        for p in r.metadata.get("presentations") or ([{"presented": list(range(len(r.order))), "order": r.order}]
+                                                    if not r.failed else []):
+            if "order" in p:
+                counts[tuple(p["presented"].index(c) for c in p["order"])] += 1
+    return {"verdicts": sum(counts.values()), "distinct": len(counts),
+            "most_common": [[list(order), count] for order, count in counts.most_common(top)]}
 
 
 def summarize(requests: Sequence[RankRequest], truth: Sequence[Ranking], scores: Sequence[list[float]],
@@ -157,11 +182,41 @@ def summarize(requests: Sequence[RankRequest], truth: Sequence[Ranking], scores:
         "self_consistency": stats.get("self_consistency_mean"),
         "position0_first_rate": stats.get("position0_first_rate"),
         "position0_expected_rate": stats.get("position0_expected_rate"),
+        "shown_orders": shown_orders(rankings),
         "requests_per_s": rate(len(requests), seconds),
         "judgements_per_s": rate(len(requests) * k, seconds),
         "seconds": round(seconds, 1),
         "stats": stats,
     }
+
+
+def chance(requests: Sequence[RankRequest], truth: Sequence[Ranking], scores: Sequence[list[float]], draws: int,
+           seed: int) -> dict[str, Any]:
+    """What rankings that know nothing score against the verifier on these requests: a uniformly random judge
+    (mean, and the central 95% of ``draws`` draws of the mean over the requests) and the candidates' index order."""
+    gold = records(requests, truth)
+    rng = random.Random(seed)
+
+    def measure(orders: list[list[int]]) -> tuple[float, float, float]:
+        judged = [{"id": q.id, "order": o} for q, o in zip(requests, orders)]
+        both = agreement(gold, judged)
+        best = sum(s[o[0]] == max(s) for s, o in zip(scores, orders)) / len(orders)
+        return both["kendall_tau"], both["top1_agreement"], best
+
+    def shuffled(n: int) -> list[int]:
+        order = list(range(n))
+        rng.shuffle(order)
+        return order
+
+    samples = [measure([shuffled(len(q.candidates)) for q in requests]) for _ in range(draws)]
+    names = ("kendall_tau", "top1_agreement", "top1_in_verifier_best")
+    random_judge: dict[str, Any] = {"draws": draws}
+    for k, name in enumerate(names):
+        values = sorted(x[k] for x in samples)
+        random_judge[name] = round(sum(values) / draws, 4)
+        random_judge[f"{name}_95"] = [round(values[int(0.025 * draws)], 4), round(values[int(0.975 * draws) - 1], 4)]
+    index_order = dict(zip(names, (round(x, 4) for x in measure([list(range(len(q.candidates))) for q in requests]))))
+    return {"random_judge": random_judge, "index_order": index_order}
 
 
 def details(requests: Sequence[RankRequest], scores: Sequence[list[float]],
@@ -210,7 +265,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--permutations", type=int, default=3)
-    parser.add_argument("--judge-max-tokens", type=int, default=256, help="the judge's completion budget per turn")
+    parser.add_argument("--judge-max-tokens", type=int, default=256,
+                        help="the judge's completion budget per turn (under --constrain rank_line: at most the line)")
+    parser.add_argument("--prompt", choices=("lmops", "strict"), default="lmops", help="the judges' key prompt")
+    parser.add_argument("--constrain", choices=("none", "rank_line"), default="none",
+                        help="rank_line: decoding constrained to the bare rank line (the judges' key constrain)")
+    parser.add_argument("--chance-draws", type=int, default=2000, help="random rankings for the chance levels")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight to the server")
     parser.add_argument("--timeout", type=float, default=1200.0,
                         help="seconds per HTTP call: on a busy CPU a batch of judge prompts queues for minutes")
@@ -218,8 +278,12 @@ def main() -> None:
     parser.add_argument("--vllm-python", help="interpreter with vllm for the server (default: $VLLM_PYTHON)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw-examples", type=int, default=3, help="requests whose raw judge answers are kept")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "open_judge_cpu.json")
+    parser.add_argument("--out", type=Path, help="default: results/open_judge_cpu.json, or "
+                        "results/open_judge_constrained_cpu.json with --constrain rank_line")
     args = parser.parse_args()
+    results = Path(__file__).parent / "results"
+    args.out = args.out or results / ("open_judge_cpu.json" if args.constrain == "none" else
+                                      "open_judge_constrained_cpu.json")
     machine = host()
     student, judge = local(args.model), local(args.judge or args.model)
     summary: dict[str, Any] = {}
@@ -259,8 +323,9 @@ def main() -> None:
         "summary": summary, "skipped": skipped, "failed": failed,
         "models": {"student": args.model, "judge": args.judge or args.model},
         "verifier": VERIFIER,
-        "judge_prompt": "rankers.contextual.build_prompt (the project's wording of the paper's contextual ranking "
-                        "protocol; no reference shown)",
+        "judge_prompt": f"rankers.contextual, prompt: {args.prompt} (no reference shown)",
+        "constrain": args.constrain,
+        "chance_on_these_requests": chance(requests, truth, scores, args.chance_draws, args.seed),
         "sampling": sampling, "servers": servers,
         "settings": {"prompts": args.prompts, "n": args.n, "permutations": args.permutations,
                      "judge": judge_config(args), "concurrency": args.concurrency, **machine},
@@ -271,7 +336,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({"summary": {k: {m: v for m, v in s.items() if m not in ("by_task", "stats")}
-                                  for k, s in summary.items()}, "skipped": skipped, "failed": failed}, indent=1))
+                                  for k, s in summary.items()}, "chance_on_these_requests":
+                      result["chance_on_these_requests"], "skipped": skipped, "failed": failed}, indent=1))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ The key is the sha256 of the canonical JSON of the request's content (prompt, in
 precomputed logprobs/lengths, metadata; not its id: the same question gets the same answer) and of the ranker
 config minus keys that cannot change a result (secrets, connection and throughput settings, see
 ``NON_SEMANTIC_KEYS``). So a rotated API key or a higher concurrency reuses the cache, while another model,
-temperature or prompt option misses it. Each entry is one JSON file written to a temporary file and moved into
-place with ``os.replace``, so concurrent writers never leave a torn entry. Failures are not cached: a retry
-later may succeed. An unreadable entry, or one that is not a valid ranking of the request's candidates (its order
-not a permutation of their indices, its scores not one per candidate: a corrupted or hand-edited file), counts as
-a miss (``cache_invalid``) and is overwritten.
+temperature or prompt option misses it. A key added later is left out while it has the value that was the
+behaviour before it existed (``LATER_DEFAULTS``), so adding it does not orphan the cache. Each entry is one JSON
+file written to a temporary file and moved into place with ``os.replace``, so concurrent writers never leave a
+torn entry. Failures are not cached: a retry later may succeed. An unreadable entry, or one that is not a valid
+ranking of the request's candidates (its order not a permutation of their indices, its scores not one per
+candidate: a corrupted or hand-edited file), counts as a miss (``cache_invalid``) and is overwritten.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ NON_SEMANTIC_KEYS = frozenset({
 })
 """Config keys left out of cache keys at any depth (ensembles nest configs): they never change a ranking."""
 
+LATER_DEFAULTS: Mapping[str, Any] = {"constrain": "none"}
+"""Keys added after rankings were first cached, left out of cache keys (at any depth) while they hold this value:
+the entries cached before the key existed were made with that behaviour, so they must still hit."""
+
 
 def public_config(config: Any) -> Any:
     """``config`` without ``NON_SEMANTIC_KEYS`` (recursively) and with every value JSON-serialisable."""
     if isinstance(config, Mapping):
-        return {str(k): public_config(v) for k, v in config.items() if k not in NON_SEMANTIC_KEYS}
+        return {str(k): public_config(v) for k, v in config.items()
+                if k not in NON_SEMANTIC_KEYS and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
     if isinstance(config, (list, tuple)):
         return [public_config(v) for v in config]
     if config is None or isinstance(config, (str, int, float, bool)):

@@ -33,12 +33,20 @@ message goes into the repair prompt so the judge can fix its answer.
 
 Both contextual judges (``openai`` over an API, ``vllm`` in process) share the rest here too: their judging
 keys (``JudgeSettings``), the conversation a request starts (``judge_conversation``, re-asked per
-``rankers.repair``) and the ``Ranking`` its exchange becomes (``ranking_from_exchange``).
+``rankers.repair``), the decoding constraint of ``constrain: rank_line`` (``rank_line_regex``,
+``completion_budget``) and the ``Ranking`` its exchange becomes (``ranking_from_exchange``).
+
+``constrain: rank_line`` is for judges too weak to follow the procedure to its last line (a 135M model loops and
+never writes ``rank:``): the same prompt is sent, but decoding is constrained by a regex (vLLM structured
+outputs) so that the whole answer is one line ``rank: [i, j, ...]`` whose indices are a permutation of the
+candidates'. The judge then writes no analysis, no reference answer of its own and no scores: its rankings carry
+no scores, and it is no longer the paper's protocol, only its prompt.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import permutations
 from typing import Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -267,6 +275,37 @@ def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None,
     return order, scores(text, n)
 
 
+RANK_LINE_PERMUTATIONS_UP_TO = 6
+"""Up to this many candidates the ``rank_line`` regex lists every permutation (6! = 720 alternatives, ~13 kB);
+beyond it the list grows too fast (7! = 5,040, 8! = 40,320: a regex of ~0.5 MB for the grammar compiler), so the
+regex only fixes the line's shape and the index range, and the parser rejects a repeated index (a re-ask)."""
+
+
+def rank_line_regex(n: int) -> str:
+    """The regex a ``constrain: rank_line`` answer must match in full for n candidates: ``rank: [`` then the
+    indices 0..n-1 separated by ``", "``, then ``]`` and nothing else (the judge's own index n is not allowed:
+    under the constraint it writes no answer of its own).
+
+    For n ≤ ``RANK_LINE_PERMUTATIONS_UP_TO`` the alternatives are exactly the n! permutations, so every answer
+    the constrained judge can write is a readable ranking of all candidates. For larger n any n indices in range
+    match; an answer repeating one fails the parser and is re-asked (``max_repairs``) under the same constraint.
+    """
+    if n < 1:
+        raise ValueError(f"a rank line needs at least one candidate, got n={n}")
+    if n <= RANK_LINE_PERMUTATIONS_UP_TO:
+        body = "|".join(", ".join(map(str, p)) for p in permutations(range(n)))
+    else:
+        index = "(?:" + "|".join(map(str, range(n))) + ")"
+        body = f"{index}(?:, {index}){{{n - 1}}}"
+    return rf"rank: \[(?:{body})\]"
+
+
+def rank_line_tokens(n: int) -> int:
+    """A completion budget that always fits a rank line of n indices: its characters (no token is shorter than
+    one character of this ASCII line) plus 8 for the end-of-sequence token and tokenizers' empty-text tokens."""
+    return len("rank: [" + ", ".join(map(str, range(n))) + "]") + 8
+
+
 class JudgeSettings(BaseModel):
     """Judging keys of the contextual judges, mixed in first (``Config(JudgeSettings, RankerConfig, ...)``)
     so that ``model`` and these keys follow the common ones, as a backend's own keys do."""
@@ -286,6 +325,14 @@ class JudgeSettings(BaseModel):
     show_reference: bool = False
     """Show the request's reference answer (the dataset's output) to the judge (``prompt: strict`` only: LMOps's
     judge writes its own reference)."""
+    constrain: Literal["none", "rank_line"] = "none"
+    """``none``: the judge writes freely (the paper's protocol: analysis, scores, then the rank line).
+    ``rank_line``: decoding is constrained (vLLM structured outputs, ``rank_line_regex``) so that the answer is
+    only the line ``rank: [...]``, a permutation of the candidate indices, within ``rank_line_tokens`` tokens (or
+    ``max_tokens`` if smaller). The prompt is unchanged, but the judge cannot reason before it ranks, and its
+    rankings have no scores. For weak open judges that never reach the rank line on their own. Needs vLLM (the
+    ``vllm`` backend, or an ``openai`` backend pointed at a vLLM server, which takes the regex in the request's
+    ``structured_outputs`` field)."""
 
     @model_validator(mode="after")
     def _reference_needs_strict(self) -> "JudgeSettings":
@@ -296,6 +343,14 @@ class JudgeSettings(BaseModel):
     @property
     def scores_parser(self) -> ScoresParser:
         return parse_lmops_scores if self.prompt == "lmops" else parse_scores
+
+    def decoding_regex(self, n: int) -> str | None:
+        """The regex the answer over n candidates is constrained to, or None when decoding is free."""
+        return rank_line_regex(n) if self.constrain == "rank_line" else None
+
+    def completion_tokens(self, n: int) -> int:
+        """The completion budget of one answer over n candidates."""
+        return min(self.max_tokens, rank_line_tokens(n)) if self.constrain == "rank_line" else self.max_tokens
 
 
 def unjudged(request: RankRequest) -> Ranking | None:

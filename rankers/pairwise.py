@@ -15,7 +15,7 @@ import re
 from itertools import permutations
 from typing import Any, Literal, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rankers.aggregate import bradley_terry, copeland
 from rankers.base import Ranking, RankRequest, Tally
@@ -37,6 +37,13 @@ class Config(JudgeSettings, RankerConfig, ClientSettings):
     max_tokens: int = Field(default=512, ge=1)
     """A verdict on two responses needs a short justification, not the contextual judge's per-response scores."""
     method: Literal["copeland", "bradley_terry"] = "copeland"
+
+    @model_validator(mode="after")
+    def _no_rank_line(self) -> "Config":
+        if self.constrain != "none":
+            raise ValueError(f"constrain: {self.constrain} is for the contextual judges (openai, vllm); the pairwise "
+                             f"judge answers 'verdict:' lines")
+        return self
 
 
 def pair_prompt(instruction: str, a: str, b: str, input: str = "", reference: str | None = None) -> str:

@@ -8,8 +8,10 @@ earlier turns, are computed once.
 
 The conversation is rendered with the tokenizer's chat template when it has one, else as its messages joined
 by blank lines (a base model judging). A request whose prompt does not fit ``max_model_len`` fails alone
-instead of failing the batch. As with every judge, an unreadable answer after ``max_repairs`` re-asks is a
-``Ranking.failure`` with the raw answers and the reason: an order is never invented.
+instead of failing the batch. ``constrain: rank_line`` passes its regex to the engine as
+``SamplingParams(structured_outputs=StructuredOutputsParams(regex=...))``. As with every judge, an unreadable
+answer after ``max_repairs`` re-asks is a ``Ranking.failure`` with the raw answers and the reason: an order is
+never invented.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class VLLMJudge:
         conversations = {i: judge_conversation(r, self.config) for i, r in enumerate(requests) if skipped[i] is None}
         waiting = dict(conversations)
         while waiting:  # one generate call per round: the first questions, then each round of re-asks
-            answers = self._generate([c.messages for c in waiting.values()])
+            answers = self._generate([c.messages for c in waiting.values()],
+                                     [len(requests[i].candidates) for i in waiting])
             waiting = {i: c for (i, c), answer in zip(waiting.items(), answers) if self._take(c, answer)}
         return [self._ranking(conversations[i], len(r.candidates)) if i in conversations else skipped[i]
                 for i, r in enumerate(requests)]
@@ -58,11 +61,9 @@ class VLLMJudge:
             return False
         return conversation.take(*answer)
 
-    def _generate(self, conversations: list[Messages]) -> list[tuple[str, int, int] | str]:
-        """(answer, prompt tokens, completion tokens) per conversation, or the reason it was not asked."""
-        from vllm import SamplingParams
-
-        cfg = self.config
+    def _generate(self, conversations: list[Messages], sizes: list[int]) -> list[tuple[str, int, int] | str]:
+        """(answer, prompt tokens, completion tokens) per conversation over ``sizes`` candidates, or the reason it
+        was not asked."""
         encoded = [self._encode(messages) for messages in conversations]
         fits = [i for i, ids in enumerate(encoded) if len(ids) < self.max_model_len]
         out: list[tuple[str, int, int] | str] = [
@@ -70,12 +71,27 @@ class VLLMJudge:
             for ids in encoded]
         if not fits:
             return out
-        params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
-        results = self.llm.generate([{"prompt_token_ids": encoded[i]} for i in fits], params, use_tqdm=False)
+        params = {n: self._params(n) for n in set(sizes)}
+        results = self.llm.generate([{"prompt_token_ids": encoded[i]} for i in fits], [params[sizes[i]] for i in fits],
+                                    use_tqdm=False)
         for i, result in zip(fits, results):
             completion = result.outputs[0]
             out[i] = (completion.text, len(encoded[i]), len(completion.token_ids))
         return out
+
+    def _params(self, n: int) -> Any:
+        """The sampling parameters of an answer over n candidates (``constrain: rank_line``: its regex)."""
+        from vllm import SamplingParams
+
+        cfg = self.config
+        constraint = {}
+        regex = cfg.decoding_regex(n)
+        if regex is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            constraint["structured_outputs"] = StructuredOutputsParams(regex=regex)
+        return SamplingParams(temperature=cfg.temperature, max_tokens=cfg.completion_tokens(n), seed=cfg.seed,
+                              **constraint)
 
     def _encode(self, messages: Messages) -> list[int]:
         tok = self.tokenizer

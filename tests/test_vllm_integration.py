@@ -1,10 +1,11 @@
 """The vLLM backends for real, on CPU, with the session's tiny random model.
 
 - Against one vLLM OpenAI-compatible server shared by the module: the ``openai`` judge (a random model's
-  garbage must end as counted failures, never as invented orders), ``teacher_logprob`` with ``engine: openai``
+  garbage must end as counted failures, never as invented orders; under ``constrain: rank_line`` the same model
+  must rank everything), ``teacher_logprob`` with ``engine: openai``
   (must equal the ``hf`` engine), and the OpenAI sampler; judge and sampler throughput is printed.
-- One in-process engine (``vllm_inprocess.py``, in a subprocess for its ``__main__`` guard): the ``vllm`` judge,
-  the vLLM scorer (must equal the ``hf`` engine) and the vLLM sampler.
+- One in-process engine (``vllm_inprocess.py``, in a subprocess for its ``__main__`` guard): the ``vllm`` judge
+  (free and constrained, as above), the vLLM scorer (must equal the ``hf`` engine) and the vLLM sampler.
 
 Skipped when no interpreter has vllm (see ``.ci/install_vllm.sh`` and ``$VLLM_PYTHON``).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ import torch
 from vllm_server import VLLMServer, vllm_python
 
 from rankers import RankRequest, build_ranker
+from rankers.contextual import rank_line_regex, rank_line_tokens
 from rankers.logprobs_openai import OpenAILogprobScorer
 from rankers.openai_client import ClientSettings, OpenAIClient
 from rankers.templates import format_prompt
@@ -80,6 +83,18 @@ def assert_failures_are_counted(rankings: list, stats: dict, requests: list[Rank
     assert stats["failed"] == len(requests) and stats["judged"] == 0 and stats["repairs"] == len(requests)
 
 
+def assert_constrained_rankings(rankings: list, stats: dict, requests: list[RankRequest]) -> None:
+    """Under ``constrain: rank_line`` the same random model ranks every request at once: its decoding can only
+    write a permutation's rank line (and the budget is that line's length)."""
+    for request, r in zip(requests, rankings, strict=True):
+        r = r if isinstance(r, dict) else r.to_dict()
+        n = len(request.candidates)
+        assert not r["failed"] and sorted(r["order"]) == list(range(n)) and r["scores"] is None
+        assert re.fullmatch(rank_line_regex(n), r["raw"]) and r["metadata"]["repairs"] == 0
+        assert 0 < r["metadata"]["completion_tokens"] <= rank_line_tokens(n)
+    assert stats["judged"] == len(requests) and stats["failed"] == 0
+
+
 def check_samples(samples: list[list[dict]], prompts: list[str], params: SamplingParams) -> None:
     assert len(samples) == len(prompts)
     for row in samples:
@@ -116,6 +131,7 @@ def test_inprocess_engine_judge_scorer_sampler(tiny_model_dir: Path, tmp_path: P
     out = json.loads((tmp_path / "out.json").read_text())
 
     assert_failures_are_counted(out["rankings"], out["judge_stats"], JUDGED)
+    assert_constrained_rankings(out["constrained_rankings"], out["constrained_stats"], JUDGED)
     assert_close([[tuple(p) for p in row] for row in out["scores"]], hf_scores(tiny_model_dir, SCORED))
     check_samples(out["samples"], SAMPLE_PROMPTS, SAMPLE_PARAMS)
     assert_reproduced(out["samples"], out["samples_again"])
@@ -143,6 +159,14 @@ def test_server_judge_garbage_goes_down_the_failure_path(server: VLLMServer, cap
     assert judge.stats["calls"] == 2 * len(JUDGED) and judge.stats["failed_calls"] == 0
     report(capsys, f"server up in {server.startup_seconds:.0f}s; openai judge: {len(JUDGED) / elapsed:.1f} "
                    f"requests/s ({judge.stats['calls'] / elapsed:.1f} chat calls/s, 4 in flight)")
+
+
+def test_server_judge_under_the_rank_line_constraint_ranks_everything(server: VLLMServer) -> None:
+    judge = build_ranker({"backend": "openai", "model": server.model, "base_url": server.base_url,
+                          "constrain": "rank_line", "max_concurrency": 4, "max_retries": 0})
+    rankings = judge.rank(JUDGED)
+    assert_constrained_rankings(rankings, judge.stats, JUDGED)
+    assert judge.stats["calls"] == len(JUDGED)
 
 
 def test_server_teacher_logprob_equals_the_hf_engine(server: VLLMServer, tiny_model_dir: Path) -> None:

@@ -4,6 +4,7 @@ a prompt too long for the engine fails alone, and that failures are counted, nev
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from types import SimpleNamespace
@@ -11,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from rankers import RankRequest, validate_config
-from rankers.contextual import LMOPS_SYSTEM, lmops_prompt
+from rankers.contextual import LMOPS_SYSTEM, lmops_prompt, rank_line_regex, rank_line_tokens
 from rankers.vllm_judge import VLLMJudge
 
 REPAIR_MARK = "I could not read a ranking"
@@ -60,10 +61,14 @@ class ScriptedLLM:
 
 @pytest.fixture(autouse=True)
 def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``SamplingParams`` is all the judge imports from vllm at ranking time."""
+    """``SamplingParams`` is all the judge imports from vllm at ranking time (with ``StructuredOutputsParams``
+    when constrained)."""
     module = types.ModuleType("vllm")
     module.SamplingParams = lambda **kwargs: SimpleNamespace(**kwargs)
+    params = types.ModuleType("vllm.sampling_params")  # ... and, under constrain: rank_line, this
+    params.StructuredOutputsParams = lambda **kwargs: SimpleNamespace(**kwargs)
     monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", params)
 
 
 def judge(llm: ScriptedLLM, **overrides: object) -> VLLMJudge:
@@ -121,8 +126,31 @@ def test_sampling_follows_the_config() -> None:
 
     class Capturing(ScriptedLLM):
         def generate(self, inputs, params, use_tqdm):
-            captured.update(vars(params))
+            [one] = params  # one SamplingParams per prompt
+            captured.update(vars(one))
             return super().generate(inputs, params, use_tqdm)
 
     judge(Capturing(CharTokenizer()), temperature=0.7, max_tokens=99, seed=5).rank([request("good")])
     assert captured == {"temperature": 0.7, "max_tokens": 99, "seed": 5}
+
+
+def test_rank_line_constrains_each_request_by_its_own_candidate_count() -> None:
+    captured: list = []
+
+    class Constrained(ScriptedLLM):
+        def generate(self, inputs, params, use_tqdm):
+            captured.append(params)
+            prompts = ["".join(map(chr, i["prompt_token_ids"])) for i in inputs]
+            counts = [len(re.findall(r"###Response \d+:\n", p)) for p in prompts]
+            return [SimpleNamespace(outputs=[SimpleNamespace(text=f"rank: {list(reversed(range(n)))}",
+                                                             token_ids=[0])]) for n in counts]
+
+    four, two = request("good", n=4), request("good", n=2)
+    rankings = judge(Constrained(CharTokenizer()), constrain="rank_line", temperature=0.5, seed=3).rank(
+        [four, two, four])
+    assert [r.order for r in rankings] == [[3, 2, 1, 0], [1, 0], [3, 2, 1, 0]]
+    assert all(r.scores is None for r in rankings)
+    [params] = captured  # one batch: every answer was readable
+    assert [p.structured_outputs.regex for p in params] == [rank_line_regex(4), rank_line_regex(2), rank_line_regex(4)]
+    assert [p.max_tokens for p in params] == [rank_line_tokens(4), rank_line_tokens(2), rank_line_tokens(4)]
+    assert all(p.temperature == 0.5 and p.seed == 3 for p in params)

@@ -6,8 +6,8 @@ its engine process and so needs this ``__main__`` guard, and because vLLM may li
     python tests/vllm_inprocess.py MODEL_DIR IN.json OUT.json
 
 IN.json holds ``judge`` (RankRequest dicts), ``score`` ({prompts, candidates}) and ``sample`` ({prompts,
-params}); OUT.json gets the rankings, scores, samples, judge stats and timings. One engine serves all three, so
-the test pays one engine start.
+params}); OUT.json gets the rankings (free and under ``constrain: rank_line``), scores, samples, judge stats and
+timings. One engine serves all three, so the test pays one engine start.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def main(model_dir: str, in_path: str, out_path: str) -> None:
     out["judge_s"] = time.monotonic() - started
     out["rankings"] = [r.to_dict() for r in rankings]
     out["judge_stats"] = judge.stats
+    constrained = VLLMJudge(Config(backend="vllm", model=model_dir, constrain="rank_line", max_repairs=1), llm=llm)
+    out["constrained_rankings"] = [r.to_dict() for r in constrained.rank([RankRequest(**r) for r in job["judge"]])]
+    out["constrained_stats"] = constrained.stats
 
     scorer = VLLMLogprobScorer(llm, load_tokenizer(model_dir))
     out["scores"] = scorer.score(job["score"]["prompts"], job["score"]["candidates"])
