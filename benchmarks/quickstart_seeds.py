@@ -70,15 +70,27 @@ def diagnose(run_dir: Path) -> dict[str, float]:
     return {k: round(v, 2) for k, v in out.items()}
 
 
+# Paired comparisons beyond the baseline, when both models are in the run: the paper's orderings (Tuna >= Tuna_p,
+# Tuna >= PPO) and each gain against the control that would explain it without ranking feedback.
+COMPARISONS = (("tuna", "tuna_p"), ("tuna", "ppo"), ("tuna_p", "tuna_p_mle_only"), ("tuna_c", "tuna_c_mle_only"),
+               ("tuna_c", "sft_more"), ("tuna_c", "dpo"))
+
+
 def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
     seeds = sorted(per_seed)
     models: dict[str, dict] = {}
     for name in per_seed[seeds[0]]:
         models[name] = {m: interval([per_seed[s][name][m] for s in seeds if m in per_seed[s].get(name, {})])
                         for m in per_seed[seeds[0]][name]}
-    paired = {name: interval([per_seed[s][name][metric] - per_seed[s][baseline][metric] for s in seeds])
-              for name in per_seed[seeds[0]] if name != baseline and metric in per_seed[seeds[0]][name]}
-    return {"models": models, "paired_vs_baseline": paired}
+
+    def paired(a: str, b: str) -> dict:
+        return interval([per_seed[s][a][metric] - per_seed[s][b][metric] for s in seeds])
+
+    first = per_seed[seeds[0]]
+    return {"models": models,
+            "paired_vs_baseline": {name: paired(name, baseline) for name in first
+                                   if name != baseline and metric in first[name]},
+            "paired_comparisons": {f"{a} - {b}": paired(a, b) for a, b in COMPARISONS if a in first and b in first}}
 
 
 def markdown(out: dict) -> str:
@@ -93,6 +105,13 @@ def markdown(out: dict) -> str:
         delta = f"{d['mean']:+.2f}" if d else ""
         ci = f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if d and "ci95" in d else ""
         rows.append(f"| {name} | {m['mean']:.2f} ± {m.get('std', 0.0):.2f} | {per_seed} | {delta} | {ci} |")
+    if out.get("paired_comparisons"):
+        rows += ["", "| comparison | per seed | paired Δ | 95% CI of Δ | seeds with Δ > 0 |", "|---|---|---|---|---|"]
+        for name, d in out["paired_comparisons"].items():
+            ci = f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if "ci95" in d else ""
+            wins = sum(v > 0 for v in d["values"])
+            rows.append(f"| {name} | {' / '.join(f'{v:+.2f}' for v in d['values'])} | {d['mean']:+.2f} | {ci} "
+                        f"| {wins} of {len(d['values'])} |")
     return "\n".join(rows) + "\n"
 
 

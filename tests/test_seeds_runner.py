@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from quickstart_seeds import interval, run_all  # noqa: E402
+from quickstart_seeds import interval, markdown, run_all, summarise  # noqa: E402
 
 
 def _touch(path: Path, seconds: float) -> list[str]:
@@ -37,3 +37,16 @@ def test_interval_is_a_t_interval():
     assert out["mean"] == 2.0 and out["std"] == 1.0
     assert out["ci95"] == pytest.approx([2.0 - 4.303 / 3 ** 0.5, 2.0 + 4.303 / 3 ** 0.5], abs=1e-3)
     assert "ci95" not in interval([5.0])
+
+
+def test_paired_comparisons_are_per_seed_differences_of_models_present():
+    per_seed = {s: {"sft": {"accuracy": 10.0}, "tuna": {"accuracy": 12.0 + s}, "tuna_p": {"accuracy": 11.0},
+                    "ppo": {"accuracy": 13.0}} for s in (0, 1, 2)}
+    out = {"metric": "accuracy", "baseline": "sft", **summarise(per_seed, "sft", "accuracy")}
+    assert out["paired_vs_baseline"]["tuna"]["values"] == [2.0, 3.0, 4.0]
+    assert out["paired_comparisons"]["tuna - tuna_p"]["values"] == [1.0, 2.0, 3.0]
+    assert out["paired_comparisons"]["tuna - ppo"]["values"] == [-1.0, 0.0, 1.0]
+    assert "tuna_c - tuna_c_mle_only" not in out["paired_comparisons"]  # absent models are not compared
+    table = markdown(out)
+    assert "| tuna - tuna_p | +1.00 / +2.00 / +3.00 | +2.00 |" in table and "| 3 of 3 |" in table
+    assert "| tuna - ppo | -1.00 / +0.00 / +1.00 | +0.00 |" in table and "| 1 of 3 |" in table
