@@ -93,6 +93,10 @@ def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
             "paired_comparisons": {f"{a} - {b}": paired(a, b) for a, b in COMPARISONS if a in first and b in first}}
 
 
+def _ci(d: dict | None) -> str:
+    return f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if d and "ci95" in d else ""
+
+
 def markdown(out: dict) -> str:
     """The README's result table: mean ± std per model and the paired difference to the baseline with its 95% CI."""
     metric, baseline = out["metric"], out["baseline"]
@@ -103,14 +107,12 @@ def markdown(out: dict) -> str:
         per_seed = " / ".join(f"{v:.2f}" for v in m["values"])
         d = out["paired_vs_baseline"].get(name)
         delta = f"{d['mean']:+.2f}" if d else ""
-        ci = f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if d and "ci95" in d else ""
-        rows.append(f"| {name} | {m['mean']:.2f} ± {m.get('std', 0.0):.2f} | {per_seed} | {delta} | {ci} |")
+        rows.append(f"| {name} | {m['mean']:.2f} ± {m.get('std', 0.0):.2f} | {per_seed} | {delta} | {_ci(d)} |")
     if out.get("paired_comparisons"):
         rows += ["", "| comparison | per seed | paired Δ | 95% CI of Δ | seeds with Δ > 0 |", "|---|---|---|---|---|"]
         for name, d in out["paired_comparisons"].items():
-            ci = f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if "ci95" in d else ""
             wins = sum(v > 0 for v in d["values"])
-            rows.append(f"| {name} | {' / '.join(f'{v:+.2f}' for v in d['values'])} | {d['mean']:+.2f} | {ci} "
+            rows.append(f"| {name} | {' / '.join(f'{v:+.2f}' for v in d['values'])} | {d['mean']:+.2f} | {_ci(d)} "
                         f"| {wins} of {len(d['values'])} |")
     return "\n".join(rows) + "\n"
 
@@ -126,8 +128,11 @@ def run_all(commands: dict[int, list[str]], jobs: int, runs: Path) -> dict[int, 
     while pending or running:
         while pending and len(running) < jobs:
             seed = pending.pop(0)
-            out = sys.stderr if jobs == 1 else open(runs / f"seed-{seed}.log", "w")  # the child holds it open
-            proc = subprocess.Popen(commands[seed], stdout=out, stderr=subprocess.STDOUT)
+            if jobs == 1:
+                proc = subprocess.Popen(commands[seed], stdout=sys.stderr, stderr=subprocess.STDOUT)
+            else:
+                with open(runs / f"seed-{seed}.log", "w") as log:  # the child keeps its own copy of the descriptor
+                    proc = subprocess.Popen(commands[seed], stdout=log, stderr=subprocess.STDOUT)
             running[seed] = (proc, time.perf_counter())
         time.sleep(0.5)
         for seed, (proc, start) in list(running.items()):

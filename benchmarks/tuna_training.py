@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct", help="a directory or a model reference")
     parser.add_argument("--candidates", type=Path, default=RESULTS / "open_judge_cpu.json",
                         help="an open_judge.py result: the model's samples with verifier scores")
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps (one prompt with its candidates each)")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="optimizer steps (--batch-size prompts with their candidates each)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank; 0 trains every weight")
     parser.add_argument("--batch-size", type=int, default=1, help="prompts (with all their candidates) per step")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (a GPU's training mode)")
