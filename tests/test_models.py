@@ -121,3 +121,68 @@ def test_real_smollm2_answers_and_trains_through_stages(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["models"]["smol"]["accuracy"] >= 50.0
+
+
+def test_gguf_is_a_declared_dependency() -> None:
+    """A fresh ``pip install`` must bring the package that transformers' GGUF loader imports (it did not)."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    declared = {Requirement(r).name: Requirement(r) for r in requires("tuna-open") or [] if "extra ==" not in r}
+    assert "gguf" in declared, "gguf is missing from [project] dependencies"
+    assert declared["gguf"].specifier.contains("0.19.0") and not declared["gguf"].specifier.contains("0.9.1")
+
+
+def test_missing_gguf_package_is_one_error_line_naming_the_install(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """The conversion checks for ``gguf`` before any work: one ``error:`` line, exit 2, nothing half-written."""
+    from click.testing import CliRunner
+
+    from tuna_open.cli import main
+
+    monkeypatch.setitem(__import__("sys").modules, "gguf", None)  # `import gguf` now raises ImportError
+    monkeypatch.setenv("TUNA_OPEN_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF-not-really")
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"id": "0", "instruction": "Say hi.", "input": "", "output": "hi"}) + "\n")
+    result = CliRunner().invoke(main, ["eval", "--model", f"m=gguf:{gguf}", "--data", str(data),
+                                       "--verifier", "tuna_open.eval.instructions:contains_answer",
+                                       "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1
+    assert "needs the gguf package, which is not installed: pip install 'gguf>=0.10,<0.20'" in result.output
+    assert not (tmp_path / "cache" / "hf").exists() or not any((tmp_path / "cache" / "hf").iterdir())
+
+
+def test_validate_names_gguf_for_a_shipped_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tuna_open.cli import main
+
+    monkeypatch.setattr("tuna_open.preflight.is_installed", lambda name: name != "gguf")
+    recipe = {"name": "r", "data": {"d": {"source": "builtin:tasks", "limit": 8}},
+              "stages": [{"name": "s", "kind": "sample", "model": "smollm2-135m-instruct", "data": "d"}]}
+    path = tmp_path / "r.yaml"
+    path.write_text(json.dumps(recipe))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "stage s: model smollm2-135m-instruct (a GGUF file) needs the gguf package" in result.output
+
+
+def test_a_missing_third_party_module_is_one_error_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Any optional package missing on a user path (here a verifier's import) is one line, not a traceback."""
+    from click.testing import CliRunner
+
+    from tuna_open.cli import main
+
+    (tmp_path / "myverify.py").write_text("import no_such_optional_package_xyz\n\ndef score(r, a):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"id": "0", "instruction": "Say hi.", "input": "", "output": "hi"}) + "\n")
+    result = CliRunner().invoke(main, ["eval", "--model", "m=/no/such/model", "--data", str(data),
+                                       "--verifier", "myverify:score", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "no_such_optional_package_xyz" in result.output

@@ -31,6 +31,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (UserError, RankerConfigError) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except ModuleNotFoundError as err:
+            if err.name is None or err.name.split(".")[0] in {"tuna_open", "rankers"}:
+                raise  # our own import is a bug, not a user's missing package
+            click.echo(f"error: the {err.name} module is not installed (needed by this command); install the "
+                       f"package that provides it, e.g. pip install {err.name.split('.')[0]}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished sampling and ranking records are kept (a training stage restarts); "
                        "run the same command again to resume", err=True)

@@ -1,5 +1,21 @@
 """User-facing errors: the CLI prints these as one line and exits 2, never a traceback."""
 
+from __future__ import annotations
+
+import importlib
+
 
 class UserError(Exception):
     """A mistake in the user's recipe, files or flags. The message names the field, file or line."""
+
+
+def require_package(module: str, needed_for: str, install: str) -> None:
+    """Raise a one-line ``UserError`` saying what to install when ``module`` cannot be imported.
+
+    Why check before the work: libraries fail deep inside (transformers' GGUF loader raises a bare ``ImportError``
+    after the weights were fetched), which reaches the user as a traceback that does not name the install command.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{needed_for} needs the {module} package, which is not installed: {install}") from None

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 from rankers.openai_client import OPENAI_HOST, ClientSettings, resolve_api_key
 from rankers.registry import BACKENDS, RankerConfigError
 from tuna_open.generate import SAMPLERS
+from tuna_open.models import resolve_model_refs
 from tuna_open.recipe import Recipe
 
 OPENAI_CLIENTS = {"openai", "pairwise"}
@@ -73,6 +74,7 @@ def preflight(recipe: Recipe, check_endpoints: bool = False, timeout: float = 5.
     for stage in recipe.stages:
         config = stage.effective(recipe)
         needs = list(_packages(config))
+        resolve_model_refs(config, lambda ref: needs.append(("gguf", f"model {ref} (a GGUF file)")))
         for backend in used_backends(config):
             name, engine = backend["backend"], backend.get("engine")
             if "vllm" in (name, engine):

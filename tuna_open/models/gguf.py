@@ -20,6 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from tuna_open.errors import require_package
+
+GGUF_REQUIREMENT = "gguf>=0.10,<0.20"
+"""transformers' GGUF loader needs gguf>=0.10; 0.19 is the measured version (pyproject.toml pins the same range)."""
+
 DONE = "conversion.json"
 """Written last: a directory without it is not a finished conversion."""
 
@@ -29,6 +34,7 @@ def convert_gguf(gguf: Path, sha256: str, cache: Path) -> Path:
     out = cache / "hf" / sha256[:16]
     if (out / DONE).is_file():
         return out
+    require_package("gguf", f"converting {gguf.name}", f"pip install '{GGUF_REQUIREMENT}'")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the finished directory
