@@ -10,27 +10,27 @@ PyPI wheel, as both student and judge):
    ``benchmarks/sampling.py``'s helper: prefix caching and chunked prefill off, as vLLM 0.27.1 on CPU needs).
 2. The exact verifier (``function`` ranker, ``tuna_open.builtin.tasks:score_request``: 1.0 for the exact answer,
    graded partial credit otherwise) ranks every candidate set: the ground truth.
-3. The judge ranks the same sets with the paper's contextual protocol (``rankers.contextual``, ``--prompt lmops``
-   by default: all candidates at once, its own answer as Response N, scores, a ``rank:`` line, one repair
-   re-ask), or with ``--constrain rank_line`` the same prompt under decoding constrained to the bare
+3. The judge ranks the same sets with the paper's contextual protocol (``rankers.judging.contextual``,
+   ``--prompt lmops`` by default: all candidates at once, its own answer as Response N, scores, a ``rank:`` line,
+   one repair re-ask), or with ``--constrain rank_line`` the same prompt under decoding constrained to the bare
    ``rank: [...]`` line (vLLM structured outputs; no analysis, no scores), ``permutations: k``:
    - ``openai``: the ``openai`` ranker backend against the vLLM server serving the judge (chat completions, the
      judge's own chat template);
    - ``vllm``: the in-process engine (``backend: vllm``), when vllm imports in this interpreter (run the script
      with the vLLM venv's python); started after the server is closed, so the two never share the CPU.
 
-Per judge, against the verifier (``rankers.agreement``, as ``tuna-open agree``): mean Kendall τ and top-1
-agreement over the requests neither failed, also on the requests whose verifier scores have no ties (a tie makes
-the verifier's order partly arbitrary); ``top1_in_verifier_best`` (the judge's pick has the best verifier score,
-the fair top-1 under ties) with its chance level; the parse-failure rate per judgement after the repair, the
-first-answer failure rate, the request failure rate (all k presentations failed); self-consistency (mean pairwise
-τ between the k verdicts) and position bias (how often the candidate shown first was ranked best, against 1/N)
-from ``rankers.permutations``; ``shown_orders``, the verdicts in the positions the judge saw (how many distinct:
+Per judge, against the verifier (``rankers.agreement``, as ``tuna-open agree``): mean Kendall τ and top-1 agreement
+over the requests neither failed, also on the requests whose verifier scores have no ties (a tie makes the
+verifier's order partly arbitrary); ``top1_in_verifier_best`` (the judge's pick has the best verifier score, the
+fair top-1 under ties) with its chance level; the parse-failure rate per judgement after the repair, the
+first-answer failure rate, the request failure rate (all k presentations failed); self-consistency (mean pairwise τ
+between the k verdicts) and position bias (how often the candidate shown first was ranked best, against 1/N) from
+``rankers.wrappers.permutations``; ``shown_orders``, the verdicts in the positions the judge saw (how many distinct:
 one means the judge ignored the content); requests/s and judgements/s. Chance: τ 0, top-1 1/N, and on these very
-requests (``chance_on_these_requests``) a uniformly random judge's mean τ, top-1 and ``top1_in_verifier_best``
-over ``--chance-draws`` draws, with the central 95% of the draws (where a judge's mean over this few requests
-falls by luck alone), and the candidates' own index order as a ranking (the verifier breaks its ties by index,
-so a judge favouring the first shown candidate gains from them).
+requests (``chance_on_these_requests``) a uniformly random judge's mean τ, top-1 and ``top1_in_verifier_best`` over
+``--chance-draws`` draws, with the central 95% of the draws (where a judge's mean over this few requests falls by
+luck alone), and the candidates' own index order as a ranking (the verifier breaks its ties by index, so a judge
+favouring the first shown candidate gains from them).
 
     VLLM_PYTHON=.venv-vllm/bin/python python benchmarks/open_judge.py          # openai judge only
     PYTHONPATH=. .venv-vllm/bin/python benchmarks/open_judge.py                # openai and in-process vllm judges
@@ -323,7 +323,7 @@ def main() -> None:
         "summary": summary, "skipped": skipped, "failed": failed,
         "models": {"student": args.model, "judge": args.judge or args.model},
         "verifier": VERIFIER,
-        "judge_prompt": f"rankers.contextual, prompt: {args.prompt} (no reference shown)",
+        "judge_prompt": f"rankers.judging.contextual, prompt: {args.prompt} (no reference shown)",
         "constrain": args.constrain,
         "chance_on_these_requests": chance(requests, truth, scores, args.chance_draws, args.seed),
         "sampling": sampling, "servers": servers,

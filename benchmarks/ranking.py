@@ -61,7 +61,7 @@ from sampling import (
 )
 
 from rankers import Ranking, RankRequest, build_ranker
-from rankers.cache import CachedRanker
+from rankers.wrappers.cache import CachedRanker
 from tuna_open.builtin.model import BUILTIN_MODELS
 from tuna_open.builtin.tasks import generate
 

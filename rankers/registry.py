@@ -17,14 +17,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rankers.base import Ranker
 
 BACKENDS: dict[str, str] = {
-    "function": "rankers.function",
-    "teacher_logprob": "rankers.teacher_logprob",
-    "openai": "rankers.openai_judge",
-    "vllm": "rankers.vllm_judge",
-    "reward_model": "rankers.reward_model",
-    "pairwise": "rankers.pairwise",
-    "ensemble": "rankers.ensemble",
-    "fastchat": "rankers.fastchat_review",
+    "function": "rankers.backends.function",
+    "teacher_logprob": "rankers.backends.teacher_logprob",
+    "openai": "rankers.backends.openai_judge",
+    "vllm": "rankers.backends.vllm_judge",
+    "reward_model": "rankers.backends.reward_model",
+    "pairwise": "rankers.backends.pairwise",
+    "ensemble": "rankers.backends.ensemble",
+    "fastchat": "rankers.backends.fastchat_review",
 }
 
 
@@ -67,11 +67,11 @@ def build_ranker(config: Mapping[str, Any]) -> Ranker:
     cfg = validate_config(config)
     ranker: Ranker = backend_module(cfg.backend).build(cfg)
     if cfg.permutations > 1:
-        from rankers.permutations import PermutedRanker
+        from rankers.wrappers.permutations import PermutedRanker
 
         ranker = PermutedRanker(ranker, k=cfg.permutations, seed=cfg.seed)
     if cfg.cache_dir:
-        from rankers.cache import CachedRanker
+        from rankers.wrappers.cache import CachedRanker
 
         ranker = CachedRanker(ranker, cache_dir=cfg.cache_dir, key_config=cfg.model_dump(exclude={"cache_dir"}))
     return ranker

@@ -10,7 +10,7 @@ from conftest import CHAT_TEMPLATE
 from openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker
-from rankers.templates import format_prompt
+from rankers.llm.templates import format_prompt
 from tuna_open.errors import UserError
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams

@@ -1,4 +1,4 @@
-"""Many OpenAI-protocol endpoints behind one client: load spread, fail-over, cool-down (rankers.endpoints)."""
+"""Many OpenAI-protocol endpoints behind one client: load spread, fail-over, cool-down (rankers.llm.endpoints)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from openai_server import OpenAIProtocolServer
 from pydantic import ValidationError
 
 from rankers import RankRequest
-from rankers.endpoints import Endpoint, EndpointPool
-from rankers.openai_client import Backoff, CallFailed, ClientSettings, OpenAIClient
-from rankers.openai_judge import Config, OpenAIJudge
+from rankers.backends.openai_judge import Config, OpenAIJudge
+from rankers.llm.endpoints import Endpoint, EndpointPool
+from rankers.llm.openai_client import Backoff, CallFailed, ClientSettings, OpenAIClient
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 

@@ -12,8 +12,8 @@ from openai_server import OpenAIProtocolServer
 from pydantic import ValidationError
 
 from rankers import build_ranker
+from rankers.backends.fastchat_review import parse_review
 from rankers.base import Ranking, RankRequest, order_from_scores
-from rankers.fastchat_review import parse_review
 from tuna_open.eval.vicuna_qa import (
     PairResult,
     VicunaQAConfig,

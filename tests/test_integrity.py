@@ -19,15 +19,15 @@ from rich.console import Console
 
 from rankers import RankRequest, build_ranker
 from rankers.base import Ranking
-from rankers.cache import CachedRanker, cache_key
+from rankers.wrappers.cache import CachedRanker, cache_key
 from tuna_open.cli import main
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl, write_jsonl
 from tuna_open.data.sources import load_instructions
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import track
 from tuna_open.pipeline.integrity import RunDirLock
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import DataSource, load_recipe
+from tuna_open.stages.context import track
 from tuna_open.stages.rank import rank_records
 from tuna_open.stages.train_tuna import ranked_examples
 
@@ -313,7 +313,7 @@ def test_rank_input_records_are_checked_field_by_field(tmp_path: Path, record: d
 
 
 def test_torn_upstream_records_file_is_one_error_naming_the_line(tmp_path: Path) -> None:
-    from tuna_open.pipeline.context import StageContext
+    from tuna_open.stages.context import StageContext
 
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps(candidates(1)) + "\n" + json.dumps(candidates(2))[:30])
@@ -352,7 +352,7 @@ def test_interrupt_message_does_not_promise_kept_training(monkeypatch: pytest.Mo
 
 def test_prompts_longer_than_the_context_are_truncated_and_counted(tiny_model_dir: Path) -> None:
     from tuna_open.generate.base import SamplingParams
-    from tuna_open.generate.hf import HFSampler
+    from tuna_open.generate.hf_sampler import HFSampler
 
     sampler = HFSampler(str(tiny_model_dir))
     long_prompt = "The quick brown fox jumps over the lazy dog. " * 400  # several thousand tokens; context 512
@@ -377,7 +377,7 @@ def test_failed_call_metadata_counts_its_retries_and_a_dead_judge_is_given_up_qu
 
 
 def test_default_worst_case_against_a_hung_judge_is_minutes() -> None:
-    from rankers.openai_client import Backoff, ClientSettings
+    from rankers.llm.openai_client import Backoff, ClientSettings
 
     s = ClientSettings()
     per_call = (s.max_retries + 1) * s.timeout + s.max_retries * Backoff().cap

@@ -11,8 +11,8 @@ import torch
 from openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker
-from rankers.logprobs_openai import OpenAILogprobScorer
-from rankers.openai_client import Backoff, CallFailed, ClientSettings, OpenAIClient
+from rankers.llm.openai_client import Backoff, CallFailed, ClientSettings, OpenAIClient
+from rankers.logprob.openai_scorer import OpenAILogprobScorer
 
 REQUESTS = [
     RankRequest(prompt="Add 12 and 30.", candidates=["42", "The answer is 41.", "3 2 1 0"], id="a"),

@@ -13,14 +13,14 @@ import pytest
 from openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker, validate_config
-from rankers.cache import cache_key
-from rankers.contextual import (
+from rankers.judging.contextual import (
     RANK_LINE_PERMUTATIONS_UP_TO,
     ParseError,
     parse_ranking,
     rank_line_regex,
     rank_line_tokens,
 )
+from rankers.wrappers.cache import cache_key
 
 
 def line(indices: tuple[int, ...] | list[int]) -> str:

@@ -15,9 +15,9 @@ from openai_server import OpenAIProtocolServer
 from rankers import RankerConfigError, Ranking, RankRequest, build_ranker
 from rankers.aggregate import borda, bradley_terry, copeland, kendall_tau, mean_pairwise_tau, top1_agree
 from rankers.agreement import agreement
-from rankers.cache import CachedRanker, cache_key
-from rankers.pairwise import parse_verdict
-from rankers.permutations import PermutedRanker, presentation_orders
+from rankers.backends.pairwise import parse_verdict
+from rankers.wrappers.cache import CachedRanker, cache_key
+from rankers.wrappers.permutations import PermutedRanker, presentation_orders
 
 QUALITY = {"best": 3, "good": 2, "ok": 1, "bad": 0}
 
@@ -258,7 +258,7 @@ def test_ensemble_validates_members() -> None:
 
 
 def test_ensemble_member_failure_is_outvoted_not_fatal() -> None:
-    from rankers.ensemble import EnsembleRanker
+    from rankers.backends.ensemble import EnsembleRanker
 
     ensemble = EnsembleRanker([LengthJudge(fail_when_first={"x"}), LengthJudge()])
     [r] = ensemble.rank([req("x", "yy")])

@@ -7,7 +7,7 @@ import pytest
 from openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker, validate_config
-from rankers.contextual import (
+from rankers.judging.contextual import (
     LMOPS_SYSTEM,
     ParseError,
     lmops_prompt,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rankers import RankerConfigError, RankRequest, build_ranker, order_from_scores
-from rankers.templates import format_prompt
+from rankers.llm.templates import format_prompt
 
 REQUESTS = [
     RankRequest(prompt="Add 12 and 30.", candidates=["42", "The answer is 41.", "3 2 1 0"], id="a"),

@@ -12,8 +12,8 @@ import pytest
 from openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker, validate_config
-from rankers.openai_client import Backoff, OpenAIClient, resolve_api_key
-from rankers.openai_judge import OpenAIJudge
+from rankers.backends.openai_judge import OpenAIJudge
+from rankers.llm.openai_client import Backoff, OpenAIClient, resolve_api_key
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 QUALITY = {"best": 3, "good": 2, "ok": 1, "bad": 0}

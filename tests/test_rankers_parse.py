@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rankers.contextual import ParseError, build_prompt, parse_ranking, parse_scores, repair_prompt
+from rankers.judging.contextual import ParseError, build_prompt, parse_ranking, parse_scores, repair_prompt
 
 VERDICT = """The instruction is close-ended: it asks for a sum.
 

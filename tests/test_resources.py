@@ -15,8 +15,8 @@ import yaml
 from rich.console import Console
 
 from rankers.base import owned
-from rankers.logprobs_hf import HFLogprobScorer
-from tuna_open.generate.hf import HFSampler
+from rankers.logprob.hf_scorer import HFLogprobScorer
+from tuna_open.generate.hf_sampler import HFSampler
 from tuna_open.pipeline import runner
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe

@@ -1,4 +1,4 @@
-"""One prompt/response tokenisation rule (``rankers.tokenization``) in every trainer and scorer, checked with a
+"""One prompt/response tokenisation rule (``rankers.llm.tokenization``) in every trainer and scorer, checked with a
 LLaMA-1-like SentencePiece tokenizer, where a response tokenized on its own starts with ``▁The`` but after the
 Alpaca template's ``### Response:\\n`` with ``The``."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import _TEXTS, build_sentencepiece_tokenizer
 
-from rankers.teacher_logprob import encode_pairs
-from rankers.templates import format_prompt
-from rankers.tokenization import encode_responses
+from rankers.backends.teacher_logprob import encode_pairs
+from rankers.llm.templates import format_prompt
+from rankers.llm.tokenization import encode_responses
 
 PROMPT = format_prompt("Reverse the list 1 2 3.")
 RESPONSE = "The quick brown fox."

@@ -9,9 +9,9 @@ import pytest
 from rich.console import Console
 
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import track
 from tuna_open.progress import PeriodicLog, format_seconds
 from tuna_open.recipe import parse_recipe
+from tuna_open.stages.context import track
 from tuna_open.train.dpo import DPOSettings
 from tuna_open.train.sft import SFTSettings
 from tuna_open.train.trl_common import TrainSettings, trainer_dir, trl_args

@@ -48,8 +48,8 @@ def test_tie_counts():
 def _ctx(tmp_path, outputs):
     from rich.console import Console
 
-    from tuna_open.pipeline.context import StageContext
     from tuna_open.recipe import parse_recipe
+    from tuna_open.stages.context import StageContext
 
     recipe = parse_recipe({"name": "r", "stages": []}, tmp_path, "r")
     return StageContext(recipe=recipe, run_dir=tmp_path, stage_dir=tmp_path, output=tmp_path / "out.jsonl", seed=0,

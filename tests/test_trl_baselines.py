@@ -9,7 +9,7 @@ from typing import Sequence
 import pytest
 
 from rankers.base import Ranking, RankRequest
-from rankers.templates import format_prompt
+from rankers.llm.templates import format_prompt
 from tuna_open.train.dpo import DPOSettings, build_dpo_trainer, train_dpo
 from tuna_open.train.grpo import GRPOSettings, RankerReward, train_grpo
 from tuna_open.train.ppo import PPOSettings, build_ppo_trainer, train_ppo

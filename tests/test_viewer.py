@@ -11,7 +11,7 @@ from typing import Sequence
 import pytest
 
 from rankers.base import Ranking, RankRequest
-from rankers.permutations import PermutedRanker
+from rankers.wrappers.permutations import PermutedRanker
 from tuna_open.viewer import render_rankings_html, write_rankings_html
 
 XSS = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"

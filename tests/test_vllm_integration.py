@@ -25,10 +25,10 @@ import torch
 from vllm_server import VLLMServer, vllm_python
 
 from rankers import RankRequest, build_ranker
-from rankers.contextual import rank_line_regex, rank_line_tokens
-from rankers.logprobs_openai import OpenAILogprobScorer
-from rankers.openai_client import ClientSettings, OpenAIClient
-from rankers.templates import format_prompt
+from rankers.judging.contextual import rank_line_regex, rank_line_tokens
+from rankers.llm.openai_client import ClientSettings, OpenAIClient
+from rankers.llm.templates import format_prompt
+from rankers.logprob.openai_scorer import OpenAILogprobScorer
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from rankers import RankRequest, validate_config
-from rankers.contextual import LMOPS_SYSTEM, lmops_prompt, rank_line_regex, rank_line_tokens
-from rankers.vllm_judge import VLLMJudge
+from rankers.backends.vllm_judge import VLLMJudge
+from rankers.judging.contextual import LMOPS_SYSTEM, lmops_prompt, rank_line_regex, rank_line_tokens
 
 REPAIR_MARK = "I could not read a ranking"
 

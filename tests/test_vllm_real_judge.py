@@ -9,8 +9,8 @@ The same model under ``constrain: rank_line`` (decoding constrained to the rank 
 outputs) must rank every request: the regex admits only permutations, so nothing can fail to parse.
 
 The server is the cheaper of the two vLLM paths here (no ``__main__``-guarded subprocess of our own); the
-in-process ``vllm`` judge shares the prompt, parser and repair with it (``rankers.contextual``). One server serves
-both tests. Skipped when no interpreter has vllm (``$VLLM_PYTHON``, see ``.ci/install_vllm.sh``).
+in-process ``vllm`` judge shares the prompt, parser and repair with it (``rankers.judging.contextual``). One server
+serves both tests. Skipped when no interpreter has vllm (``$VLLM_PYTHON``, see ``.ci/install_vllm.sh``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from vllm_server import VLLMServer, vllm_python
 
 from rankers import RankRequest, build_ranker
-from rankers.contextual import (
+from rankers.judging.contextual import (
     RANK_LINE_PERMUTATIONS_UP_TO,
     REPAIR_SEPARATOR,
     ParseError,

@@ -21,12 +21,12 @@ from pathlib import Path
 
 def main(model_dir: str, in_path: str, out_path: str) -> None:
     from rankers import RankRequest
-    from rankers.hf import load_tokenizer
-    from rankers.logprobs_vllm import VLLMLogprobScorer
-    from rankers.vllm_engine import EngineSettings, load_llm, shutdown_llm
-    from rankers.vllm_judge import Config, VLLMJudge
+    from rankers.backends.vllm_judge import Config, VLLMJudge
+    from rankers.llm.hf import load_tokenizer
+    from rankers.llm.vllm_engine import EngineSettings, load_llm, shutdown_llm
+    from rankers.logprob.vllm_scorer import VLLMLogprobScorer
     from tuna_open.generate.base import SamplingParams
-    from tuna_open.generate.vllm_engine import VLLMSampler
+    from tuna_open.generate.vllm_sampler import VLLMSampler
 
     job = json.loads(Path(in_path).read_text())
     started = time.monotonic()

@@ -131,8 +131,8 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from tuna_open.data.jsonl import read_jsonl
     from tuna_open.data.records import RANK_INPUT_FIELDS, load_records
     from tuna_open.models import resolve_model_refs
-    from tuna_open.pipeline.context import track
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
+    from tuna_open.stages.context import track
     from tuna_open.stages.rank import rank_records
     from tuna_open.viewer import write_rankings_html
 

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from rankers.openai_client import OPENAI_HOST, ClientSettings, resolve_api_key
+from rankers.llm.openai_client import OPENAI_HOST, ClientSettings, resolve_api_key
 from rankers.registry import BACKENDS, RankerConfigError
 from tuna_open.generate import SAMPLERS
 from tuna_open.models import resolve_model_refs

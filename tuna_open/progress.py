@@ -3,7 +3,7 @@
 A rich bar or tqdm bar redraws one line with carriage returns; under Slurm or nohup that is either nothing (rich
 disables itself) or an unreadable smear. ``PeriodicLog`` prints one self-contained line at the start, then at most
 every ``TUNA_PROGRESS_INTERVAL`` seconds (default 30), and at the end. Used by the record-level stages
-(``tuna_open.pipeline.context.track``) and by every trainer (``training_progress_callback``).
+(``tuna_open.stages.context.track``) and by every trainer (``training_progress_callback``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Model-facing prompts built from records: one function knows the template and, for ``chat``, the tokenizer.
 
-The templates themselves live in ``rankers.templates`` (the likelihood rankers must render the same text). Every
+The templates themselves live in ``rankers.llm.templates`` (the likelihood rankers must render the same text). Every
 stage that builds a prompt (SFT, sampling, Tuna, DPO, reward, PPO, GRPO, eval) goes through ``prompt_builder``
 with the model it trains or samples, so under ``chat`` each model sees its own chat template: a student trained
 on a teacher's samples gets the prompt in the student's format, not the teacher's.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from rankers.templates import TEMPLATES, Message, conversation, format_prompt, transcript
+from rankers.llm.templates import TEMPLATES, Message, conversation, format_prompt, transcript
 from tuna_open.errors import UserError
 
 __all__ = ["TEMPLATES", "build_prompt", "format_prompt", "prompt_builder", "record_conversation", "sampler_prompter"]

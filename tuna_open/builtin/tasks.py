@@ -151,6 +151,6 @@ def score_request(request: RankRequest) -> list[float]:
 
 def corpus(n: int = 2000, seed: int = 0) -> list[str]:
     """Texts the builtin tokenizer is trained on: the templated prompts and answers of the suite."""
-    from rankers.templates import format_prompt
+    from rankers.llm.templates import format_prompt
 
     return [format_prompt(r["instruction"], r["input"]) + r["output"] for r in generate("train", n, seed)]

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Callable, Iterable, Mapping, NotRequired, Sequence, TypedDict
 
-from rankers.templates import Message
+from rankers.llm.templates import Message
 from tuna_open.data.jsonl import iter_jsonl_lines
 from tuna_open.errors import UserError
 

@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from rankers.templates import Message
+from rankers.llm.templates import Message
 from tuna_open.data.jsonl import iter_jsonl_lines, read_text
 from tuna_open.data.records import Instruction, check_unique_ids
 from tuna_open.errors import UserError

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankers.templates import TemplateName, format_prompt
+from rankers.llm.templates import TemplateName, format_prompt
 from tuna_open.eval.lmentry_official import ONES, TENS, score_official
 from tuna_open.eval.superni import GenerateFn, generate_all
 
@@ -98,7 +98,7 @@ class LMentryConfig(BaseModel):
     limit: int | None = Field(default=None, ge=1)
     """Examples per task, spread evenly over the task's templates (default: all)."""
     template: TemplateName = "alpaca"
-    """How an example's input reaches the model: a ``rankers.templates`` name (``raw`` passes it unchanged)."""
+    """How an example's input reaches the model: a ``rankers.llm.templates`` name (``raw`` passes it unchanged)."""
     rules: Rules = "official"
     """``official``: the official scorers' behaviour (comparable LMentry scores); ``strict``: this project's
     claim-based rules (see the module docstring)."""

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rouge_score import rouge_scorer
 
-from rankers.templates import TEMPLATES, format_prompt
+from rankers.llm.templates import TEMPLATES, format_prompt
 
 GenerateFn = Callable[[list[str]], list[str]]
 """Prompts in, one greedy completion per prompt out (the caller owns the model and decoding)."""
@@ -73,7 +73,7 @@ class SuperNIConfig(BaseModel):
     num_pos_examples: int = Field(default=0, ge=0)
     """Demonstrations from the task's positive examples (0 = the paper's zero-shot setting)."""
     template: str = "alpaca"
-    """``tk`` for Tk-Instruct's plain-text prompt, or a ``rankers.templates`` name (``alpaca``, ``raw``)."""
+    """``tk`` for Tk-Instruct's plain-text prompt, or a ``rankers.llm.templates`` name (``alpaca``, ``raw``)."""
 
     @field_validator("template")
     @classmethod

@@ -27,8 +27,8 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.base import Ranker, Ranking, RankRequest
-from rankers.contextual import normalize
-from rankers.templates import TemplateName, format_prompt
+from rankers.judging.contextual import normalize
+from rankers.llm.templates import TemplateName, format_prompt
 from tuna_open.data.jsonl import read_jsonl
 
 OUTCOMES = ("win", "tie", "loss")
@@ -49,7 +49,7 @@ class VicunaQAConfig(BaseModel):
     limit: int | None = Field(default=None, ge=1)
     """Only the first questions (default: all 80)."""
     template: TemplateName = "alpaca"
-    """How a question reaches the answering models (a ``rankers.templates`` name)."""
+    """How a question reaches the answering models (a ``rankers.llm.templates`` name)."""
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from tuna_open.generate.base import Sampler
-from tuna_open.generate.hf import HFSamplerConfig
+from tuna_open.generate.hf_sampler import HFSamplerConfig
 
 SAMPLERS: dict[str, str] = {
-    "hf": "tuna_open.generate.hf",
-    "vllm": "tuna_open.generate.vllm_engine",
-    "openai": "tuna_open.generate.openai_api",
+    "hf": "tuna_open.generate.hf_sampler",
+    "vllm": "tuna_open.generate.vllm_sampler",
+    "openai": "tuna_open.generate.openai_sampler",
 }
 
 
@@ -29,9 +29,9 @@ class SamplerChoice(BaseModel):
     backend: Literal["hf", "vllm", "openai"] = "hf"
     hf: HFSamplerConfig = HFSamplerConfig()
     vllm: dict[str, Any] = {}
-    """Options of ``tuna_open.generate.vllm_engine.Config`` (tensor_parallel_size, gpu_memory_utilization…)."""
+    """Options of ``tuna_open.generate.vllm_sampler.Config`` (tensor_parallel_size, gpu_memory_utilization…)."""
     openai: dict[str, Any] = {}
-    """Options of ``tuna_open.generate.openai_api.Config`` (base_url, api_key_env, max_concurrency…)."""
+    """Options of ``tuna_open.generate.openai_sampler.Config`` (base_url, api_key_env, max_concurrency…)."""
 
     @model_validator(mode="after")
     def _check_selected(self) -> "SamplerChoice":
@@ -54,7 +54,7 @@ class SamplerChoice(BaseModel):
 def build_sampler(model: str, choice: SamplerChoice) -> Sampler:
     """Load ``model`` (HF id, local dir, or the served model's name for ``openai``) with the chosen backend."""
     if choice.backend == "hf":
-        from tuna_open.generate.hf import HFSampler
+        from tuna_open.generate.hf_sampler import HFSampler
 
         return HFSampler(model, choice.hf)
     module = importlib.import_module(SAMPLERS[choice.backend])

@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from rankers.templates import Message
+from rankers.llm.templates import Message
 
 
 class SamplingParams(BaseModel):

@@ -14,9 +14,9 @@ from typing import Any
 
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import StageResult
 from tuna_open.pipeline.manifest import read_manifest
 from tuna_open.recipe import Recipe
+from tuna_open.stages.context import StageResult
 
 
 def collect_models(results: dict[str, StageResult]) -> dict[str, dict[str, float]]:

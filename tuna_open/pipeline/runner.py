@@ -20,12 +20,12 @@ from rich.console import Console
 from tuna_open import distributed
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.pipeline import integrity
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
 from tuna_open.pipeline.manifest import read_manifest, write_manifest
 from tuna_open.pipeline.report import write_report
 from tuna_open.recipe import Recipe, iter_refs
 from tuna_open.stages import stage_module
+from tuna_open.stages.context import StageContext, StageResult
 
 OUTPUT_NAMES = {"model": "model", "records": "records.jsonl", "metrics": "metrics.json"}
 MARKER = ".fingerprint"

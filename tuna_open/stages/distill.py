@@ -15,8 +15,8 @@ from typing import Any, Literal
 from tuna_open.data.jsonl import write_jsonl
 from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.recipe import StageConfig
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.train.preferences import join_rankings
 
 OUTPUT = "records"

@@ -13,9 +13,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rankers import build_ranker
+from rankers.backends.function import resolve
 from rankers.base import owned
-from rankers.function import resolve
-from rankers.templates import TemplateName
+from rankers.llm.templates import TemplateName
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
 from tuna_open.eval import lmentry as lmentry_suite
@@ -27,9 +27,9 @@ from tuna_open.eval.superni import SuperNIConfig
 from tuna_open.eval.vicuna_qa import VicunaQAConfig
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import Recipe
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.stages.ranked import RankerStage
 
 OUTPUT = "metrics"

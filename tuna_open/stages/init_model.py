@@ -12,8 +12,8 @@ from pydantic import Field
 
 from tuna_open.builtin.model import BUILTIN_MODELS, TinyLlamaConfig, init_model, train_tokenizer
 from tuna_open.builtin.tasks import corpus
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.recipe import StageConfig
+from tuna_open.stages.context import StageContext, StageResult
 
 OUTPUT = "model"
 

@@ -18,13 +18,13 @@ from pydantic import Field
 
 from rankers import RankRequest, build_ranker
 from rankers.base import Ranking, owned, valid_ranking
-from rankers.templates import is_multi_turn, transcript
+from rankers.llm.templates import is_multi_turn, transcript
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl
 from tuna_open.data.records import RANK_INPUT_FIELDS
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.pipeline.manifest import fingerprint_of
 from tuna_open.recipe import iter_refs
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.stages.ranked import RankerStage
 from tuna_open.viewer import write_rankings_html
 

@@ -6,12 +6,12 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from rankers.templates import TemplateName
+from rankers.llm.templates import TemplateName
 from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import RankerChoice, Recipe, StageConfig
+from tuna_open.stages.context import StageContext, StageResult
 
 
 class RankedInputs(StageConfig):

@@ -17,14 +17,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from rankers.base import owned
-from rankers.templates import TemplateName
+from rankers.llm.templates import TemplateName
 from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 from tuna_open.generate.diversity import DiversityResampling, pairwise_rougeL, sample_diverse
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import StageConfig, recipe_data
+from tuna_open.stages.context import StageContext, StageResult
 
 OUTPUT = "records"
 

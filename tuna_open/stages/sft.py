@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from rankers.templates import TemplateName
-from tuna_open.pipeline.context import StageContext, StageResult
+from rankers.llm.templates import TemplateName
 from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import StageConfig, recipe_data
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.train.sft import SFTSettings, train_sft
 
 OUTPUT = "model"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuna_open.pipeline.context import StageContext, StageResult
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.dpo import DPOSettings, train_dpo
 from tuna_open.train.preferences import PairMode

@@ -6,9 +6,9 @@ from typing import Literal
 
 from rankers import build_ranker
 from rankers.base import owned
-from rankers.templates import TemplateName
-from tuna_open.pipeline.context import StageContext, StageResult
+from rankers.llm.templates import TemplateName
 from tuna_open.prompts import prompt_builder
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.stages.ranked import RankerStage
 from tuna_open.train.grpo import GRPOSettings, train_grpo
 

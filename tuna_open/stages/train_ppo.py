@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from rankers.templates import TemplateName
-from tuna_open.pipeline.context import StageContext, StageResult
+from rankers.llm.templates import TemplateName
 from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import StageConfig
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.train.ppo import PPOSettings, train_ppo
 
 OUTPUT = "model"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tuna_open.errors import UserError
-from tuna_open.pipeline.context import StageContext, StageResult
 from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import recipe_data
+from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.stages.ranked import RankedInputs
 from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna

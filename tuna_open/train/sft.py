@@ -1,6 +1,6 @@
 """Supervised fine-tuning with TRL's ``SFTTrainer``: loss on the response only, Alpaca prompt template.
 
-Examples are tokenized here with the project's one prompt/response rule (``rankers.tokenization``: the prompt
+Examples are tokenized here with the project's one prompt/response rule (``rankers.llm.tokenization``: the prompt
 alone, then the response's tokens as they follow it in ``tokenizer(prompt + response)``, then EOS) and handed to
 TRL already tokenized with a ``completion_mask``, so TRL masks the prompt out of the loss and SFT trains exactly
 the ids that Tuna, DPO and the teacher's log-probs use for the same text.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
 from pydantic import NonNegativeFloat, PositiveFloat
 
-from rankers.tokenization import encode_responses
+from rankers.llm.tokenization import encode_responses
 from tuna_open.train.trl_common import (
     LoraSettings,
     TrainSettings,

@@ -5,7 +5,7 @@ Everything that is not the loss comes from ``Trainer`` (and so from accelerate):
 accumulation, schedulers. One dataset item is one prompt with all its candidates, so a batch (and thus gradient
 accumulation or data parallelism) never splits a prompt's ranking.
 
-Sequences follow the project's one prompt/response rule (``rankers.tokenization``, shared with SFT and the
+Sequences follow the project's one prompt/response rule (``rankers.llm.tokenization``, shared with SFT and the
 likelihood rankers): ``tokenizer(prompt)`` (with the tokenizer's special tokens), then the response's tokens as
 they follow the prompt in ``tokenizer(prompt + response)``, then EOS; labels are -100 on the prompt and on padding.
 Original SFT examples can be mixed in as one-candidate groups: they add MLE tokens and no ranking pairs,
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, Sequence, TypedDict
 
 from pydantic import Field
 
-from rankers.tokenization import encode_responses
+from rankers.llm.tokenization import encode_responses
 from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
 from tuna_open.train.trl_common import (

@@ -21,16 +21,16 @@ from urllib.parse import urlparse
 from pydantic import model_validator
 
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.contextual import (
+from rankers.judging.contextual import (
     REPAIR_SEPARATOR,  # noqa: F401  (re-exported: it was defined here)
     JudgeSettings,
     judge_conversation,
     ranking_from_exchange,
     unjudged,
 )
-from rankers.openai_client import OPENAI_HOST, ClientSettings, OpenAIClient
+from rankers.judging.repair import Exchange
+from rankers.llm.openai_client import OPENAI_HOST, ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig, RankerConfigError
-from rankers.repair import Exchange
 
 
 class Config(JudgeSettings, RankerConfig, ClientSettings):

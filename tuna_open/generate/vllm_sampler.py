@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rankers.vllm_engine import EngineSettings, load_llm, shutdown_llm
+from rankers.llm.vllm_engine import EngineSettings, load_llm, shutdown_llm
 from tuna_open.generate.base import Sample, SamplingParams
 
 
 class Config(EngineSettings):
-    """Engine keys (``rankers.vllm_engine.EngineSettings``): tokenizer, dtype, tensor_parallel_size,
+    """Engine keys (``rankers.llm.vllm_engine.EngineSettings``): tokenizer, dtype, tensor_parallel_size,
     gpu_memory_utilization, max_model_len, enable_prefix_caching, enforce_eager."""
 
 

@@ -1,7 +1,7 @@
 """The in-process vLLM engine of ``teacher_logprob``: candidate log-likelihoods as vLLM prompt log-probs.
 
 Each (prompt, candidate) pair is one token-id prompt ``prompt_ids + candidate_ids + [eos]`` (tokenized by
-``rankers.teacher_logprob.encode_pairs``, the convention every engine shares); vLLM computes the log-prob of
+``rankers.backends.teacher_logprob.encode_pairs``, the convention every engine shares); vLLM computes the log-prob of
 every prompt token given the ones before it (``prompt_logprobs=0``: the actual token only, no alternatives) and
 generates one throwaway token. The candidate's span is summed. All pairs of a ``score`` call go to the engine as
 one batch, which vLLM schedules itself.
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+from rankers.backends.teacher_logprob import Scores, encode_pairs, gather
+from rankers.llm.vllm_engine import load_llm, shutdown_llm
 from rankers.registry import RankerConfigError
-from rankers.teacher_logprob import Scores, encode_pairs, gather
-from rankers.vllm_engine import load_llm, shutdown_llm
 
 if TYPE_CHECKING:
-    from rankers.teacher_logprob import Config
+    from rankers.backends.teacher_logprob import Config
 
 
 class VLLMLogprobScorer:
@@ -48,7 +48,7 @@ class VLLMLogprobScorer:
 
 
 def make_scorer(config: "Config") -> VLLMLogprobScorer:
-    from rankers.hf import load_tokenizer
+    from rankers.llm.hf import load_tokenizer
 
     assert config.model is not None  # the ranker checks before asking for an engine
     if config.enable_prefix_caching:

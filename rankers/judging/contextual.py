@@ -33,7 +33,7 @@ message goes into the repair prompt so the judge can fix its answer.
 
 Both contextual judges (``openai`` over an API, ``vllm`` in process) share the rest here too: their judging
 keys (``JudgeSettings``), the conversation a request starts (``judge_conversation``, re-asked per
-``rankers.repair``), the decoding constraint of ``constrain: rank_line`` (``rank_line_regex``,
+``rankers.judging.repair``), the decoding constraint of ``constrain: rank_line`` (``rank_line_regex``,
 ``completion_budget``) and the ``Ranking`` its exchange becomes (``ranking_from_exchange``).
 
 ``constrain: rank_line`` is for judges too weak to follow the procedure to its last line (a 135M model loops and
@@ -52,8 +52,8 @@ from typing import Callable, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankers.base import Ranking, RankRequest
-from rankers.repair import Conversation, Exchange
-from rankers.templates import format_prompt
+from rankers.judging.repair import Conversation, Exchange
+from rankers.llm.templates import format_prompt
 
 Judgement = tuple[list[int], list[float] | None]
 """What ``parse_ranking`` reads from an answer: the order of all candidates and their scores, if given."""

@@ -1,7 +1,7 @@
 """Loading transformers models for the in-process rankers (likelihood scorer, reward model) and the samplers.
 
 One place for the device/dtype/pad-token conventions, so every component that runs a local model (the two
-ranker backends, ``tuna_open.generate.hf``, the Tuna trainer's padding) resolves them identically. torch and
+ranker backends, ``tuna_open.generate.hf_sampler``, the Tuna trainer's padding) resolves them identically. torch and
 transformers are imported inside the functions: ``rankers`` stays importable without them.
 """
 

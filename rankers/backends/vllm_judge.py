@@ -1,7 +1,7 @@
 """Backend ``vllm``: the contextual-ranking judge (Tuna_c) on an open model in an in-process vLLM engine.
 
-Same prompt, parser and repair re-asks as the ``openai`` backend (``rankers.contextual``,
-``rankers.repair``), but batched: every request's first question goes to the engine in one
+Same prompt, parser and repair re-asks as the ``openai`` backend (``rankers.judging.contextual``,
+``rankers.judging.repair``), but batched: every request's first question goes to the engine in one
 ``generate`` call, then one call per repair round holds every request whose answer was still unreadable. With
 prefix caching on (the default) the shared instructions of the judge prompt, and a re-asked conversation's
 earlier turns, are computed once.
@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.contextual import Judgement, JudgeSettings, judge_conversation, ranking_from_exchange, unjudged
+from rankers.judging.contextual import Judgement, JudgeSettings, judge_conversation, ranking_from_exchange, unjudged
+from rankers.judging.repair import Conversation, Messages
+from rankers.llm.vllm_engine import EngineSettings, load_llm, shutdown_llm
 from rankers.registry import RankerConfig
-from rankers.repair import Conversation, Messages
-from rankers.vllm_engine import EngineSettings, load_llm, shutdown_llm
 
 
 class Config(JudgeSettings, RankerConfig, EngineSettings):

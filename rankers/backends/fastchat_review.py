@@ -12,7 +12,7 @@ scores (equal scores are a tie, which ``tuna_open.eval.vicuna_qa`` reads from th
 from the first line only and writes ``[-1, -1]`` for a review it cannot read ("You must manually fix the score
 pair"); we read the first line the same way (two numbers, ``Assistant k`` labels ignored), else the last ``(a, b)``
 pair of the review (the math reviewer is asked for a Python tuple at its end, which FastChat's first-line rule
-misses), and an unreadable review is re-asked (``rankers.repair``) and then recorded as failed, never as a tie.
+misses), and an unreadable review is re-asked (``rankers.judging.repair``) and then recorded as failed, never as a tie.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.contextual import REPAIR_SEPARATOR
-from rankers.openai_client import ClientSettings, OpenAIClient
+from rankers.judging.contextual import REPAIR_SEPARATOR
+from rankers.judging.repair import Conversation
+from rankers.llm.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
-from rankers.repair import Conversation
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 TEMPLATE = ("[Question]\n{question}\n\n[The Start of Assistant 1's Answer]\n{answer_1}\n\n"

@@ -1,6 +1,6 @@
 """Building an in-process vLLM engine: one place for the engine keys every vLLM-backed component accepts.
 
-The vLLM judge, the vLLM likelihood scorer and the vLLM sampler (``tuna_open.generate.vllm_engine``) all load
+The vLLM judge, the vLLM likelihood scorer and the vLLM sampler (``tuna_open.generate.vllm_sampler``) all load
 a ``vllm.LLM`` the same way, so the keys mean the same thing in every recipe block. vllm is imported only here
 and only when an engine is built: ``rankers`` stays importable without it.
 

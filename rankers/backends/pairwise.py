@@ -19,10 +19,10 @@ from pydantic import Field, model_validator
 
 from rankers.aggregate import bradley_terry, copeland
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.contextual import JudgeSettings
-from rankers.openai_client import ClientSettings, OpenAIClient
+from rankers.judging.contextual import JudgeSettings
+from rankers.judging.repair import Exchange
+from rankers.llm.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
-from rankers.repair import Exchange
 
 Verdict = Literal["A", "B", "tie"]
 _VERDICT = re.compile(r"(?im)(?<![\w])verdict\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?\s*\[?\s*(?:response\s+)?"

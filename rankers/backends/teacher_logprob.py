@@ -10,9 +10,9 @@ computed them) they are used as they are and no model is loaded, unless ``use_re
 sampler was not the teacher). Otherwise an engine scores the candidates; engines are modules
 ``rankers.logprobs_<engine>`` exposing ``make_scorer(config) -> LogprobScorer``:
 
-- ``hf``: transformers, in process (``rankers.logprobs_hf``);
-- ``vllm``: a vLLM engine in process (``rankers.logprobs_vllm``);
-- ``openai``: an OpenAI-protocol completions server with ``echo``+``logprobs`` (``rankers.logprobs_openai``).
+- ``hf``: transformers, in process (``rankers.logprob.hf_scorer``);
+- ``vllm``: a vLLM engine in process (``rankers.logprob.vllm_scorer``);
+- ``openai``: an OpenAI-protocol completions server with ``echo``+``logprobs`` (``rankers.logprob.openai_scorer``).
 
 Every engine that tokenizes does it here (``encode_candidates``, ``encode_pairs``), so all of them score the
 same tokens. A request whose scoring fails on its own (its call still fails after the client's retries: 5xx,
@@ -29,11 +29,11 @@ from typing import Any, Literal, Protocol, Sequence
 from pydantic import Field
 
 from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
-from rankers.openai_client import CallFailed, ClientSettings
+from rankers.llm.openai_client import CallFailed, ClientSettings
+from rankers.llm.templates import TemplateName, request_prompt
+from rankers.llm.tokenization import encode_responses
+from rankers.llm.vllm_engine import EngineSettings
 from rankers.registry import RankerConfig, RankerConfigError
-from rankers.templates import TemplateName, request_prompt
-from rankers.tokenization import encode_responses
-from rankers.vllm_engine import EngineSettings
 
 Scores = list[tuple[float, int]]
 """One request's ``(sum of log-probs, number of tokens)`` per candidate."""
@@ -48,7 +48,7 @@ class LogprobScorer(Protocol):
     ``score(prompts, candidates)[i][j]`` is ``(sum of log-probs, number of tokens)`` of ``candidates[i][j]``
     followed by the tokenizer's EOS, given ``prompts[i]`` (already templated). The candidate's tokens are those
     that follow the prompt's in the joint tokenization (``encode_candidates``, the rule of
-    ``rankers.tokenization`` that every trainer uses); the prompt gets the tokenizer's usual special tokens (BOS),
+    ``rankers.llm.tokenization`` that every trainer uses); the prompt gets the tokenizer's usual special tokens (BOS),
     the candidate none besides the appended EOS.
 
     A scorer whose requests can fail one at a time (a server) may also define ``score_each``: the same, except
@@ -66,7 +66,7 @@ def check_batch(prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> 
 
 
 def encode_candidates(tokenizer: Any, prompt: str, candidates: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-    """[(context ids, candidate ids + EOS)] under the project's one prompt/response rule (``rankers.tokenization``:
+    """[(context ids, candidate ids + EOS)] under the project's one prompt/response rule (``rankers.llm.tokenization``:
     candidates tokenized in context, after the prompt, as every trainer does)."""
     encoded = encode_responses(tokenizer, prompt, candidates)
     if any(not context for context, _ in encoded):
@@ -102,7 +102,7 @@ class Config(RankerConfig, ClientSettings, EngineSettings):
     """The teacher (a local directory, an HF id, or the model name on ``base_url`` for the openai engine)."""
     engine: Literal["hf", "vllm", "openai"] = "hf"
     template: TemplateName = "alpaca"
-    """The prompt template the candidates were sampled with (``rankers.templates``)."""
+    """The prompt template the candidates were sampled with (``rankers.llm.templates``)."""
     lenpen: float = Field(default=1.0, ge=0.0)
     use_request_logprobs: bool = True
     """Use the sampler's logprobs carried by a request instead of scoring again."""
@@ -113,7 +113,7 @@ class Config(RankerConfig, ClientSettings, EngineSettings):
 
 def make_engine(config: Config) -> LogprobScorer:
     try:
-        module = importlib.import_module(f"rankers.logprobs_{config.engine}")
+        module = importlib.import_module(f"rankers.logprob.{config.engine}_scorer")
     except ImportError as err:
         raise RankerConfigError(f"ranker teacher_logprob: engine {config.engine!r} is unavailable: {err}") from None
     return module.make_scorer(config)
@@ -145,7 +145,7 @@ class TeacherLogprobRanker:
     def chat_tokenizer(self) -> Any:
         """The teacher's tokenizer, whose chat template renders ``template: chat`` prompts (loaded once)."""
         if self._chat_tokenizer is None:
-            from rankers.hf import load_tokenizer
+            from rankers.llm.hf import load_tokenizer
 
             self._chat_tokenizer = getattr(self.scorer, "tokenizer", None) or \
                 load_tokenizer(self.config.tokenizer or self.config.model)

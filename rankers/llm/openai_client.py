@@ -12,7 +12,7 @@ API key resolution (``resolve_api_key``): ``api_key`` if given (meant for tests)
 variable named by ``api_key_env``; when that is unset and ``base_url`` points at a host other than
 ``api.openai.com`` (a local vLLM server, a proxy), the placeholder ``"EMPTY"`` is used, since such servers
 accept any key unless started with one. The key is held only by the SDK client: it is never logged, never part
-of ``stats`` and excluded from cache keys (``rankers.cache``).
+of ``stats`` and excluded from cache keys (``rankers.wrappers.cache``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from rankers.endpoints import Endpoint, EndpointPool
+from rankers.judging.repair import Conversation, Exchange
+from rankers.llm.endpoints import Endpoint, EndpointPool
 from rankers.registry import RankerConfigError
-from rankers.repair import Conversation, Exchange
 
 if TYPE_CHECKING:
     import openai
@@ -60,7 +60,7 @@ class ClientSettings(BaseModel):
     base_url: str | list[str] | None = None
     """Server root ending in ``/v1`` (a vLLM server, a proxy); default: api.openai.com. A list of servers serving
     the same model (e.g. one vLLM server per node) spreads requests across them and retries a failed request on
-    another (``rankers.endpoints``); ``max_concurrency`` is then the total in flight over all of them."""
+    another (``rankers.llm.endpoints``); ``max_concurrency`` is then the total in flight over all of them."""
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the API key."""
     api_key: SecretStr | None = None
@@ -272,7 +272,7 @@ class OpenAIClient:
         return self.converse(model, Conversation(messages, parse, repair, max_repairs), **params)
 
     def converse(self, model: str, conversation: Conversation[T], **params: Any) -> Exchange[T]:
-        """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.repair``)."""
+        """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.judging.repair``)."""
         while True:
             try:
                 result = self.chat(model, conversation.messages, **params)

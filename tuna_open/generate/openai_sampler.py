@@ -6,7 +6,7 @@ chat-only endpoint (an Instruct model behind a hosted API) can be a sampler (the
 ``template: chat``). One request per prompt asks for all ``n`` samples (``n``, ``temperature``, ``top_p``,
 ``seed``, ``max_tokens``; with log-probabilities ``logprobs=1`` for completions, ``logprobs=true`` for chat),
 ``max_concurrency`` requests in flight, with the retries, backoff and usage accounting of
-``rankers.openai_client``. Prompt ``i`` is sampled with ``seed + i``: a server reseeds every request, and one
+``rankers.llm.openai_client``. Prompt ``i`` is sampled with ``seed + i``: a server reseeds every request, and one
 seed for all would give every prompt the same random stream. A sample's ``logprob`` is the sum of its tokens'
 log-probs as the server reports them (vLLM: raw model log-probs, not temperature-scaled; its completions
 include the EOS it stopped at, like the transformers sampler); ``num_tokens`` is known only then (the API counts
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
-from rankers.openai_client import ClientSettings, OpenAIClient
+from rankers.llm.openai_client import ClientSettings, OpenAIClient
 from tuna_open.generate.base import Prompt, Sample, SamplingParams
 
 

@@ -4,15 +4,15 @@ A completions request with ``echo=True, logprobs=1, max_tokens=0`` returns the l
 of the prompt it was sent, each given the tokens before it, so sending ``prompt + candidate`` and summing the
 candidate's part scores the candidate under the served model. One request per ranking request carries all its
 candidates (a list of prompts), ``max_concurrency`` requests in flight, with the shared client's retries and
-usage accounting (``rankers.openai_client``).
+usage accounting (``rankers.llm.openai_client``).
 
 Two ways to find the candidate's part:
 
 - **token ids** (when a tokenizer is at hand: ``tokenizer``, or ``model`` naming a local directory, as for a
-  vLLM server started with ``--model DIR``): prompt and candidate are tokenized exactly as the other engines
-  do (``rankers.teacher_logprob.encode_candidates``, the rule of ``rankers.tokenization``), EOS appended, and sent
-  as token ids; the candidate is the last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine, up to
-  kernel round-off.
+  vLLM server started with ``--model DIR``): prompt and candidate are tokenized exactly as the other engines do
+  (``rankers.backends.teacher_logprob.encode_candidates``, the rule of ``rankers.llm.tokenization``), EOS appended,
+  and sent as token ids; the candidate is the last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine,
+  up to kernel round-off.
 - **text offsets** (no tokenizer, e.g. a hosted model): ``prompt + candidate`` is sent as text and the tokens
   whose ``text_offset`` falls inside the candidate are summed. No EOS is scored (its text is unknown), and a
   token the server's tokenizer merged across the prompt/candidate boundary counts as the prompt's.
@@ -30,11 +30,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rankers.openai_client import CallFailed, OpenAIClient
-from rankers.teacher_logprob import Scores, check_batch, encode_candidates
+from rankers.backends.teacher_logprob import Scores, check_batch, encode_candidates
+from rankers.llm.openai_client import CallFailed, OpenAIClient
 
 if TYPE_CHECKING:
-    from rankers.teacher_logprob import Config
+    from rankers.backends.teacher_logprob import Config
 
 
 def _choices_in_order(response: Any, expected: int) -> list[Any]:
@@ -126,7 +126,7 @@ def local_tokenizer_path(config: "Config") -> str | None:
 
 
 def make_scorer(config: "Config") -> OpenAILogprobScorer:
-    from rankers.hf import load_tokenizer
+    from rankers.llm.hf import load_tokenizer
 
     assert config.model is not None  # the ranker checks before asking for an engine
     path = local_tokenizer_path(config)

@@ -1,22 +1,22 @@
 """The transformers engine of ``teacher_logprob``: exact candidate log-likelihoods, batched and right-padded.
 
 Each (prompt, candidate) pair becomes one sequence ``prompt_ids + candidate_ids + [eos]`` (tokenized by
-``rankers.teacher_logprob.encode_pairs``, the convention every engine shares); sequences are sorted by length so
-a batch wastes little padding, and right padding leaves every real token's position and (causal) context
-unchanged, so a batched score equals the unbatched one. Only the candidate span's logits go through
-``log_softmax``, which keeps memory at O(candidate length x vocab) per sequence.
+``rankers.backends.teacher_logprob.encode_pairs``, the convention every engine shares); sequences are sorted by
+length so a batch wastes little padding, and right padding leaves every real token's position and (causal) context
+unchanged, so a batched score equals the unbatched one. Only the candidate span's logits go through ``log_softmax``,
+which keeps memory at O(candidate length x vocab) per sequence.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rankers.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
-from rankers.teacher_logprob import Scores, encode_pairs, gather
-from rankers.tokenization import require_eos
+from rankers.backends.teacher_logprob import Scores, encode_pairs, gather
+from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
+from rankers.llm.tokenization import require_eos
 
 if TYPE_CHECKING:
-    from rankers.teacher_logprob import Config
+    from rankers.backends.teacher_logprob import Config
 
 
 class HFLogprobScorer:

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from rankers.hf import load_tokenizer, release_model, resolve_device, resolve_dtype
+from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype
 from tuna_open.generate.base import Sample, SamplingParams
 
 
