@@ -18,11 +18,11 @@ from rankers.function import resolve
 from rankers.templates import TemplateName
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
-from tuna_open.eval import lmentry as lmentry_suite
 from tuna_open.eval import superni as superni_suite
 from tuna_open.eval import vicuna_qa as vicuna_suite
 from tuna_open.eval.instructions import evaluate_instructions
-from tuna_open.eval.lmentry import LMentryConfig
+from tuna_open.eval.lmentry import evaluate as lmentry_suite
+from tuna_open.eval.lmentry.evaluate import LMentryConfig
 from tuna_open.eval.superni import SuperNIConfig
 from tuna_open.eval.vicuna_qa import VicunaQAConfig
 from tuna_open.generate import SamplerChoice, build_sampler
