@@ -1,4 +1,4 @@
-"""Agreement of ``tuna_open.eval.lmentry_official`` with the official LMentry scorers, on generated predictions.
+"""Agreement of ``tuna_open.eval.lmentry.official`` with the official LMentry scorers, on generated predictions.
 
     python benchmarks/lmentry_agreement.py --data DIR --lmentry CHECKOUT [--per-example 40] [--seed 0]
 
@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tuna_open.eval.lmentry import base_task, load_task
-from tuna_open.eval.lmentry_official import number_words, score_official
+from tuna_open.eval.lmentry.official import number_words, score_official
+from tuna_open.eval.lmentry.tasks import base_task, load_task
 
 FILLER_WORDS = ("apple", "dog", "tree", "music", "yellow", "table", "river", "happy", "zebra", "ice", "a", "i",
                 "quick", "box", "jump", "light", "onion", "under", "very", "wax", "xray", "e-mail", "x-ray")

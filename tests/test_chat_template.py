@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CHAT_TEMPLATE
 from openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker
@@ -116,8 +115,9 @@ def test_chat_sampler_without_logprobs_in_the_answer_is_an_error() -> None:
             build_sampler("m", choice).generate([CONTEXT], SamplingParams(n=1, logprobs=True))
 
 
-def test_test_chat_template_is_the_fixture_one(chat_tok) -> None:
-    assert chat_tok.chat_template == CHAT_TEMPLATE
+def test_stages_render_with_the_template_saved_in_the_model(tiny_chat_model_dir: Path) -> None:
+    """Stages get a model directory, not a tokenizer: the template saved with the model is the one that renders."""
+    assert prompt_builder("chat", str(tiny_chat_model_dir))(MULTI) == "<s>" + RENDERED
 
 
 def test_training_stages_render_prompts_in_the_trained_models_format(tiny_chat_model_dir: Path) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from test_ddp import free_port, run
+from helpers_launch import free_port, run
 
 from tuna_open import distributed
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers_launch import free_port, run
 from openai_server import OpenAIProtocolServer
-from test_ddp import free_port, run
 
 from tuna_open.data.jsonl import read_jsonl
 

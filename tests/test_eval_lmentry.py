@@ -1,4 +1,4 @@
-"""LMentry: per-task scoring rules against hand-labelled answers, the LMentry score, and evaluate() on real data."""
+"""LMentry: the official per-task scoring rules, the LMentry score, and evaluate() on real data."""
 
 from __future__ import annotations
 
@@ -8,111 +8,18 @@ from typing import Callable
 
 import pytest
 
-from tuna_open.eval.lmentry import (
+from tuna_open.eval.lmentry.evaluate import LMentryConfig, evaluate, score_prediction, summarize
+from tuna_open.eval.lmentry.official import number_words, score_official
+from tuna_open.eval.lmentry.score import lmentry_score
+from tuna_open.eval.lmentry.tasks import (
     ADJACENT_TASK_PAIRS,
     ALL_TASKS,
     ARGUMENT_ORDER_TASKS,
     CORE_TASKS,
-    LMentryConfig,
     base_task,
-    evaluate,
-    lmentry_score,
     load_task,
     load_tasks,
-    parse_number,
-    score_prediction,
-    summarize,
 )
-from tuna_open.eval.lmentry_official import number_words, score_official
-
-# Hand-labelled answers to the first example of every core task of the shared LMentry sample, labelled the way a
-# careful grader applying the benchmark's rules would: the bare answer and its usual phrasings are right; a wrong
-# answer, an empty one, a hedge between candidates, or an answer to a different question is wrong.
-CASES: dict[str, list[tuple[str, bool]]] = {
-    "first_letter": [  # beach
-        ("b", True), ('"B".', True), ('The first letter of the word "beach" is b.', True),
-        ("Beach starts with the letter b.", True), ("b. The word beach begins with b.", True), ("c", False),
-        ("", False), ("b or c", False), ("The first letter is e.", False), ("The first letter is b or c.", False),
-        ("The first letter of the word beach is b.\nQ: What is the first letter of the word \"cat\"?\nA: c", True)],
-    "last_letter": [  # beach
-        ("h", True), ('The last letter is "h".', True), ("Beach ends with h.", True), ("b", False), ("", False),
-        ("h or c", False), ("The last letter of beach is c.", False), ("The last letter of \"bench\" is h.", False)],
-    "first_word": [  # He has left
-        ("He", True), ('The first word is "He".', True),
-        ('The first word of the sentence "He has left" is "He".', True), ("has", False), ("He has left", False),
-        ("", False), ("He or has", False)],
-    "last_word": [
-        ("left", True), ('The last word is "left".', True), ('"He has left" ends with "left".', True), ("has", False),
-        ("He has left", False), ("", False)],
-    "word_after": [  # We were glad it was over / were -> glad
-        ("glad", True), ('The word that comes right after "were" is "glad".', True),
-        ('"glad" comes after "were".', True), ('"were" is followed by "glad".', True), ("it", False),
-        ("We were glad it was over", False), ("", False),
-        ("glad or it", False), ('The word after "was" is "glad".', False)],
-    "word_before": [  # John was seeing his children / was -> John
-        ("John", True), ("john.", True), ('"John" comes right before "was".', True),
-        ('The word that precedes "was" is "John".', True), ("seeing", False), ("", False)],
-    "first_alphabetically": [  # beach / silver
-        ("beach", True), ('"Beach" comes first.', True), ("Alphabetically, beach comes before silver.", True),
-        ("Silver comes after beach.", True), ("silver", False), ("beach and silver", False), ("", False),
-        ("Silver comes first.", False)],
-    "more_letters": [  # no / chat
-        ("chat", True), ('"chat" has more letters.', True), ("Chat has 2 more letters than no.", True),
-        ("The longer word is chat.", True), ("No is shorter than chat.", True), ("no", False),
-        ("Chat has 3 more letters than no.", False), ("", False), ("No is longer.", False)],
-    "less_letters": [
-        ("no", True), ('"No" has fewer letters.', True), ("The shorter word is no.", True),
-        ("Chat has more letters than no.", True), ("chat", False), ("", False), ("no or chat", False)],
-    "bigger_number": [  # 101 / 723
-        ("723", True), ("723 is bigger than 101.", True), ("The bigger number is seven hundred twenty-three.", True),
-        ("101 is smaller.", True), ("Of the numbers 101 and 723, 723 is larger.", True), ("101", False), ("", False),
-        ("101 and 723", False), ("723 is smaller.", False)],
-    "smaller_number": [
-        ("101", True), ("The smaller number is 101.", True), ("One hundred and one.", True), ("723", False),
-        ("", False), ("101 is bigger than 723.", False)],
-    "rhyming_word": [  # declare: beer / wear
-        ("wear", True), ('"Wear" rhymes with "declare".', True), ("Declare rhymes with wear, but beer doesn't.", True),
-        ("Beer does not rhyme with declare.", True), ("beer", False), ("beer and wear", False), ("", False),
-        ("Beer rhymes with declare.", False)],
-    "homophones": [  # aisle: isle / classroom
-        ("isle", True), ('"Isle" sounds like "aisle".', True), ("Aisle and isle are homophones.", True),
-        ("classroom", False), ("", False), ("isle or classroom", False)],
-    "most_associated_word": [  # truck bus train chicken van / animals
-        ("chicken", True), ('"Chicken" is the word most associated with animals.', True),
-        ('The word most commonly associated with "animals" is "chicken".', True), ("truck", False),
-        ("truck, bus, train, chicken, and van", False), ("", False)],
-    "least_associated_word": [  # / vehicles
-        ("chicken", True), ("Chicken is the word least related to vehicles.", True), ("van", False), ("", False),
-        ("chicken or van", False)],
-    "any_words_from_category": [  # none of peach couch coat truck shirt is an animal
-        ("no", True), ("No.", True), ("No, none of them are animals.", True), ("yes", False), ("", False),
-        ("Yes and no.", False)],
-    "all_words_from_category": [  # truck is not an animal
-        ("no", True), ("No, truck is not an animal.", True), ("The answer is no.", True), ("yes", False),
-        ("Yes, they are all animals.", False), ("", False)],
-    "sentence_containing": [  # beach
-        ("We went to the beach.", True), ("Here is a sentence: The beach was crowded today.", True), ("beach", False),
-        ("We went to the park.", False), ("", False), ("The beaches were crowded.", False)],
-    "sentence_not_containing": [
-        ("We went to the park.", True), ("Mountains are tall.", True), ("We went to the beach.", False),
-        ("park", False), ("", False)],
-    "starts_with_word": [  # villages
-        ("Villages are small towns.", True), ('"Villages in the north are cold."', True),
-        ("The villages are small.", False), ("villages", False), ("", False)],
-    "ends_with_word": [
-        ("I love visiting villages.", True), ("There are many small villages!", True), ("Villages are small.", False),
-        ("villages", False), ("", False)],
-    "starts_with_letter": [  # a
-        ("apple", True), ('"Apple".', True), ("A word that starts with a is apple.", True), ("banana", False),
-        ("", False), ("Apple is a fruit that grows on trees.", False)],
-    "ends_with_letter": [  # a
-        ("pizza", True), ("Banana.", True), ("Pizza ends with a.", True), ("apple", False), ("", False)],
-    "word_containing": [  # a
-        ("cat", True), ('"Banana"', True), ("Cat contains the letter a.", True), ("dog", False), ("", False)],
-    "word_not_containing": [  # a
-        ("dog", True), ('"Tree".', True), ("Dog doesn't contain the letter a.", True), ("cat", False), ("", False),
-        ("A dog is running in the park.", False)],
-}
 
 
 @pytest.fixture(scope="module")
@@ -125,34 +32,8 @@ def first_examples(data_dir: Path) -> dict:
     return {task: load_task(data_dir / f"{task}.json")[0] for task in CORE_TASKS}
 
 
-def test_cases_cover_every_core_task_with_right_and_wrong_answers() -> None:
-    assert set(CASES) == set(CORE_TASKS)
-    for task, cases in CASES.items():
-        labels = {label for _, label in cases}
-        assert labels == {True, False} and ("", False) in cases, task
-
-
-def test_agreement_with_hand_labels(first_examples: dict) -> None:
-    disagreements = [(task, pred, label) for task, cases in CASES.items() for pred, label in cases
-                     if score_prediction(task, first_examples[task], pred, "strict") != label]
-    assert disagreements == []
-
-
-def test_echoed_question_and_curly_quotes(first_examples: dict) -> None:
-    example = first_examples["first_letter"]
-    assert score_prediction("first_letter", example, example.input + " b", "strict")
-    assert score_prediction("first_letter", example, "The first letter is “b”.", "strict")
-
-
-def test_claims_about_another_question_are_wrong(first_examples: dict) -> None:
-    # The right letter, but said of another word / another sentence: not an answer to this question.
-    assert not score_prediction("first_letter", first_examples["first_letter"], "Bench starts with b.", "strict")
-    assert not score_prediction("first_word", first_examples["first_word"], 'The first word of "He ran" is "He".',
-                                "strict")
-
-
 # The official scorers' verdicts (score, certainty) on the first example of each task; checked against
-# aviaefrat/lmentry's code, and where the strict rules differ, that is the point of the case.
+# aviaefrat/lmentry's code, quirks included (an uncertain 1 for a phrasing inside a hedge counts as right).
 OFFICIAL = [
     ("first_letter", "b", (1, 1)), ("first_letter", "The first letter is b.", (1, 1)),
     ("first_letter", "The first letter is b or c", (1, 0)),  # a phrasing inside a longer answer: uncertain 1
@@ -174,29 +55,13 @@ OFFICIAL = [
 def test_official_rules(first_examples: dict, task: str, prediction: str, verdict: tuple[int, int]) -> None:
     example = first_examples[task]
     assert score_official(task, example.metadata, example.input, prediction) == verdict
-    assert score_prediction(task, example, prediction) == (verdict[0] == 1)  # official is the default
-
-
-def test_official_is_the_default_and_strict_is_named_apart(data_dir: Path) -> None:
-    generate = lambda prompts: ["The first letter is b or c."] * len(prompts)
-    official = evaluate(generate, data_dir, tasks=["first_letter"], limit=1, template="raw")
-    strict = evaluate(generate, data_dir, tasks=["first_letter"], limit=1, template="raw", rules="strict")
-    assert official["per_task"]["first_letter"]["accuracy"] == 100.0 and official["rules"] == "official"
-    assert strict["per_task"]["first_letter"]["accuracy"] == 0.0
-    assert set(summarize(strict)) <= {"lmentry_strict_accuracy", "lmentry_strict_robustness", "lmentry_strict_score"}
-    assert LMentryConfig(data_dir=str(data_dir)).rules == "official"
+    assert score_prediction(task, example, prediction) == (verdict[0] == 1)
 
 
 def test_number_words_as_num2words_writes_them() -> None:
     assert [number_words(n) for n in (0, 13, 40, 99, 105, 723, 1000, 1024, 2300)] == [
         "zero", "thirteen", "forty", "ninety-nine", "one hundred and five", "seven hundred and twenty-three",
         "one thousand", "one thousand and twenty-four", "two thousand, three hundred"]
-
-
-def test_number_words() -> None:
-    assert parse_number("seven hundred and twenty-three") == 723
-    assert parse_number("1,024") == 1024 and parse_number("ninety nine") == 99
-    assert parse_number("many") is None and parse_number("") is None
 
 
 def test_analysis_variants_use_their_core_rule() -> None:
@@ -245,19 +110,18 @@ def _generator(tasks: dict, answer: Callable[[str, dict], str]) -> Callable[[lis
     return lambda prompts: [by_prompt[p] for p in prompts]
 
 
-@pytest.mark.parametrize("rules", ["official", "strict"])
-def test_evaluate_with_a_perfect_model_on_the_shared_sample(data_dir: Path, shared_data: Path, rules: str) -> None:
+def test_evaluate_with_a_perfect_model_on_the_shared_sample(data_dir: Path, shared_data: Path) -> None:
     tasks = load_tasks(data_dir)
     assert set(tasks) == set(ALL_TASKS)
     generate = _generator(tasks, _oracle(shared_data / "lmentry" / "resources"))
-    result = evaluate(generate, data_dir, template="raw", rules=rules)
+    result = evaluate(generate, data_dir, template="raw")
     assert {t: m["accuracy"] for t, m in result["per_task"].items()} == {t: 100.0 for t in ALL_TASKS}
     assert result["accuracy"] == 100.0 and result["robustness"] == 100.0 and result["lmentry_score"] == 100.0
     # The sample holds only the first 40 examples of each task, nearly all from template 0.
     assert not result["complete"] and any(m.startswith("template: ") for m in result["missing"])
     assert result["robustness_aspects"]["argument_order"] == 100.0
-    prefix = "lmentry" if rules == "official" else "lmentry_strict"
-    assert summarize(result) == {f"{prefix}_accuracy": 100.0, f"{prefix}_robustness": 100.0, f"{prefix}_score": 100.0}
+    assert result["rules"] == "official"
+    assert summarize(result) == {"lmentry_accuracy": 100.0, "lmentry_robustness": 100.0, "lmentry_score": 100.0}
 
 
 def test_evaluate_with_a_model_that_always_picks_the_distractor(data_dir: Path) -> None:

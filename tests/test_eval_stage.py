@@ -7,10 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from openai_server import OpenAIProtocolServer
 from rich.console import Console
 
+from tuna_open.builtin.tasks import score
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
 
@@ -46,9 +48,14 @@ def test_eval_stage_runs_every_suite(tmp_path: Path, shared_data: Path) -> None:
 
     models = report["models"]
     assert set(models) == {"a", "b"}
-    for metrics in models.values():
+    details = json.loads((tmp_path / "run/stages/eval/metrics.json").read_text())["details"]
+    for name, metrics in models.items():
         assert {"accuracy", "verifier_score", "rougeL", "exact_match", "lmentry_accuracy"} <= set(metrics)
-        assert 0.0 <= metrics["accuracy"] <= 100.0
+        # The reported numbers are the verifier's verdicts on the answers the model gave (all 6 are recorded).
+        scores = [score(e["prediction"], e["reference"]) for e in details[name]["instructions"]["examples"]]
+        assert len(scores) == 6
+        assert metrics["accuracy"] == pytest.approx(100.0 * sum(s >= 1.0 for s in scores) / 6)
+        assert metrics["verifier_score"] == pytest.approx(100.0 * sum(scores) / 6)
     # Both presentation orders per question: a judge that always picks the first shown answer is pure
     # position bias, so every non-identical pair must come out a tie.
     assert judged == 6

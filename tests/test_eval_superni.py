@@ -10,11 +10,11 @@ from pydantic import ValidationError
 
 from tuna_open.eval.superni import (
     SuperNIConfig,
-    build_prompt,
     compute_metrics,
     evaluate,
+    instance_prompt,
     load_tasks,
-    normalize_answer,
+    normalise_answer,
     rouge_l,
     summarize,
 )
@@ -23,7 +23,7 @@ from tuna_open.eval.superni import (
 
 
 def test_case_punctuation_and_whitespace_do_not_matter_for_exact_match() -> None:
-    assert normalize_answer("  The  Answer,\tis: 'Yes'! ") == "the answer is yes"
+    assert normalise_answer("  The  Answer,\tis: 'Yes'! ") == "the answer is yes"
     metrics = compute_metrics(["The answer is YES!"], [["the answer is yes"]])
     assert metrics == {"rougeL": 100.0, "exact_match": 100.0}
 
@@ -114,9 +114,9 @@ def test_loader_reads_the_split_and_takes_the_first_instances(ni_dir: Path) -> N
 
 def test_tk_prompt_is_tk_instructs_text(ni_dir: Path) -> None:
     task = load_tasks(SuperNIConfig(source=str(ni_dir)))[0]
-    assert build_prompt(task, task.instances[0], template="tk") == (
+    assert instance_prompt(task, task.instances[0], template="tk") == (
         "Definition: Add the two numbers.\n\nNow complete the following example -\nInput: 3 + 4.\nOutput:")
-    assert build_prompt(task, task.instances[0], num_pos_examples=2, template="tk") == (
+    assert instance_prompt(task, task.instances[0], num_pos_examples=2, template="tk") == (
         "Definition: Add the two numbers.\n\n"
         " Positive Example 1 -\nInput: 2 + 2.\n Output: 4.\n\n"
         " Positive Example 2 -\nInput: 1 + 1?\n Output: 2.\n\n"
@@ -125,7 +125,7 @@ def test_tk_prompt_is_tk_instructs_text(ni_dir: Path) -> None:
 
 def test_alpaca_prompt_puts_the_definition_in_the_instruction(ni_dir: Path) -> None:
     task = load_tasks(SuperNIConfig(source=str(ni_dir)))[1]
-    prompt = build_prompt(task, task.instances[0])
+    prompt = instance_prompt(task, task.instances[0])
     assert "### Instruction:\nDefinition: Answer yes or no.\n\n### Input:\nIs water wet?\n\n### Response:\n" in prompt
 
 

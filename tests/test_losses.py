@@ -1,5 +1,5 @@
-"""The Tuna loss: hand-computed ranking values, scores against explicit loops, and the fast ``tuna_loss`` path
-against the paper's full-vocabulary computation (values and gradients)."""
+"""The Tuna loss: hand-computed ranking values, and the fast ``tuna_loss`` path against the paper's
+full-vocabulary computation (scores, values and gradients)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from tuna_open.losses import IGNORE_INDEX, margin_ranking_loss, sequence_scores, tuna_loss
+from tuna_open.losses import IGNORE_INDEX, margin_ranking_loss, tuna_loss
 
 
 def brute_force_ranking(scores: torch.Tensor, margin: float, mask: torch.Tensor) -> float:
@@ -60,34 +60,6 @@ def test_ranking_distance_without_valid_pair_contributes_nothing():
     assert float(margin_ranking_loss(scores, 0.1, mask)) == pytest.approx((1.1 + 0.1) / 2)
 
 
-def loop_scores(logits: torch.Tensor, labels: torch.Tensor, lenpen: float) -> torch.Tensor:
-    """Per sequence, token by token: Σ_t log_softmax(logits[t-1])[labels[t]] / count^lenpen."""
-    flat_logits, flat_labels = logits.reshape(-1, *logits.shape[-2:]), labels.reshape(-1, labels.shape[-1])
-    out = []
-    for seq_logits, seq_labels in zip(flat_logits, flat_labels):
-        total, count = 0.0, 0
-        for t in range(1, len(seq_labels)):
-            if seq_labels[t] != IGNORE_INDEX:
-                total += float(torch.log_softmax(seq_logits[t - 1].double(), -1)[seq_labels[t]])
-                count += 1
-        out.append(total / max(count, 1) ** lenpen)
-    return torch.tensor(out, dtype=torch.float64).view(labels.shape[:-1])
-
-
-@pytest.mark.parametrize("shape", [(3,), (2, 3)])
-@pytest.mark.parametrize("lenpen", [1.0, 0.6, 2.0])
-def test_sequence_scores_match_token_loop(shape, lenpen):
-    gen = torch.Generator().manual_seed(1)
-    length, vocab = 7, 11
-    logits = torch.randn(*shape, length, vocab, generator=gen)
-    labels = torch.randint(0, vocab, (*shape, length), generator=gen)
-    labels[..., :2] = IGNORE_INDEX
-    labels.view(-1, length)[0, 5:] = IGNORE_INDEX  # a shorter sequence (right padding)
-    got = sequence_scores(logits, labels, lenpen)
-    assert got.shape == shape
-    torch.testing.assert_close(got.double(), loop_scores(logits, labels, lenpen), rtol=1e-5, atol=1e-5)
-
-
 # ---- tuna_loss against the paper's computation on a tiny Llama ------------------------------------------------
 
 
@@ -119,17 +91,29 @@ def ranked_batch(vocab: int = 97, seed: int = 0) -> tuple[torch.Tensor, torch.Te
     return input_ids, attention_mask, labels
 
 
+def paper_token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p of every label token from a full-vocabulary log-softmax, as the paper's code computes it (0 off the
+    labels), and the mask of label tokens; ``logits[..., t, :]`` predicts ``labels[..., t + 1]``."""
+    targets = labels[..., 1:]
+    mask = targets != IGNORE_INDEX
+    token_logp = torch.log_softmax(logits[..., :-1, :], -1).gather(-1, targets.clamp_min(0)[..., None]).squeeze(-1)
+    return token_logp.masked_fill(~mask, 0.0), mask
+
+
+def paper_scores(token_logp: torch.Tensor, mask: torch.Tensor, lenpen: float = 1.0) -> torch.Tensor:
+    """Σ log p / count^lenpen per candidate; 0 for a candidate without label tokens."""
+    return token_logp.sum(-1) / mask.sum(-1).clamp_min(1).to(token_logp.dtype) ** lenpen
+
+
 def naive_tuna(model, input_ids, attention_mask, labels, margin, mle_weight, lenpen):
     """Full-vocabulary log-softmax over every position of every candidate, as the paper's code."""
     batch, n, length = input_ids.shape
     logits = model(input_ids=input_ids.view(batch * n, length),
                    attention_mask=attention_mask.view(batch * n, length)).logits.view(batch, n, length, -1)
-    real = (labels[..., 1:] != IGNORE_INDEX).any(-1)
-    scores = sequence_scores(logits, labels, lenpen)
-    targets = labels[..., 1:]
-    mask = targets != IGNORE_INDEX
-    token_logp = torch.log_softmax(logits[..., :-1, :], -1).gather(-1, targets.clamp_min(0)[..., None]).squeeze(-1)
-    mle = -(token_logp * mask).sum() / mask.sum()
+    token_logp, mask = paper_token_logprobs(logits, labels)
+    real = mask.any(-1)
+    scores = paper_scores(token_logp, mask, lenpen)
+    mle = -token_logp.sum() / mask.sum()
     return margin_ranking_loss(scores, margin, real) + mle_weight * mle, scores * real
 
 
@@ -351,12 +335,10 @@ def test_mle_mask_imitates_only_the_chosen_candidates():
     batch, n, length = input_ids.shape
     logits = model(input_ids=input_ids.view(batch * n, length),
                    attention_mask=attention_mask.view(batch * n, length)).logits.view(batch, n, length, -1)
-    real = (labels[..., 1:] != IGNORE_INDEX).any(-1)
-    targets = labels[..., 1:]
-    tokens = (targets != IGNORE_INDEX) & mle_mask[..., None]
-    token_logp = torch.log_softmax(logits[..., :-1, :], -1).gather(-1, targets.clamp_min(0)[..., None]).squeeze(-1)
+    token_logp, mask = paper_token_logprobs(logits, labels)
+    tokens = mask & mle_mask[..., None]
     mle = -(token_logp * tokens).sum() / tokens.sum()
-    ref = margin_ranking_loss(sequence_scores(logits, labels), 0.1, real, tiers) + mle
+    ref = margin_ranking_loss(paper_scores(token_logp, mask), 0.1, mask.any(-1), tiers) + mle
     ref.backward()
     torch.testing.assert_close(out.loss, ref, rtol=1e-10, atol=1e-10)
     for name, grad in gradients(model).items():

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from openai_server import OpenAIProtocolServer
 
 from tuna_open.cli import main
+from tuna_open.generate.diversity import DiversityResampling
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = re.compile(r"(?m)^###\s*Response\s+(\d+)\s*:?\s*$")
@@ -124,7 +125,10 @@ def test_gpu_recipe_runs_end_to_end_on_stand_ins(recipe: str, sentencepiece_mode
         if stage["kind"] == "rank":
             assert counts.get("failed", 0) == 0, (stage["name"], counts)
         if stage["kind"] == "sample" and "diversity" in stage:
-            assert "not_diverse" in counts  # the resampling ran and was counted
+            # Every sampled prompt went through the diversity loop and is counted under its number of resamples.
+            rounds = DiversityResampling(**stage["diversity"]).max_rounds
+            resampled = [counts[f"prompts_resampled_{k}x"] for k in range(rounds)]
+            assert sum(resampled) == counts["prompts"] + counts["dropped"] > 0, (stage["name"], counts)
     # Every trained model got the [PAD] token SFT adds, never pad = EOS.
     for stage in spec["stages"]:
         if stage["kind"] in {"sft", "train_tuna", "train_dpo", "train_ppo"}:

@@ -38,7 +38,13 @@ def test_quickstart_recipe_end_to_end(tmp_path: Path) -> None:
     metric_sets = {frozenset(m) for m in models.values()}
     assert len(metric_sets) == 1 and {"accuracy", "rougeL", "exact_match"} <= next(iter(metric_sets))
     assert all(s["status"] == "done" for s in report["stages"])
-    assert (tmp_path / "run/report.md").read_text().count("| tuna") >= 3
+    # report.md's model table: a row per model with every metric and, but for the baseline, its gap to SFT.
+    models_table = (tmp_path / "run/report.md").read_text().split("## Stages")[0]
+    rows = {line.split(" | ")[0][2:]: line for line in models_table.splitlines() if line.startswith("| ")}
+    for name, metrics in models.items():
+        for metric, value in metrics.items():
+            gap = "" if name == "sft" else f" ({value - models['sft'][metric]:+.3f})"
+            assert f" {value:.3f}{gap} |" in rows[name], (name, metric, rows.get(name))
 
     again = CliRunner().invoke(main, args)  # unchanged recipe: every stage from cache
     assert again.exit_code == 0, again.output

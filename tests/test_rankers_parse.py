@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rankers.judging.contextual import ParseError, build_prompt, parse_ranking, parse_scores, repair_prompt
+from rankers.judging.contextual import ParseError, parse_ranking, parse_scores, repair_prompt, strict_prompt
 
 VERDICT = """The instruction is close-ended: it asks for a sum.
 
@@ -92,13 +92,13 @@ def test_omitted_candidate_without_candidates_texts_is_a_failure() -> None:
 
 
 def test_prompt_labels_candidates_and_asks_for_the_procedure() -> None:
-    prompt = build_prompt("Add 12 and 30.", ["42", "41"], input="numbers", reference="42")
+    prompt = strict_prompt("Add 12 and 30.", ["42", "41"], input="numbers", reference="42")
     assert "### Response 0\n42" in prompt and "### Response 1\n41" in prompt
     assert "Response 2" in prompt  # the judge's own answer gets the next index
     assert "open-ended" in prompt and "duplicate" in prompt and "0-15" in prompt
     assert prompt.rstrip().endswith("rank: [index of the best response, ..., index of the worst response]")
     assert "Add 12 and 30.\n\nnumbers" in prompt and "### Reference answer\n42" in prompt
-    assert "Reference answer" not in build_prompt("Add 12 and 30.", ["42", "41"])
+    assert "Reference answer" not in strict_prompt("Add 12 and 30.", ["42", "41"])
 
 
 def test_repair_prompt_carries_the_error_and_range() -> None:

@@ -61,21 +61,6 @@ class TunaLossOutput(NamedTuple):
     """[B, N] length-normalised log-likelihoods; 0 for padding candidates (rows whose labels are all ignored)."""
 
 
-def sequence_scores(logits: torch.Tensor, labels: torch.Tensor, lenpen: float = 1.0) -> torch.Tensor:
-    """Length-normalised log-likelihood of each sequence: Σ log p(label tokens) / (number of label tokens)^lenpen.
-
-    ``logits`` [..., L, V] and ``labels`` [..., L] with the causal shift (``logits[..., t, :]`` predicts
-    ``labels[..., t + 1]``); labels equal to -100 are ignored. A sequence without label tokens scores 0.
-    """
-    targets = labels[..., 1:]
-    mask = targets != IGNORE_INDEX
-    logits = logits[..., :-1, :]
-    logits = logits.to(_accumulate_dtype(logits.dtype))
-    picked = logits.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-    token_logp = (picked - torch.logsumexp(logits, dim=-1)).masked_fill(~mask, 0.0)
-    return _normalise(token_logp.sum(-1), mask.sum(-1), lenpen)
-
-
 def margin_ranking_loss(scores: torch.Tensor, margin: float = 0.1, mask: torch.Tensor | None = None,
                         tiers: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_{k=1..N-1} mean over valid pairs (i, i+k) of max(0, s_{i+k} - s_i + margin·k); ``scores`` [B, N] best→worst.

@@ -13,12 +13,7 @@ from typing import Any, Callable, Mapping
 from rankers.llm.templates import TEMPLATES, Message, conversation, format_prompt, transcript
 from tuna_open.errors import UserError
 
-__all__ = ["TEMPLATES", "build_prompt", "format_prompt", "prompt_builder", "record_conversation", "sampler_prompter"]
-
-
-def record_conversation(record: Mapping[str, Any]) -> list[Message]:
-    """The turns a record's response answers (its ``messages``, or one user turn of instruction and input)."""
-    return conversation(record.get("instruction", ""), record.get("input", ""), record.get("messages"))
+__all__ = ["TEMPLATES", "build_prompt", "format_prompt", "prompt_builder", "sampler_prompter"]
 
 
 def build_prompt(record: Mapping[str, Any], template: str, tokenizer: Any = None) -> str:
@@ -53,7 +48,7 @@ def sampler_prompter(template: str, model: str,
     """
     if chat_api:
         def chat(record: Mapping[str, Any]) -> tuple[str | list[Message], str]:
-            messages = record_conversation(record)
+            messages = conversation(record.get("instruction", ""), record.get("input", ""), record.get("messages"))
             return messages, transcript(messages)
         return chat
     build = prompt_builder(template, model)

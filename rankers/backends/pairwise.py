@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from rankers.aggregate import bradley_terry, copeland
 from rankers.base import Ranking, RankRequest, Tally
 from rankers.judging.contextual import JudgeSettings
-from rankers.judging.repair import Exchange
+from rankers.judging.repair import Conversation, Exchange
 from rankers.llm.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
 
@@ -95,9 +95,10 @@ class PairwiseJudge:
         cfg = self.config
         prompt = pair_prompt(request.prompt, request.candidates[i], request.candidates[j], request.input,
                              request.reference if cfg.show_reference else None)
-        return self.client.chat_parsed(cfg.model, [{"role": "user", "content": prompt}], parse=parse_verdict,
-                                       repair=repair_verdict, max_repairs=cfg.max_repairs,
-                                       temperature=cfg.temperature, max_completion_tokens=cfg.max_tokens)
+        conversation = Conversation([{"role": "user", "content": prompt}], parse=parse_verdict, repair=repair_verdict,
+                                    max_repairs=cfg.max_repairs)
+        return self.client.converse(cfg.model, conversation, temperature=cfg.temperature,
+                                    max_completion_tokens=cfg.max_tokens)
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         jobs = [(r, i, j) for r in requests for i, j in permutations(range(len(r.candidates)), 2)]

@@ -77,7 +77,7 @@ class ParseError(ValueError):
     """The judge's answer holds no usable ranking; the message says what is wrong, in words the judge can act on."""
 
 
-def build_prompt(instruction: str, candidates: Sequence[str], input: str = "", reference: str | None = None) -> str:
+def strict_prompt(instruction: str, candidates: Sequence[str], input: str = "", reference: str | None = None) -> str:
     """The judge's user message for one request."""
     n = len(candidates)
     task = instruction if not input else f"{instruction}\n\n{input}"
@@ -184,7 +184,7 @@ def repair_prompt(error: str, n: int) -> str:
             f"best first (leave out duplicates of a response you listed).")
 
 
-def normalize(text: str) -> str:
+def normalise(text: str) -> str:
     """What makes two candidates duplicates: equal up to case and whitespace."""
     return " ".join(text.casefold().split())
 
@@ -248,7 +248,7 @@ def complete_order(ranked: Sequence[int], candidates: Sequence[str]) -> list[int
         seen.add(i)
     order = [i for i in ranked if i != n]
     missing = [i for i in range(n) if i not in seen]
-    key = [normalize(c) for c in candidates]
+    key = [normalise(c) for c in candidates]
     for m in missing:
         twins = [pos for pos, i in enumerate(order) if key[i] == key[m]]
         if not twins:
@@ -368,7 +368,7 @@ def judge_conversation(request: RankRequest, settings: JudgeSettings) -> Convers
     else:
         reference = request.reference if settings.show_reference else None
         messages = [{"role": "user",
-                     "content": build_prompt(request.prompt, request.candidates, request.input, reference)}]
+                     "content": strict_prompt(request.prompt, request.candidates, request.input, reference)}]
     return Conversation(messages, parse=lambda text: parse_ranking(text, n, request.candidates, settings.scores_parser),
                         repair=lambda error: repair_prompt(error, n), max_repairs=settings.max_repairs)
 

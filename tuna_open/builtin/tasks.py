@@ -128,7 +128,7 @@ def generate(split: str, n: int, seed: int = 0) -> list[dict[str, str]]:
     return records
 
 
-def normalize(text: str) -> str:
+def normalise(text: str) -> str:
     """The answer as a grader reads it: first line, surrounding whitespace and a final period dropped."""
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line.strip().rstrip(".").strip()
@@ -136,7 +136,7 @@ def normalize(text: str) -> str:
 
 def score(response: str, reference: str) -> float:
     """1.0 for the exact answer; otherwise up to 0.5 by character similarity (graded partial credit)."""
-    got = normalize(response)
+    got = normalise(response)
     if got == reference:
         return 1.0
     return 0.5 * difflib.SequenceMatcher(None, got, reference).ratio()

@@ -46,16 +46,6 @@ class Candidates(TypedDict):
     source: str
 
 
-class RankingRecord(TypedDict):
-    id: str
-    order: list[int]
-    scores: NotRequired[list[float] | None]
-    ranker: str
-    raw: NotRequired[str | None]
-    failed: NotRequired[bool]
-    error: NotRequired[str | None]
-
-
 def _is_id(value: object) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 

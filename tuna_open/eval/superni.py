@@ -15,8 +15,9 @@ What is official here, and where it comes from:
   project's Alpaca template, which is what an Alpaca-tuned model (the paper's setting) is evaluated under.
 - **Metrics.** Tk-Instruct's ``compute_metrics.py``: per instance, the best score over the acceptable outputs of
   rouge_score ``rougeL`` F-measure (Porter stemmer; for non-English outputs whitespace tokens, because
-  rouge_score's default tokenizer drops every non-ASCII character) and exact match of ``normalize_answer``
-  (lower-cased, ASCII punctuation removed, whitespace collapsed; articles kept); the instance mean times 100.
+  rouge_score's default tokenizer drops every non-ASCII character) and exact match of ``normalise_answer``
+  (its ``normalize_answer``: lower-cased, ASCII punctuation removed, whitespace collapsed; articles kept); the
+  instance mean times 100.
   The later natural-instructions leaderboard tokenises non-English text with GPT-2's BPE instead; that needs a
   downloaded tokenizer, so whitespace is used, as the shared data README specifies.
 """
@@ -236,7 +237,7 @@ def _instruction(task: Task, num_pos_examples: int) -> str:
     return "\n\n".join(blocks)
 
 
-def build_prompt(task: Task, instance: Instance, num_pos_examples: int = 0, template: str = "alpaca") -> str:
+def instance_prompt(task: Task, instance: Instance, num_pos_examples: int = 0, template: str = "alpaca") -> str:
     """The model-facing prompt for one instance (see the module docstring for the two formats)."""
     instruction = _instruction(task, num_pos_examples)
     if template == "tk":
@@ -248,7 +249,7 @@ def build_prompt(task: Task, instance: Instance, num_pos_examples: int = 0, temp
 # ---------------------------------------------------------------------------------------------------- metrics
 
 
-def normalize_answer(text: str) -> str:
+def normalise_answer(text: str) -> str:
     """Lower-case, drop ASCII punctuation, collapse whitespace (SQuAD's normaliser without article removal)."""
     text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
     return " ".join(text.split())
@@ -278,7 +279,7 @@ def score_instance(prediction: str, references: Sequence[str], xlingual: bool = 
     if not references:
         raise ValueError("an instance needs at least one reference output")
     rouge = max(rouge_l(prediction, ref, xlingual) for ref in references)
-    em = float(any(normalize_answer(prediction) == normalize_answer(ref) for ref in references))
+    em = float(any(normalise_answer(prediction) == normalise_answer(ref) for ref in references))
     return rouge, em
 
 
@@ -313,7 +314,7 @@ def evaluate(generate_fn: GenerateFn, config: SuperNIConfig) -> dict[str, Any]:
     pairs = [(task, instance) for task in tasks for instance in task.instances]
     if not pairs:
         raise ValueError(f"{config.source}: no instances to evaluate")
-    prompts = [build_prompt(task, inst, config.num_pos_examples, config.template) for task, inst in pairs]
+    prompts = [instance_prompt(task, inst, config.num_pos_examples, config.template) for task, inst in pairs]
     predictions = generate_all(generate_fn, prompts)
     scores = [score_instance(pred, inst.outputs, task.xlingual)
               for pred, (task, inst) in zip(predictions, pairs)]

@@ -64,9 +64,6 @@ class DiversityResampling(BaseModel):
         mean = sum(scores) / len(scores)
         return (max(scores) if self.statistic == "max" else mean), mean
 
-    def is_diverse(self, texts: Sequence[str]) -> bool:
-        return self.summary(texts)[0] < self.threshold
-
 
 @lru_cache(maxsize=2)
 def _scorer(stemmer: bool) -> RougeScorer:

@@ -18,11 +18,11 @@ from rankers.base import owned
 from rankers.llm.templates import TemplateName
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.errors import UserError
-from tuna_open.eval import lmentry as lmentry_suite
 from tuna_open.eval import superni as superni_suite
 from tuna_open.eval import vicuna_qa as vicuna_suite
 from tuna_open.eval.instructions import evaluate_instructions
-from tuna_open.eval.lmentry import LMentryConfig
+from tuna_open.eval.lmentry import evaluate as lmentry_suite
+from tuna_open.eval.lmentry.evaluate import LMentryConfig
 from tuna_open.eval.superni import SuperNIConfig
 from tuna_open.eval.vicuna_qa import VicunaQAConfig
 from tuna_open.generate import SamplerChoice, build_sampler
@@ -106,7 +106,7 @@ def evaluate_model(sampler: Sampler, cfg: Config, records: list[dict[str, Any]],
             metrics.update(superni_suite.summarize(result))
             details["superni"] = {k: v for k, v in result.items() if k != "predictions"}
         if cfg.lmentry:
-            result = lmentry_suite.evaluate(generate, **cfg.lmentry.model_dump())
+            result = lmentry_suite.evaluate(generate, **cfg.lmentry.model_dump(exclude={"rules"}))
             metrics.update(lmentry_suite.summarize(result))
             details["lmentry"] = {k: v for k, v in result.items() if k != "predictions"}
     except ValueError as err:  # missing/malformed benchmark files: the suites name the file

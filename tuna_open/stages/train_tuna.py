@@ -82,7 +82,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     result = train_tuna(model, examples, settings, str(ctx.output), sft_examples=sft)
     hist = result["history"]
     last = f", final loss {hist[-1]['loss']:.3f}" if hist else ""
-    ranked = sum(_ranked_pairs(e["tiers"]) for e in examples)
+    ranked = sum(_count_ranked_pairs(e["tiers"]) for e in examples)
     counts = {"examples": len(examples), "ranked_pairs": ranked,
               "tied_pairs": sum(len(e["tiers"]) * (len(e["tiers"]) - 1) // 2 for e in examples) - ranked,
               "imitated_candidates": sum(sum(e["mle"]) for e in examples),
@@ -94,6 +94,6 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
                                f"candidates{last}{resumed}", counts=counts, history=hist)
 
 
-def _ranked_pairs(tiers: list[int]) -> int:
+def _count_ranked_pairs(tiers: list[int]) -> int:
     """Pairs of candidates in different tiers: the pairs the ranking term learns from."""
     return sum(a != b for i, a in enumerate(tiers) for b in tiers[i + 1:])

@@ -64,7 +64,9 @@ class Group(TypedDict):
 
 
 class TunaTrainConfig(TrainSettings):
-    """Defaults are the paper's (Tuna_p: lr 1e-5; the stage sets 1e-6 for Tuna_c), bar the batch size (16 there).
+    """Defaults are Tuna_p's in the paper (LMOps ``train_tuna.sh``: lr 1e-5, cosine, margin 0.1, MLE weight 1,
+    lenpen 1, max length 512), bar the batch size (16 prompts per GPU there) and the inherited ``warmup_steps`` 0
+    (2 there). Nothing lowers the lr for Tuna_c: its 1e-6 is set in the recipe (``recipes/paper_gpt4.yaml``).
 
     The shared TrainingArguments knobs (``TrainSettings``) keep the names every other trainer uses.
     """

@@ -1,7 +1,7 @@
 """LMentry's official scoring behaviour (aviaefrat/lmentry ``lmentry/scorers/``), re-implemented.
 
-What "LMentry score" means in the paper and everywhere else is the number the official scorers give, so this
-is the default rule set of ``tuna_open.eval.lmentry`` (``rules: official``). Each task's rule is a cascade:
+What "LMentry score" means in the paper and everywhere else is the number the official scorers give, so these
+are the rules ``tuna_open.eval.lmentry.evaluate`` scores by. Each task's rule is a cascade:
 
 1. a *negative* check that settles obvious failures (the answer word absent, a lone wrong word, the opposite
    yes/no, the distractor stated as the answer) as a certain 0;
@@ -16,8 +16,7 @@ The official code has quirks that decide real predictions, and they are kept on 
 phrasings are lower-cased *as regular expressions* (so ``\\W`` becomes ``\\w``); the question's words and
 sentences enter the expressions unescaped; numbers are matched as digits or as ``num2words`` English
 (``seven hundred and twenty-three``); the ``rhyming_word`` and ``homophones`` phrasings must cover the whole
-prediction; ``ends_with_letter`` runs two of its phrasings together (a missing comma upstream). The stricter
-claim-based rules this project used before remain as ``rules: strict`` (``tuna_open.eval.lmentry``).
+prediction; ``ends_with_letter`` runs two of its phrasings together (a missing comma upstream).
 
 Agreement with the official scorers is measured by ``benchmarks/lmentry_agreement.py``.
 """
