@@ -14,7 +14,7 @@ from rankers.llm.templates import format_prompt
 from tuna_open.errors import UserError
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
-from tuna_open.prompts import build_prompt, prompt_builder, sampler_prompter
+from tuna_open.stages.prompts import build_prompt, prompt_builder, sampler_prompter
 from tuna_open.stages.rank import to_request
 
 CONTEXT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 2 and 3."},
@@ -178,6 +178,7 @@ def test_a_chat_only_endpoint_is_the_tuna_p_teacher(tmp_path: Path) -> None:
     from tuna_open.data.jsonl import read_jsonl
     from tuna_open.pipeline.runner import run_recipe
     from tuna_open.recipe import load_recipe
+    from tuna_open.stages.registry import STAGES
 
     lengths = iter([2, 1, 3])
 
@@ -194,7 +195,7 @@ def test_a_chat_only_endpoint_is_the_tuna_p_teacher(tmp_path: Path) -> None:
             {"name": "tuna_p", "kind": "rank", "input": "@teacher",
              "ranker": {"backend": "teacher_logprob", "teacher_logprob": {"lenpen": 0.0}}}]}
         (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-        run_recipe(load_recipe(tmp_path / "r.yaml"), tmp_path / "run", console=Console(quiet=True))
+        run_recipe(load_recipe(tmp_path / "r.yaml", STAGES), tmp_path / "run", console=Console(quiet=True))
     assert server.requests[0]["messages"] == CONTEXT and server.requests[0]["logprobs"] is True
     [record] = read_jsonl(tmp_path / "run/stages/teacher/records.jsonl")
     assert record["prompt"].startswith("System: Be brief.") and record["messages"] == CONTEXT

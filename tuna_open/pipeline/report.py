@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.data.manifest import read_manifest
 from tuna_open.errors import UserError
-from tuna_open.pipeline.manifest import read_manifest
 from tuna_open.recipe import Recipe
 from tuna_open.stages.context import StageResult
 

@@ -9,9 +9,9 @@ from pydantic import BaseModel
 from rankers.llm.templates import TemplateName
 from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
-from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import RankerChoice, Recipe, StageConfig
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.prompts import prompt_builder
 
 
 class RankedInputs(StageConfig):

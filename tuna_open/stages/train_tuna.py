@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tuna_open.errors import UserError
-from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import recipe_data
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.prompts import prompt_builder
 from tuna_open.stages.ranked import RankedInputs
+from tuna_open.stages.stage import Stage
 from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
-
-OUTPUT = "model"
-ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):
@@ -97,3 +95,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
 def _ranked_pairs(tiers: list[int]) -> int:
     """Pairs of candidates in different tiers: the pairs the ranking term learns from."""
     return sum(a != b for i, a in enumerate(tiers) for b in tiers[i + 1:])
+
+
+# Training: every process of an `accelerate launch` takes part.
+STAGE = Stage(kind="train_tuna", config=Config, output="model", run=run, all_processes=True)
