@@ -118,7 +118,10 @@ class Recipe(Strict):
     @field_validator("stages", mode="before")
     @classmethod
     def _validate_stages(cls, raw: Any, info: ValidationInfo) -> list[StageConfig]:
-        kinds: Mapping[str, StageKind] = (info.context or {})["stages"]
+        kinds: Mapping[str, StageKind] | None = (info.context or {}).get("stages")
+        if kinds is None:  # a caller's bug, not a recipe's: no one-line UserError
+            raise TypeError("Recipe validation needs the stage kinds: context={'stages': STAGES} "
+                            "(tuna_open.stages.registry)")
         if not isinstance(raw, list):
             raise ValueError("expected a list of stages")
         out: list[StageConfig] = []
