@@ -64,11 +64,11 @@ from sampling import CHUNKED_PREFILL_OFF, close, describe_server, host, one_line
 
 from rankers import Ranking, RankRequest, build_ranker
 from rankers.agreement import agreement
+from rankers.llm.templates import format_prompt
 from tuna_open.builtin.tasks import generate
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 from tuna_open.models import is_model_ref, resolve_model
-from tuna_open.prompts import format_prompt
 
 VERIFIER = "tuna_open.builtin.tasks:score_request"
 MAX_MODEL_LEN = 2048

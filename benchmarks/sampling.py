@@ -51,12 +51,12 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from rankers.llm.templates import format_prompt
 from tuna_open.builtin.model import BUILTIN_MODELS, init_model, train_tokenizer
 from tuna_open.builtin.tasks import corpus, generate
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
 from tuna_open.models import is_model_ref, resolve_model
-from tuna_open.prompts import format_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 # The test suite's server helpers are the benchmarks' too: one implementation of "start a real vLLM server" and

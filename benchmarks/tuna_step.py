@@ -1,4 +1,4 @@
-"""One Tuna training step (forward + backward): ``tuna_open.losses.tuna_loss`` against the paper's implementation.
+"""One Tuna training step (forward + backward): ``tuna_open.train.losses.tuna_loss`` against the paper's implementation.
 
 The reference is the loss of the paper's ``TunaTrainer.compute_loss`` (microsoft/LMOps, tuna/src/custom.py): one
 forward with ``labels`` so the model computes its own LM loss, then ``log_softmax`` over the full vocabulary for
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuna_open.losses import IGNORE_INDEX, tuna_loss
+from tuna_open.train.losses import IGNORE_INDEX, tuna_loss
 
 MARGIN, MLE_WEIGHT = 0.1, 1.0
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

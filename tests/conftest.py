@@ -105,6 +105,7 @@ def ranked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from tuna_open.pipeline.runner import run_recipe
     from tuna_open.recipe import load_recipe
+    from tuna_open.stages.registry import STAGES
 
     root = tmp_path_factory.mktemp("ranked_run")
     recipe = {
@@ -118,5 +119,5 @@ def ranked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
     }
     (root / "r.yaml").write_text(yaml.safe_dump(recipe))
-    run_recipe(load_recipe(root / "r.yaml"), root / "run", console=Console(quiet=True))
+    run_recipe(load_recipe(root / "r.yaml", STAGES), root / "run", console=Console(quiet=True))
     return root / "run"

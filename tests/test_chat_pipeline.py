@@ -16,6 +16,7 @@ from rankers import RankRequest
 from tuna_open.data.jsonl import read_jsonl
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
+from tuna_open.stages.registry import STAGES
 
 
 def overlap(request: RankRequest) -> list[float]:
@@ -81,7 +82,7 @@ def test_conversational_data_through_sft_sample_rank_tuna_dpo_eval(tmp_path: Pat
     }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    report = run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True))
+    report = run_recipe(load_recipe(path, STAGES), tmp_path / "run", console=Console(quiet=True))
     assert {s["name"]: s["status"] for s in report["stages"]} == {
         "sft": "done", "samples": "done", "ranked": "done", "tuna": "done", "dpo": "done", "eval": "done"}
 

@@ -13,7 +13,7 @@ from rankers.llm.templates import format_prompt
 from tuna_open.errors import UserError
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
-from tuna_open.prompts import build_prompt, prompt_builder, sampler_prompter
+from tuna_open.stages.prompts import build_prompt, prompt_builder, sampler_prompter
 from tuna_open.stages.rank import to_request
 
 CONTEXT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 2 and 3."},
@@ -124,6 +124,7 @@ def test_training_stages_render_prompts_in_the_trained_models_format(tiny_chat_m
     """Candidates sampled through a chat API (prompt recorded as a transcript) train the student in its template."""
     from types import SimpleNamespace
 
+    from tuna_open.stages.ranked import load_ranked
     from tuna_open.stages.train_dpo import Config
 
     single = {**SINGLE, "prompt": "User: Add the numbers.\n\n2 3", "candidates": ["5", "6"]}
@@ -132,14 +133,14 @@ def test_training_stages_render_prompts_in_the_trained_models_format(tiny_chat_m
     ctx = SimpleNamespace(records=lambda ref, required=(): records[ref], recipe=None)
     model = str(tiny_chat_model_dir)
     cfg = Config(name="d", kind="train_dpo", model=model, rankings="@r", candidates="@c", template="chat")
-    candidates, _ = cfg.load(ctx, model)  # type: ignore[arg-type]
+    candidates, _ = load_ranked(ctx, cfg, model)  # type: ignore[arg-type]
     assert [c["prompt"] for c in candidates] == [
         "<s><|user|>\nAdd the numbers.\n\n2 3</s>\n<|assistant|>\n", "<s>" + RENDERED, "kept as it is"]
     alpaca = cfg.model_copy(update={"template": "alpaca"})
     with pytest.raises(UserError, match="record 'm'"):
-        alpaca.load(ctx, model)  # type: ignore[arg-type]
+        load_ranked(ctx, alpaca, model)  # type: ignore[arg-type]
     records["@c"] = [single]
-    assert alpaca.load(ctx, model)[0][0]["prompt"] == format_prompt("Add the numbers.", "2 3")  # type: ignore[arg-type]
+    assert load_ranked(ctx, alpaca, model)[0][0]["prompt"] == format_prompt("Add the numbers.", "2 3")  # type: ignore[arg-type]
 
 
 def test_eval_command_takes_a_chat_template(tmp_path: Path, tiny_chat_model_dir: Path, tiny_model_dir: Path) -> None:
@@ -178,6 +179,7 @@ def test_a_chat_only_endpoint_is_the_tuna_p_teacher(tmp_path: Path) -> None:
     from tuna_open.data.jsonl import read_jsonl
     from tuna_open.pipeline.runner import run_recipe
     from tuna_open.recipe import load_recipe
+    from tuna_open.stages.registry import STAGES
 
     lengths = iter([2, 1, 3])
 
@@ -194,7 +196,7 @@ def test_a_chat_only_endpoint_is_the_tuna_p_teacher(tmp_path: Path) -> None:
             {"name": "tuna_p", "kind": "rank", "input": "@teacher",
              "ranker": {"backend": "teacher_logprob", "teacher_logprob": {"lenpen": 0.0}}}]}
         (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-        run_recipe(load_recipe(tmp_path / "r.yaml"), tmp_path / "run", console=Console(quiet=True))
+        run_recipe(load_recipe(tmp_path / "r.yaml", STAGES), tmp_path / "run", console=Console(quiet=True))
     assert server.requests[0]["messages"] == CONTEXT and server.requests[0]["logprobs"] is True
     [record] = read_jsonl(tmp_path / "run/stages/teacher/records.jsonl")
     assert record["prompt"].startswith("System: Be brief.") and record["messages"] == CONTEXT

@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from tuna_open.cli import main
+from tuna_open.data.schema import DataSource
 from tuna_open.data.sources import content_id, load_instructions
 from tuna_open.errors import UserError
-from tuna_open.recipe import DataSource
 
 
 def unnamed(position: int, record: dict) -> dict:

@@ -20,6 +20,7 @@ from tuna_open.generate.diversity import (
 )
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
+from tuna_open.stages.registry import STAGES
 
 NEAR_COPIES = ["the cat sat on the mat", "the cat sat on the mat today", "a completely different answer here",
                "nothing in common with others"]
@@ -110,7 +111,7 @@ def _run_sample_stage(tmp_path: Path, server: OpenAIProtocolServer, diversity: d
     tmp_path.mkdir()
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    report = run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True))
+    report = run_recipe(load_recipe(path, STAGES), tmp_path / "run", console=Console(quiet=True))
     assert report["stages"][0]["status"] == "done"
     manifest = json.loads((tmp_path / "run/stages/samples/manifest.json").read_text())
     return read_jsonl(tmp_path / "run/stages/samples/records.jsonl"), manifest["result"]["counts"]

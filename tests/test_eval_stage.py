@@ -15,6 +15,7 @@ from rich.console import Console
 from tuna_open.builtin.tasks import score
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
+from tuna_open.stages.registry import STAGES
 
 
 def test_eval_stage_runs_every_suite(tmp_path: Path, shared_data: Path) -> None:
@@ -43,7 +44,7 @@ def test_eval_stage_runs_every_suite(tmp_path: Path, shared_data: Path) -> None:
         shutil.copy(shared_data / "lmentry/data/first_letter.json", tmp_path / "bench/lmentry")
         path = tmp_path / "r.yaml"
         path.write_text(yaml.safe_dump(recipe))
-        report = run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True))
+        report = run_recipe(load_recipe(path, STAGES), tmp_path / "run", console=Console(quiet=True))
         judged = len(server.requests)
 
     models = report["models"]

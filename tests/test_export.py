@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tuna_open.cli import main
 from tuna_open.data.jsonl import read_jsonl
-from tuna_open.export import export_rows
+from tuna_open.pipeline.export import export_rows
 from tuna_open.train.preferences import preference_pairs
 
 CANDIDATES = [{"id": "a", "prompt": "P-a", "candidates": ["x", "y", "z"]},

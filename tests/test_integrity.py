@@ -22,13 +22,15 @@ from rankers.base import Ranking
 from rankers.wrappers.cache import CachedRanker, cache_key
 from tuna_open.cli import main
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl, write_jsonl
+from tuna_open.data.schema import DataSource
 from tuna_open.data.sources import load_instructions
 from tuna_open.errors import UserError
 from tuna_open.pipeline.integrity import RunDirLock
 from tuna_open.pipeline.runner import run_recipe
-from tuna_open.recipe import DataSource, load_recipe
+from tuna_open.recipe import load_recipe
 from tuna_open.stages.context import track
 from tuna_open.stages.rank import rank_records
+from tuna_open.stages.registry import STAGES
 from tuna_open.stages.train_tuna import ranked_examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +217,7 @@ def test_secondary_ranks_of_a_multi_process_launch_do_not_compete_for_the_lock(
 
 
 def test_changed_outputs_of_a_cached_stage_rerun_it_with_a_warning(tmp_path: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tmp_path))
+    recipe = load_recipe(tiny_recipe(tmp_path), STAGES)
     run_dir = tmp_path / "run"
     assert statuses(run_recipe(recipe, run_dir, console=Console(quiet=True))) == {"init": "done", "samples": "done"}
     assert statuses(run_recipe(recipe, run_dir, console=Console(quiet=True))) == {"init": "cached", "samples": "cached"}
@@ -239,7 +241,7 @@ def test_changed_outputs_of_a_cached_stage_rerun_it_with_a_warning(tmp_path: Pat
 
 
 def test_a_stage_whose_input_was_re_made_differently_re_runs(tmp_path: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tmp_path))
+    recipe = load_recipe(tiny_recipe(tmp_path), STAGES)
     run_dir = tmp_path / "run"
     run_recipe(recipe, run_dir, console=Console(quiet=True))
     path = run_dir / "stages/samples/manifest.json"
@@ -252,7 +254,7 @@ def test_a_stage_whose_input_was_re_made_differently_re_runs(tmp_path: Path) -> 
 
 
 def test_temp_dirs_of_an_interrupted_stage_are_removed_when_it_restarts(tmp_path: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tmp_path))
+    recipe = load_recipe(tiny_recipe(tmp_path), STAGES)
     run_dir = tmp_path / "run"
     run_recipe(recipe, run_dir, console=Console(quiet=True))
     stage = run_dir / "stages/init"

@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from tuna_open.losses import IGNORE_INDEX, margin_ranking_loss, tuna_loss
+from tuna_open.train.losses import IGNORE_INDEX, margin_ranking_loss, tuna_loss
 
 
 def brute_force_ranking(scores: torch.Tensor, margin: float, mask: torch.Tensor) -> float:
@@ -258,7 +258,7 @@ def test_tuna_loss_k_sum_for_various_candidate_counts(n):
 def test_fused_head_kept_and_recomputed_chunks_agree(monkeypatch, chunk_tokens, kept_chunks):
     """Chunks whose probabilities are kept from the forward pass and chunks recomputed in the backward pass give
     the paper's gradients, alone or mixed, and a retained graph gives the same gradients twice."""
-    from tuna_open import losses
+    from tuna_open.train import losses
 
     model = tiny_llama()
     vocab = model.config.vocab_size

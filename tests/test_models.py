@@ -18,6 +18,7 @@ from tuna_open.models import SHIPPED, ShippedModel, is_model_ref, model_identity
 from tuna_open.models.shipped import ensure_gguf
 from tuna_open.pipeline.fingerprint import fingerprint
 from tuna_open.recipe import parse_recipe
+from tuna_open.stages.registry import STAGES
 
 
 def _fake_model(tmp_path: Path, parts: list[bytes], sha: str | None = None) -> ShippedModel:
@@ -82,7 +83,7 @@ def test_validate_names_a_missing_gguf_file(tmp_path: Path) -> None:
     recipe = {"name": "r", "data": {"d": {"source": "builtin:tasks", "limit": 8}},
               "stages": [{"name": "s", "kind": "sample", "model": "gguf:/no/such/model.gguf", "data": "d"}]}
     with pytest.raises(UserError, match=r"stages\[0\] \(s\): gguf:/no/such/model.gguf: GGUF file not found"):
-        parse_recipe(recipe, tmp_path, "r.yaml")
+        parse_recipe(recipe, tmp_path, "r.yaml", STAGES)
 
 
 @pytest.mark.slow
@@ -161,7 +162,7 @@ def test_validate_names_gguf_for_a_shipped_model(monkeypatch: pytest.MonkeyPatch
 
     from tuna_open.cli import main
 
-    monkeypatch.setattr("tuna_open.preflight.is_installed", lambda name: name != "gguf")
+    monkeypatch.setattr("tuna_open.pipeline.preflight.is_installed", lambda name: name != "gguf")
     recipe = {"name": "r", "data": {"d": {"source": "builtin:tasks", "limit": 8}},
               "stages": [{"name": "s", "kind": "sample", "model": "smollm2-135m-instruct", "data": "d"}]}
     path = tmp_path / "r.yaml"

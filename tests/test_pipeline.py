@@ -17,6 +17,7 @@ from rich.console import Console
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
+from tuna_open.stages.registry import STAGES
 
 
 def recipe_dict(limit: int = 6, vocab: int = 320, chunk: int = 3) -> dict:
@@ -34,7 +35,7 @@ def recipe_dict(limit: int = 6, vocab: int = 320, chunk: int = 3) -> dict:
 def run(tmp_path: Path, data: dict, **kw: object) -> dict:
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(data))
-    return run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True), **kw)
+    return run_recipe(load_recipe(path, STAGES), tmp_path / "run", console=Console(quiet=True), **kw)
 
 
 def statuses(report: dict) -> dict[str, str]:

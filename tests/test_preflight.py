@@ -52,7 +52,7 @@ def test_shipped_vllm_recipe_needs_vllm() -> None:
 
 
 def test_trackers_and_deepspeed_must_be_importable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("tuna_open.preflight.is_installed", lambda name: name not in ("wandb", "deepspeed"))
+    monkeypatch.setattr("tuna_open.pipeline.preflight.is_installed", lambda name: name not in ("wandb", "deepspeed"))
     verifier = {"backend": "function", "function": {"callable": "tuna_open.builtin.tasks:score_request"}}
     path = recipe_with(tmp_path, verifier, train={"report_to": ["wandb"], "trainer_args": {"deepspeed": "ds.json"}})
     code, out = validate(path)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from tuna_open.cli import main
 from tuna_open.errors import UserError
 from tuna_open.recipe import apply_overrides, load_recipe
+from tuna_open.stages.registry import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = {
@@ -98,7 +99,7 @@ def test_set_overrides_address_stages_by_name(tmp_path: Path) -> None:
     assert data["seed"] == 7 and data["stages"][1]["train"] == {"num_epochs": 1}
     with pytest.raises(UserError, match="no stage named 'nope'"):
         apply_overrides(MINIMAL, ["stages.nope.x=1"])
-    recipe = load_recipe(write(tmp_path, MINIMAL), ["stages.sft.train.learning_rate=0.5"])
+    recipe = load_recipe(write(tmp_path, MINIMAL), STAGES, ["stages.sft.train.learning_rate=0.5"])
     assert recipe.stage("sft").train.learning_rate == 0.5
 
 
@@ -107,7 +108,7 @@ def test_ranker_backend_swap_is_one_key(tmp_path: Path) -> None:
                                   "function": {"callable": "tuna_open.builtin.tasks:score_request"},
                                   "teacher_logprob": {"model": "@init"}}}
     path = write(tmp_path, data)
-    recipe = load_recipe(path, ["ranker.backend=teacher_logprob"])
+    recipe = load_recipe(path, STAGES, ["ranker.backend=teacher_logprob"])
     assert recipe.ranker.flat()["backend"] == "teacher_logprob"
     assert recipe.ranker.flat()["model"] == "@init"
     code, out = validate(path, "--set", "ranker.function.nonsense=1")

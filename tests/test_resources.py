@@ -20,6 +20,7 @@ from tuna_open.generate.hf_sampler import HFSampler
 from tuna_open.pipeline import runner
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
+from tuna_open.stages.registry import STAGES
 
 
 class Closable:
@@ -79,7 +80,7 @@ def test_each_stage_releases_its_models_before_the_next(tmp_path: Path, monkeypa
     }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(data))
-    run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True))
+    run_recipe(load_recipe(path, STAGES), tmp_path / "run", console=Console(quiet=True))
     assert sorted({stage for stage, _ in loaded}) == ["eval", "rankings", "samples"]  # each stage loaded a model
     assert starts == [("init", []), ("samples", []), ("rankings", []), ("eval", [])]  # none alive at the next start
     assert all(ref() is None for _, ref in loaded)

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
+from tuna_open.stages.registry import STAGES
 from tuna_open.train.trl_common import last_checkpoint
 
 STEPS, SAVE_STEPS = 60, 10
@@ -62,7 +63,7 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path: Path) -
     assert 2 * SAVE_STEPS <= checkpoint <= at_kill < STEPS, "the kill must land in the middle of training"
     assert not (tmp_path / "run/stages/sft/model").exists()
 
-    report = run_recipe(load_recipe(path), tmp_path / "run", console=Console(quiet=True))
+    report = run_recipe(load_recipe(path, STAGES), tmp_path / "run", console=Console(quiet=True))
     assert [s["status"] for s in report["stages"]] == ["cached", "done"]
     manifest = json.loads((tmp_path / "run/stages/sft/manifest.json").read_text())
     assert manifest["result"]["counts"]["resumed_from_step"] == checkpoint

@@ -12,6 +12,7 @@ from tuna_open.errors import UserError
 from tuna_open.progress import PeriodicLog, format_seconds
 from tuna_open.recipe import parse_recipe
 from tuna_open.stages.context import track
+from tuna_open.stages.registry import STAGES
 from tuna_open.train.dpo import DPOSettings
 from tuna_open.train.sft import SFTSettings
 from tuna_open.train.trl_common import TrainSettings, trainer_dir, trl_args
@@ -41,7 +42,7 @@ def test_trl_names_and_legacy_aliases_are_the_same_field() -> None:
 ])
 def test_bad_train_settings_are_one_error_line(train: dict, message: str) -> None:
     with pytest.raises(UserError) as err:
-        parse_recipe(sft_recipe(train), Path("."), "r.yaml")
+        parse_recipe(sft_recipe(train), Path("."), "r.yaml", STAGES)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).startswith("r.yaml: ") and "stages[1] (sft).train" in str(err.value)
 
@@ -107,5 +108,5 @@ def test_set_with_either_spelling_overrides_the_recipe() -> None:
     recipe = sft_recipe({"num_epochs": 6, "per_device_train_batch_size": 32})
     data = apply_overrides(recipe, ["stages.sft.train.num_train_epochs=1", "stages.sft.train.per_device_batch_size=2"])
     assert data["stages"][1]["train"] == {"num_train_epochs": 1, "per_device_batch_size": 2}
-    settings = parse_recipe(data, Path("."), "r.yaml").stages[1].train
+    settings = parse_recipe(data, Path("."), "r.yaml", STAGES).stages[1].train
     assert (settings.num_train_epochs, settings.per_device_train_batch_size) == (1, 2)

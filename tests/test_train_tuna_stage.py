@@ -50,8 +50,9 @@ def _ctx(tmp_path, outputs):
 
     from tuna_open.recipe import parse_recipe
     from tuna_open.stages.context import StageContext
+    from tuna_open.stages.registry import STAGES
 
-    recipe = parse_recipe({"name": "r", "stages": []}, tmp_path, "r")
+    recipe = parse_recipe({"name": "r", "stages": []}, tmp_path, "r", STAGES)
     return StageContext(recipe=recipe, run_dir=tmp_path, stage_dir=tmp_path, output=tmp_path / "out.jsonl", seed=0,
                         outputs=outputs, console=Console())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuna_open.losses import IGNORE_INDEX, margin_ranking_loss, tuna_loss
+from tuna_open.train.losses import IGNORE_INDEX, margin_ranking_loss, tuna_loss
 from tuna_open.train.tuna_trainer import LoraSettings, TunaCollator, TunaTrainConfig, _groups, encode_group, train_tuna
 
 PROMPT = "### Instruction:\nAdd {a} and {b}.\n\n### Response:\n"

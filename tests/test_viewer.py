@@ -12,7 +12,7 @@ import pytest
 
 from rankers.base import Ranking, RankRequest
 from rankers.wrappers.permutations import PermutedRanker
-from tuna_open.viewer import render_rankings_html, write_rankings_html
+from tuna_open.stages.rank_viewer import render_rankings_html, write_rankings_html
 
 XSS = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
 

@@ -81,8 +81,9 @@ def run(recipe_path: Path, run_dir: Path | None, overrides: tuple[str, ...], dry
     from tuna_open.distributed import is_main
     from tuna_open.pipeline.runner import default_run_dir, run_recipe
     from tuna_open.recipe import load_recipe
+    from tuna_open.stages.registry import STAGES
 
-    recipe = load_recipe(recipe_path, list(overrides))
+    recipe = load_recipe(recipe_path, STAGES, list(overrides))
     run_dir = run_dir or default_run_dir(recipe)
     _quiet_libraries()
     console.quiet = not is_main()  # under accelerate launch, one process speaks
@@ -102,10 +103,11 @@ def run(recipe_path: Path, run_dir: Path | None, overrides: tuple[str, ...], dry
 def validate(recipe_path: Path, overrides: tuple[str, ...], check_endpoints: bool, schema_only: bool) -> None:
     """Check a recipe without running anything: schema, files, backends, stage wiring, then pre-flight (API key
     variables set, optional packages such as vllm/deepspeed/trackers installed, endpoints up with --check-endpoints)."""
-    from tuna_open.preflight import preflight
+    from tuna_open.pipeline.preflight import preflight
     from tuna_open.recipe import load_recipe
+    from tuna_open.stages.registry import STAGES
 
-    recipe = load_recipe(recipe_path, list(overrides))
+    recipe = load_recipe(recipe_path, STAGES, list(overrides))
     checked = preflight(recipe, check_endpoints=check_endpoints) if not schema_only else None
     if checked and checked.problems:
         raise UserError(f"{recipe_path}: " + "; ".join(checked.problems))
@@ -134,7 +136,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.context import track
     from tuna_open.stages.rank import rank_records
-    from tuna_open.viewer import write_rankings_html
+    from tuna_open.stages.rank_viewer import write_rankings_html
 
     raw = apply_overrides(load_mapping(ranker_path, "ranker config"), list(overrides))
     try:
@@ -185,7 +187,7 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
 @user_errors
 def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_id: str | None) -> None:
     """Export a rank stage's rankings as a Hugging Face dataset (loadable with datasets.load_dataset(OUTPUT))."""
-    from tuna_open.export import export_dataset, push_to_hub
+    from tuna_open.pipeline.export import export_dataset, push_to_hub
 
     _quiet_libraries()
     counts = export_dataset(run_dir, stage, fmt, output, pairs)  # type: ignore[arg-type]
@@ -202,7 +204,7 @@ def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_i
 @user_errors
 def push(run_dir: Path, stage: str, repo_id: str, private: bool) -> None:
     """Write a model card into a model stage's output and upload the model to the Hugging Face Hub."""
-    from tuna_open.export import publish_model
+    from tuna_open.pipeline.export import publish_model
 
     click.echo(f"pushed: {publish_model(run_dir, stage, repo_id, private)}")
 
@@ -236,6 +238,7 @@ def eval_cmd(models: tuple[str, ...], data_source: str | None, template: str, sp
     """
     from tuna_open.pipeline.runner import run_recipe
     from tuna_open.recipe import load_mapping, parse_recipe
+    from tuna_open.stages.registry import STAGES
 
     pairs = [m.split("=", 1) for m in models]
     if any(len(p) != 2 or not all(p) for p in pairs):
@@ -257,7 +260,7 @@ def eval_cmd(models: tuple[str, ...], data_source: str | None, template: str, sp
     if vicuna:
         stage["vicuna_qa"] = {"questions": str(vicuna.resolve()), "baseline": baseline}
         stage["ranker"] = load_mapping(judge, "judge config")
-    parsed = parse_recipe(recipe, Path.cwd(), "tuna-open eval")
+    parsed = parse_recipe(recipe, Path.cwd(), "tuna-open eval", STAGES)
     _quiet_libraries()
     report = run_recipe(parsed, run_dir, console=console)
     print_models(report)

@@ -33,8 +33,8 @@ from typing import Any, Iterator
 from rankers.llm.templates import Message
 from tuna_open.data.jsonl import iter_jsonl_lines, read_text
 from tuna_open.data.records import Instruction, check_unique_ids
+from tuna_open.data.schema import DataSource
 from tuna_open.errors import UserError
-from tuna_open.recipe import DataSource
 
 Row = tuple[str, Any]
 """(location for error messages, the raw record)."""

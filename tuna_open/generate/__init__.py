@@ -6,18 +6,28 @@ OpenAI-protocol server (a vLLM server, an API model) are selected with ``backend
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from tuna_open.generate import hf_sampler, openai_sampler, vllm_sampler
 from tuna_open.generate.base import Sampler
 from tuna_open.generate.hf_sampler import HFSamplerConfig
 
-SAMPLERS: dict[str, str] = {
-    "hf": "tuna_open.generate.hf_sampler",
-    "vllm": "tuna_open.generate.vllm_sampler",
-    "openai": "tuna_open.generate.openai_sampler",
+
+@dataclass(frozen=True)
+class SamplerBackend:
+    """A sampling backend: the options block it validates, and how it loads a model with them."""
+
+    config: type[BaseModel]
+    build: Callable[[str, Any], Sampler]
+
+
+SAMPLERS: dict[str, SamplerBackend] = {
+    "hf": SamplerBackend(HFSamplerConfig, hf_sampler.HFSampler),
+    "vllm": SamplerBackend(vllm_sampler.Config, vllm_sampler.build),
+    "openai": SamplerBackend(openai_sampler.Config, openai_sampler.build),
 }
 
 
@@ -35,8 +45,8 @@ class SamplerChoice(BaseModel):
 
     @model_validator(mode="after")
     def _check_selected(self) -> "SamplerChoice":
-        if self.backend != "hf":
-            importlib.import_module(SAMPLERS[self.backend]).Config.model_validate(getattr(self, self.backend))
+        if self.backend != "hf":  # the hf block is typed: validated with the choice itself
+            SAMPLERS[self.backend].config.model_validate(getattr(self, self.backend))
         return self
 
     @property
@@ -53,9 +63,5 @@ class SamplerChoice(BaseModel):
 
 def build_sampler(model: str, choice: SamplerChoice) -> Sampler:
     """Load ``model`` (HF id, local dir, or the served model's name for ``openai``) with the chosen backend."""
-    if choice.backend == "hf":
-        from tuna_open.generate.hf_sampler import HFSampler
-
-        return HFSampler(model, choice.hf)
-    module = importlib.import_module(SAMPLERS[choice.backend])
-    return module.build(model, module.Config.model_validate(getattr(choice, choice.backend)))
+    backend = SAMPLERS[choice.backend]
+    return backend.build(model, backend.config.model_validate(getattr(choice, choice.backend)))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from pydantic import BaseModel, ConfigDict
 
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype
@@ -55,15 +54,19 @@ class HFSampler:
     def close(self) -> None:
         release_model(self)
 
-    @torch.no_grad()
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Sample]]:
+        import torch  # here, not at module level: the recipe validates sampler options without loading torch
+
         out: list[list[Sample]] = []
         bs = self.config.batch_size
-        for start in range(0, len(prompts), bs):
-            out.extend(self._generate_batch(list(prompts[start:start + bs]), params, seed=params.seed + start))
+        with torch.no_grad():
+            for start in range(0, len(prompts), bs):
+                out.extend(self._generate_batch(list(prompts[start:start + bs]), params, seed=params.seed + start))
         return out
 
     def _generate_batch(self, prompts: list[str], params: SamplingParams, seed: int) -> list[list[Sample]]:
+        import torch
+
         tok = self.tokenizer
         tok.padding_side = "left"
         # Default special tokens (BOS for Llama) exactly as TRL training and the likelihood rankers tokenize prompts.

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tuna_open.data.digest import file_digest
 from tuna_open.errors import UserError
 from tuna_open.models.gguf import convert_gguf
 from tuna_open.models.shipped import SHIPPED, ensure_gguf
@@ -32,8 +33,6 @@ def _gguf_path(ref: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _digest(path: Path, size: int, mtime_ns: int) -> str:
-    from tuna_open.pipeline.fingerprint import file_digest
-
     return file_digest(path)
 
 

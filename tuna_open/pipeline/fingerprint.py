@@ -13,21 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tuna_open import __version__
+from tuna_open.data.digest import file_digest
 from tuna_open.models import model_identity, resolve_model_refs
-from tuna_open.recipe import REF
-
-
-def substitute_refs(value: Any, mapping: Mapping[str, Any]) -> Any:
-    """Replace every ``@name`` string inside ``value`` with ``mapping[name]``."""
-    if isinstance(value, str):
-        m = REF.match(value)
-        return mapping[m.group(1)] if m else value
-    if isinstance(value, dict):
-        return {k: substitute_refs(v, mapping) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [substitute_refs(v, mapping) for v in value]
-    return value
-
+from tuna_open.recipe.refs import substitute_refs
 
 SECRET_KEYS = frozenset({"api_key"})
 
@@ -40,14 +28,6 @@ def without_secrets(value: Any, replacement: str | None = None) -> Any:
     if isinstance(value, list):
         return [without_secrets(v, replacement) for v in value]
     return value
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fingerprint(config: Mapping[str, Any], upstream: Mapping[str, str], files: list[Path], seed: int) -> str:

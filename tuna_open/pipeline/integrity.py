@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterable, TypeVar
 from rich.console import Console
 
 from tuna_open import distributed
+from tuna_open.data.digest import file_digest
 from tuna_open.errors import UserError
-from tuna_open.pipeline.fingerprint import file_digest
 
 LOCK_NAME = ".lock"
 F = TypeVar("F", bound=Callable[..., Any])

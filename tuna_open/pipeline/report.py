@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.data.manifest import read_manifest
 from tuna_open.errors import UserError
-from tuna_open.pipeline.manifest import read_manifest
 from tuna_open.recipe import Recipe
 from tuna_open.stages.context import StageResult
+from tuna_open.stages.registry import STAGES
 
 
 def collect_models(results: dict[str, StageResult]) -> dict[str, dict[str, float]]:
@@ -136,7 +137,7 @@ def report_from_run_dir(run_dir: Path) -> dict[str, Any]:
     recipe_file = run_dir / "recipe.json"
     if not recipe_file.is_file():
         raise UserError(f"{run_dir}: not a tuna-open run directory (no recipe.json)")
-    recipe = Recipe.model_validate_json(recipe_file.read_text())
+    recipe = Recipe.model_validate_json(recipe_file.read_text(), context={"stages": STAGES})
     entries: list[dict[str, Any]] = []
     results: dict[str, StageResult] = {}
     for stage in recipe.stages:

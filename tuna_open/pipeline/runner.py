@@ -19,13 +19,13 @@ from rich.console import Console
 
 from tuna_open import distributed
 from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.data.manifest import read_manifest, write_manifest
 from tuna_open.pipeline import integrity
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
-from tuna_open.pipeline.manifest import read_manifest, write_manifest
 from tuna_open.pipeline.report import write_report
 from tuna_open.recipe import Recipe, iter_refs
-from tuna_open.stages import stage_module
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.registry import STAGES
 
 OUTPUT_NAMES = {"model": "model", "records": "records.jsonl", "metrics": "metrics.json"}
 MARKER = ".fingerprint"
@@ -45,7 +45,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
                console: Console | None = None) -> dict[str, Any]:
     """Run (or, with ``dry_run``, plan) every stage; returns the report dict (also written to run_dir).
 
-    Under ``accelerate launch`` / torchrun every process runs this: training stages (``ALL_PROCESSES``) run on
+    Under ``accelerate launch`` / torchrun every process runs this: training stages (``Stage.all_processes``) run on
     all of them, everything else (sampling, judging, evaluation, the cache checks and every file the runner
     writes) on the main process while the others wait (``tuna_open.distributed``), so nothing is paid twice.
     """
@@ -65,14 +65,14 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             redact(recipe.model_dump(mode="json", serialize_as_any=True)), indent=2)))
     for stage in recipe.stages:
         forced = forced or stage.name == from_stage
-        module = stage_module(stage.kind)
+        spec = STAGES[stage.kind]
         effective = stage.effective(recipe)
         seed = stage.seed if stage.seed is not None else recipe.seed
         data = {n: recipe.data[n].model_dump() for n in stage.data_names()}
         fp = fingerprint({**effective, "_data": data}, {r: fps[r] for r in iter_refs(effective)},
                          _data_files(recipe, stage.data_names()), seed)
         stage_dir = run_dir / "stages" / stage.name
-        output = stage_dir / OUTPUT_NAMES[module.OUTPUT]
+        output = stage_dir / OUTPUT_NAMES[spec.output]
         manifest = distributed.on_main(lambda: read_manifest(stage_dir) if output.exists() else None)
         fps[stage.name], outputs[stage.name] = fp, output
         if (not forced and manifest and manifest["fingerprint"] == fp
@@ -91,10 +91,10 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
                            outputs={k: v for k, v in outputs.items() if k != stage.name}, console=console)
         console.print(f"▶  {stage.name:<18} running  ({stage.kind})")
         start = time.perf_counter()
-        if getattr(module, "ALL_PROCESSES", False):
-            result = module.run(ctx, stage)
+        if spec.all_processes:
+            result = spec.run(ctx, stage)
         else:
-            result = distributed.on_main(lambda: module.run(ctx, stage))
+            result = distributed.on_main(lambda: spec.run(ctx, stage))
         seconds = round(time.perf_counter() - start, 2)
         manifest = {"name": stage.name, "kind": stage.kind, "fingerprint": fp, "seed": seed,
                     "config": redact(effective), "inputs": {r: fps[r] for r in iter_refs(effective)},

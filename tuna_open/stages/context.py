@@ -14,9 +14,8 @@ from tuna_open.data.records import Instruction, load_records
 from tuna_open.data.sources import load_instructions
 from tuna_open.errors import UserError
 from tuna_open.models import resolve_model_refs
-from tuna_open.pipeline.fingerprint import substitute_refs
 from tuna_open.progress import PeriodicLog
-from tuna_open.recipe import REF, Recipe
+from tuna_open.recipe import REF, Recipe, substitute_refs
 
 
 @dataclass

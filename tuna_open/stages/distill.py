@@ -17,9 +17,8 @@ from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
 from tuna_open.recipe import StageConfig
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.stage import Stage
 from tuna_open.train.preferences import join_rankings
-
-OUTPUT = "records"
 
 INSTRUCTION_KEYS = ("id", "task", "instruction", "input", "messages")
 
@@ -57,3 +56,6 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     return StageResult(summary=f"{len(out)} distilled instructions{agree}",
                        counts={"instructions": len(out), "dropped": len(samples) - len(out),
                                "equal_to_reference": same})
+
+
+STAGE = Stage(kind="distill", config=Config, output="records", run=run)

@@ -27,12 +27,11 @@ from tuna_open.eval.superni import SuperNIConfig
 from tuna_open.eval.vicuna_qa import VicunaQAConfig
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import Sampler, SamplingParams
-from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import Recipe
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.prompts import sampler_prompter
 from tuna_open.stages.ranked import RankerStage
-
-OUTPUT = "metrics"
+from tuna_open.stages.stage import Stage
 
 
 class Config(RankerStage):
@@ -168,3 +167,6 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     plots = [str(ctx.stage_dir / "vicuna_qa.png")] if questions else []
     return StageResult(summary=f"{key}: {summary}" if key else "no metrics", metrics=metrics,
                        extra={"plots": plots} if plots else {})
+
+
+STAGE = Stage(kind="eval", config=Config, output="metrics", run=run)

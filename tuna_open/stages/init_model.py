@@ -14,8 +14,7 @@ from tuna_open.builtin.model import BUILTIN_MODELS, TinyLlamaConfig, init_model,
 from tuna_open.builtin.tasks import corpus
 from tuna_open.recipe import StageConfig
 from tuna_open.stages.context import StageContext, StageResult
-
-OUTPUT = "model"
+from tuna_open.stages.stage import Stage
 
 
 class Config(StageConfig):
@@ -36,3 +35,6 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     return StageResult(summary=f"{cfg.architecture if isinstance(cfg.architecture, str) else 'custom'} Llama "
                                f"(hidden {arch.hidden_size}, {arch.num_hidden_layers} layers), vocab {len(tokenizer)}",
                        counts={"vocab": len(tokenizer)})
+
+
+STAGE = Stage(kind="init_model", config=Config, output="model", run=run)

@@ -20,15 +20,14 @@ from rankers import RankRequest, build_ranker
 from rankers.base import Ranking, owned, valid_ranking
 from rankers.llm.templates import is_multi_turn, transcript
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl
+from tuna_open.data.manifest import fingerprint_of
 from tuna_open.data.records import RANK_INPUT_FIELDS
 from tuna_open.errors import UserError
-from tuna_open.pipeline.manifest import fingerprint_of
 from tuna_open.recipe import iter_refs
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.rank_viewer import write_rankings_html
 from tuna_open.stages.ranked import RankerStage
-from tuna_open.viewer import write_rankings_html
-
-OUTPUT = "records"
+from tuna_open.stages.stage import Stage
 
 
 class Config(RankerStage):
@@ -138,3 +137,6 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
                                  title=f"{ctx.recipe.name}: rankings of stage {cfg.name} ({flat['backend']})")
     result.extra["viewer"] = viewer.relative_to(ctx.run_dir).as_posix()
     return result
+
+
+STAGE = Stage(kind="rank", config=Config, output="records", run=run)

@@ -1,4 +1,9 @@
-"""Shared by every stage that learns from rankings (Tuna, DPO, reward model): rankings joined with candidates."""
+"""Shared by the stages that learn from rankings (Tuna, DPO, reward model) or call a ranker (rank, eval, GRPO).
+
+The config classes hold data and what follows from it alone (``effective``, ``candidates_ref``, ``choice``); the
+work of loading inputs and training is done by functions that take the config (``load_ranked``,
+``train_on_pairs``), so a stage reads as one call into them.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from pydantic import BaseModel
 from rankers.llm.templates import TemplateName
 from tuna_open.data.records import CANDIDATES_FIELDS
 from tuna_open.errors import UserError
-from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import RankerChoice, Recipe, StageConfig
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.prompts import prompt_builder
+from tuna_open.train.preferences import PairMode, preference_pairs
 
 
 class RankedInputs(StageConfig):
@@ -32,6 +38,7 @@ class RankedInputs(StageConfig):
         return out
 
     def candidates_ref(self, recipe: Recipe) -> str:
+        """The ``@stage`` of the ranked candidates: ``candidates``, else the ``input`` of the rank stage."""
         if self.candidates is not None:
             return self.candidates
         producer = recipe.stage(self.rankings.lstrip("@"))
@@ -39,26 +46,26 @@ class RankedInputs(StageConfig):
             raise UserError(f"stage {self.name}: rankings {self.rankings} is not a rank stage; set 'candidates'")
         return producer.input
 
-    def train_on_pairs(self, ctx: StageContext, mode: str, train: Callable[..., dict[str, Any]],
-                       settings: BaseModel) -> StageResult:
-        """Rankings → preference pairs → ``train(model, pairs, settings, output)`` (the DPO and reward stages)."""
-        from tuna_open.train.preferences import preference_pairs
 
-        model = ctx.resolve(self.model)
-        pairs = preference_pairs(*self.load(ctx, model), mode=mode)
-        if not pairs:
-            raise UserError(f"stage {self.name}: no preference pairs in {self.rankings}")
-        result = train(model, pairs, settings.model_copy(update={"seed": ctx.seed}), str(ctx.output))
-        return StageResult(summary=f"{len(pairs)} preference pairs ({mode})",
-                           counts={"pairs": len(pairs), "resumed_from_step": result["resumed_from_step"]},
-                           history=result["history"])
+def load_ranked(ctx: StageContext, cfg: RankedInputs, model: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(candidates records, ranking records) of ``cfg``'s inputs, prompts rendered for ``model``."""
+    prompt = prompt_builder(cfg.template, model)
+    candidates = [{**c, "prompt": prompt(c)} if "instruction" in c else c
+                  for c in ctx.records(cfg.candidates_ref(ctx.recipe), CANDIDATES_FIELDS)]
+    return candidates, ctx.records(cfg.rankings)
 
-    def load(self, ctx: StageContext, model: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(candidates records, ranking records) of this stage's inputs, prompts rendered for ``model``."""
-        prompt = prompt_builder(self.template, model)
-        candidates = [{**c, "prompt": prompt(c)} if "instruction" in c else c
-                      for c in ctx.records(self.candidates_ref(ctx.recipe), CANDIDATES_FIELDS)]
-        return candidates, ctx.records(self.rankings)
+
+def train_on_pairs(ctx: StageContext, cfg: RankedInputs, mode: PairMode, train: Callable[..., dict[str, Any]],
+                   settings: BaseModel) -> StageResult:
+    """Rankings → preference pairs → ``train(model, pairs, settings, output)`` (the DPO and reward stages)."""
+    model = ctx.resolve(cfg.model)
+    pairs = preference_pairs(*load_ranked(ctx, cfg, model), mode=mode)
+    if not pairs:
+        raise UserError(f"stage {cfg.name}: no preference pairs in {cfg.rankings}")
+    result = train(model, pairs, settings.model_copy(update={"seed": ctx.seed}), str(ctx.output))
+    return StageResult(summary=f"{len(pairs)} preference pairs ({mode})",
+                       counts={"pairs": len(pairs), "resumed_from_step": result["resumed_from_step"]},
+                       history=result["history"])
 
 
 class RankerStage(StageConfig):

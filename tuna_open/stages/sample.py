@@ -22,11 +22,10 @@ from tuna_open.data.jsonl import ResumableJsonlWriter
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 from tuna_open.generate.diversity import DiversityResampling, pairwise_rougeL, sample_diverse
-from tuna_open.prompts import sampler_prompter
 from tuna_open.recipe import StageConfig, recipe_data
 from tuna_open.stages.context import StageContext, StageResult
-
-OUTPUT = "records"
+from tuna_open.stages.prompts import sampler_prompter
+from tuna_open.stages.stage import Stage
 
 
 class Config(StageConfig):
@@ -134,3 +133,6 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
                  + f", {counts['not_diverse']} not diverse after {cfg.diversity.max_rounds} rounds")
     return StageResult(summary=f"{n_cands} candidates for {len(kept)} prompts ({dropped} dropped by filters{note})",
                        counts=counts)
+
+
+STAGE = Stage(kind="sample", config=Config, output="records", run=run)

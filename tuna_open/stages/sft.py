@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from rankers.llm.templates import TemplateName
-from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import StageConfig, recipe_data
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.prompts import prompt_builder
+from tuna_open.stages.stage import Stage
 from tuna_open.train.sft import SFTSettings, train_sft
-
-OUTPUT = "model"
-ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(StageConfig):
@@ -40,3 +38,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     return StageResult(summary=f"{len(examples)} examples{last}{resumed}",
                        counts={"examples": len(examples), "resumed_from_step": result["resumed_from_step"]},
                        history=result["history"])
+
+
+# Training: every process of an `accelerate launch` takes part.
+STAGE = Stage(kind="sft", config=Config, output="model", run=run, all_processes=True)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from tuna_open.stages.context import StageContext, StageResult
-from tuna_open.stages.ranked import RankedInputs
+from tuna_open.stages.ranked import RankedInputs, train_on_pairs
+from tuna_open.stages.stage import Stage
 from tuna_open.train.dpo import DPOSettings, train_dpo
 from tuna_open.train.preferences import PairMode
-
-OUTPUT = "model"
-ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):
@@ -21,4 +19,8 @@ class Config(RankedInputs):
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    return cfg.train_on_pairs(ctx, cfg.pairs, train_dpo, cfg.train)
+    return train_on_pairs(ctx, cfg, cfg.pairs, train_dpo, cfg.train)
+
+
+# Training: every process of an `accelerate launch` takes part.
+STAGE = Stage(kind="train_dpo", config=Config, output="model", run=run, all_processes=True)

@@ -7,13 +7,11 @@ from typing import Literal
 from rankers import build_ranker
 from rankers.base import owned
 from rankers.llm.templates import TemplateName
-from tuna_open.prompts import prompt_builder
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.prompts import prompt_builder
 from tuna_open.stages.ranked import RankerStage
+from tuna_open.stages.stage import Stage
 from tuna_open.train.grpo import GRPOSettings, train_grpo
-
-OUTPUT = "model"
-ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankerStage):
@@ -36,3 +34,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
         result = train_grpo(model, prompts, ranker, cfg.train.model_copy(update={"seed": ctx.seed}), str(ctx.output))
     return StageResult(summary=f"GRPO on {len(prompts)} prompts", counts={"prompts": len(prompts)},
                        history=result["history"])
+
+
+# Training: every process of an `accelerate launch` takes part.
+STAGE = Stage(kind="train_grpo", config=Config, output="model", run=run, all_processes=True)

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from rankers.llm.templates import TemplateName
-from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import StageConfig
 from tuna_open.stages.context import StageContext, StageResult
+from tuna_open.stages.prompts import prompt_builder
+from tuna_open.stages.stage import Stage
 from tuna_open.train.ppo import PPOSettings, train_ppo
-
-OUTPUT = "model"
-ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(StageConfig):
@@ -36,3 +34,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
                        cfg.train.model_copy(update={"seed": ctx.seed}), str(ctx.output))
     return StageResult(summary=f"PPO on {len(prompts)} prompts", counts={"prompts": len(prompts)},
                        history=result["history"])
+
+
+# Training: every process of an `accelerate launch` takes part.
+STAGE = Stage(kind="train_ppo", config=Config, output="model", run=run, all_processes=True)

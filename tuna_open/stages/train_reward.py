@@ -8,12 +8,10 @@ from __future__ import annotations
 from typing import Literal
 
 from tuna_open.stages.context import StageContext, StageResult
-from tuna_open.stages.ranked import RankedInputs
+from tuna_open.stages.ranked import RankedInputs, train_on_pairs
+from tuna_open.stages.stage import Stage
 from tuna_open.train.preferences import PairMode
 from tuna_open.train.reward import RewardSettings, train_reward
-
-OUTPUT = "model"
-ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):
@@ -25,4 +23,8 @@ class Config(RankedInputs):
 
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
-    return cfg.train_on_pairs(ctx, cfg.pairs, train_reward, cfg.train)
+    return train_on_pairs(ctx, cfg, cfg.pairs, train_reward, cfg.train)
+
+
+# Training: every process of an `accelerate launch` takes part.
+STAGE = Stage(kind="train_reward", config=Config, output="model", run=run, all_processes=True)

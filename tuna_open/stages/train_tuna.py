@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tuna_open.errors import UserError
-from tuna_open.prompts import prompt_builder
 from tuna_open.recipe import recipe_data
 from tuna_open.stages.context import StageContext, StageResult
-from tuna_open.stages.ranked import RankedInputs
+from tuna_open.stages.prompts import prompt_builder
+from tuna_open.stages.ranked import RankedInputs, load_ranked
+from tuna_open.stages.stage import Stage
 from tuna_open.train.preferences import join_rankings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
-
-OUTPUT = "model"
-ALL_PROCESSES = True  # training: every process of an `accelerate launch` takes part
 
 
 class Config(RankedInputs):
@@ -70,7 +68,7 @@ def score_tiers(scores: list[float]) -> list[int]:
 
 def run(ctx: StageContext, cfg: Config) -> StageResult:
     model = ctx.resolve(cfg.model)
-    examples = ranked_examples(*cfg.load(ctx, model), ties=cfg.ties, mle=cfg.mle, accept_score=cfg.accept_score)
+    examples = ranked_examples(*load_ranked(ctx, cfg, model), ties=cfg.ties, mle=cfg.mle, accept_score=cfg.accept_score)
     if not examples:
         raise UserError(f"stage {cfg.name}: no usable rankings in {cfg.rankings}")
     sft = None
@@ -97,3 +95,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
 def _count_ranked_pairs(tiers: list[int]) -> int:
     """Pairs of candidates in different tiers: the pairs the ranking term learns from."""
     return sum(a != b for i, a in enumerate(tiers) for b in tiers[i + 1:])
+
+
+# Training: every process of an `accelerate launch` takes part.
+STAGE = Stage(kind="train_tuna", config=Config, output="model", run=run, all_processes=True)

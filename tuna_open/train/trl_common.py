@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from tuna_open.distributed import atomic_output_dir  # noqa: F401  (every trainer's one save path)
+from tuna_open.recipe.aliases import LEGACY_NAMES
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -50,9 +51,6 @@ class LoraSettings(BaseModel):
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=self.target_modules, task_type=task_type)
 
-
-LEGACY_NAMES = {"num_epochs": "num_train_epochs", "per_device_batch_size": "per_device_train_batch_size"}
-"""Our earlier spellings of TRL's names, still accepted so existing recipes keep validating."""
 
 ReportTo = Literal["tensorboard", "wandb", "trackio"]
 

@@ -1,4 +1,4 @@
-"""Tuna training: the paper's ranking objective (``tuna_open.losses.tuna_loss``) inside a transformers ``Trainer``.
+"""Tuna training: the paper's ranking objective (``tuna_open.train.losses.tuna_loss``) in a transformers ``Trainer``.
 
 Everything that is not the loss comes from ``Trainer`` (and so from accelerate): DDP, DeepSpeed and FSDP under
 ``accelerate launch`` (configs in ``recipes/accelerate/``), bf16, activation checkpointing, gradient
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, NotRequired, Sequence, TypedDict
 from pydantic import Field
 
 from rankers.llm.tokenization import encode_responses
-from tuna_open.losses import IGNORE_INDEX
 from tuna_open.train.sft import SftExample
 from tuna_open.train.trl_common import (
     LoraSettings,
@@ -96,6 +95,8 @@ def encode_group(tokenizer: "PreTrainedTokenizerBase", prompt: str, responses: S
 
     Without ``tiers`` every candidate is its own tier (a strict order); without ``mle`` every candidate is imitated.
     """
+    from tuna_open.train.losses import IGNORE_INDEX  # imports torch: not when the stage configs are validated
+
     group: Group = {"input_ids": [], "labels": [], "tiers": list(tiers if tiers is not None else range(len(responses))),
                     "mle": list(mle if mle is not None else [True] * len(responses))}
     for context_ids, response_ids in encode_responses(tokenizer, prompt, responses):
@@ -113,6 +114,8 @@ class TunaCollator:
 
     def __call__(self, groups: Sequence[Group]) -> dict[str, "torch.Tensor"]:
         import torch
+
+        from tuna_open.train.losses import IGNORE_INDEX
 
         n_cand = max(len(g["input_ids"]) for g in groups)
         length = max(len(ids) for g in groups for ids in g["input_ids"])
@@ -138,7 +141,7 @@ def _tuna_trainer_class() -> type:
     import torch
     from transformers import Trainer
 
-    from tuna_open.losses import tuna_loss
+    from tuna_open.train.losses import tuna_loss
 
     class TunaTrainer(Trainer):
         """``Trainer`` whose loss is ``tuna_loss``; logs its ranking and MLE components next to ``loss``."""
@@ -175,6 +178,8 @@ def _tuna_trainer_class() -> type:
 def _groups(tokenizer: "PreTrainedTokenizerBase", examples: Sequence[TunaExample],
             sft_examples: Sequence[SftExample] | None, config: TunaTrainConfig) -> tuple[list[Group], list[Group]]:
     """(ranked groups, SFT groups) to train on; groups whose prompt leaves no room for a response are skipped."""
+    from tuna_open.train.losses import IGNORE_INDEX
+
     ranked = [encode_group(tokenizer, e["prompt"], e["candidates"], config.max_length, e.get("tiers"), e.get("mle"))
               for e in examples]
     sft: list[Group] = []

@@ -21,6 +21,7 @@ from typing import Any, Literal, Sequence, get_args
 
 from tuna_open import __version__
 from tuna_open.data.jsonl import read_jsonl
+from tuna_open.data.manifest import read_manifest
 from tuna_open.errors import UserError
 from tuna_open.recipe import REF
 from tuna_open.train.preferences import PairMode, preference_pairs
@@ -39,8 +40,6 @@ COLUMNS = {
 
 def ranked_inputs(run_dir: Path, stage: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(candidates records, ranking records, the rank stage's manifest) of a finished rank stage of a run."""
-    from tuna_open.pipeline.runner import read_manifest
-
     stage_dir = run_dir / "stages" / stage
     manifest = read_manifest(stage_dir)
     if manifest is None:
@@ -175,13 +174,12 @@ def model_card(run_dir: Path, stage: str, manifest: dict[str, Any]) -> str:
 
 def publish_model(run_dir: Path, stage: str, repo_id: str, private: bool = False) -> str:
     """Write the model card into a finished model stage's output and upload that directory to ``repo_id``."""
-    from tuna_open.pipeline.runner import read_manifest
-    from tuna_open.stages import stage_module
+    from tuna_open.stages.registry import STAGES  # loads every stage module: only push needs it
 
     manifest = read_manifest(run_dir / "stages" / stage)
     if manifest is None:
         raise UserError(f"{run_dir}: no finished stage {stage!r}")
-    if stage_module(manifest["kind"]).OUTPUT != "model":
+    if STAGES[manifest["kind"]].output != "model":
         raise UserError(f"stage {stage!r} is a {manifest['kind']} stage; push uploads a model stage's model "
                         "(export a rank stage's rankings with 'tuna-open export')")
     model_dir = run_dir / "stages" / stage / "model"
