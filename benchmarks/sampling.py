@@ -15,15 +15,15 @@ stage does) unless ``--model`` names a directory (e.g. ``runs/quickstart/stages/
 emits EOS, so its samples run to ``--max-new-tokens``: the same decode work on every backend; a real model stops
 when it is done, so compare the backends' tokens/s (``mean_tokens_per_sample`` says how long the samples were).
 
-The vLLM server is the test suite's ``VLLMServer`` (``tests/vllm_server.py``: free loopback port, its own process
-group, prefix caching off), started with ``--vllm-python`` or ``$VLLM_PYTHON`` (vLLM's CPU build lives in its own
-venv), with chunked prefill off (``CHUNKED_PREFILL_OFF``: on CPU, vLLM 0.27.1 crashes on seeded requests whose
-prefill is split). It starts once, after the in-process backends are measured, so they never share the CPU with
-it. The in-process engine (measured when this script runs with vLLM's interpreter) turns chunked prefill off on CPU
-by default (``EngineSettings``); if it dies anyway it is listed under ``failed``, with vLLM's log on stderr. The
-openai sampler keeps ``--concurrency`` prompts in flight (default: the transformers batch size, so both
-have the same work in flight). A backend that cannot run is listed under ``skipped``, one that broke during the
-run under ``failed``, each with the reason; no number is ever estimated for either.
+The vLLM server is the test suite's ``VLLMServer`` (``tests/helpers/vllm_server.py``: free loopback port, its own
+process group, prefix caching off), started with ``--vllm-python`` or ``$VLLM_PYTHON`` (vLLM's CPU build lives in its
+own venv), with chunked prefill off (``CHUNKED_PREFILL_OFF``: on CPU, vLLM 0.27.1 crashes on seeded requests whose
+prefill is split). It starts once, after the in-process backends are measured, so they never share the CPU with it.
+The in-process engine (measured when this script runs with vLLM's interpreter) turns chunked prefill off on CPU by
+default (``EngineSettings``); if it dies anyway it is listed under ``failed``, with vLLM's log on stderr. The openai
+sampler keeps ``--concurrency`` prompts in flight (default: the transformers batch size, so both have the same work in
+flight). A backend that cannot run is listed under ``skipped``, one that broke during the run under ``failed``, each
+with the reason; no number is ever estimated for either.
 
     python benchmarks/sampling.py
     VLLM_PYTHON=.venv-vllm/bin/python python benchmarks/sampling.py --prompts 64
@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The test suite's server helpers are the benchmarks' too: one implementation of "start a real vLLM server" and
 # of "a local OpenAI-protocol server", not a copy per script.
 sys.path.insert(0, str(REPO / "tests"))
-from vllm_server import PLAIN_CHAT_TEMPLATE, ServerStartError, VLLMServer, vllm_python  # noqa: E402
+from helpers.vllm_server import PLAIN_CHAT_TEMPLATE, ServerStartError, VLLMServer, vllm_python  # noqa: E402
 
 TOKENIZER_CORPUS = 2000
 """Builtin task texts the tokenizer is trained on (the ``init_model`` stage's default)."""

@@ -6,17 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.paths import ROOT
+from helpers.tiny_models import CHAT_TEMPLATE, TEXTS, build_sentencepiece_tokenizer
 
 torch.set_num_threads(1)  # CI has 2 cores; keep per-test threading predictable
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-_TEXTS = [
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
-    "### Instruction:\nAdd 12 and 30.\n\n### Response:\n42",
-    "### Instruction:\nReverse the list 1 2 3.\n\n### Response:\n3 2 1",
-    "The quick brown fox jumps over the lazy dog. 0123456789 rank: [0, 1, 2, 3]",
-] * 20
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -25,14 +20,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuna_open.builtin.model import BUILTIN_MODELS, init_model, train_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_model")
-    tok = train_tokenizer(_TEXTS, out, vocab_size=300)
+    tok = train_tokenizer(TEXTS, out, vocab_size=300)
     init_model(BUILTIN_MODELS["student"], tok, out, seed=0)
     return out
-
-
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
-                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-"""A minimal Jinja chat template; it writes BOS itself, as Llama 3's does, so the no-double-BOS rule is exercised."""
 
 
 @pytest.fixture(scope="session")
@@ -57,31 +47,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def build_sentencepiece_tokenizer(texts: list[str], vocab_size: int = 300, split_newlines: bool = True):
-    """A LLaMA-1-like tokenizer trained locally: SentencePiece-style BPE (``▁`` word marker, prepended to the text),
-    BOS added, no pad token, and newlines split off as LLaMA's byte fallback does (``split_newlines=False`` lets
-    them merge with the next word, which a SentencePiece vocabulary with newline pieces can do)."""
-    from tokenizers import SentencePieceBPETokenizer, pre_tokenizers
-    from tokenizers.processors import TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
-    sp = SentencePieceBPETokenizer()
-    metaspace = pre_tokenizers.Metaspace(prepend_scheme="first")
-    sp.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="isolated"), metaspace])
-                        if split_newlines else metaspace)
-    sp.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
-                           show_progress=False)
-    sp.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", sp.token_to_id("<s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=sp, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-
-
 @pytest.fixture(scope="session")
 def sentencepiece_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama with a LLaMA-1-like SentencePiece tokenizer without a pad token (see above)."""
     from tuna_open.builtin.model import BUILTIN_MODELS, init_model
 
     out = tmp_path_factory.mktemp("sp_model")
-    init_model(BUILTIN_MODELS["student"], build_sentencepiece_tokenizer(_TEXTS), out, seed=0)
+    init_model(BUILTIN_MODELS["student"], build_sentencepiece_tokenizer(TEXTS), out, seed=0)
     return out
 
 
@@ -89,9 +61,17 @@ SLOW_TIMEOUT = 1800
 """Seconds a ``slow`` test may take (real trainers, multi-process launches on a loaded 2-core CI machine)."""
 
 
+SLOW_FOLDERS = ("integration", "e2e")
+"""Every test under these folders is ``slow``: real trainers, multi-process launches, vLLM, whole recipes."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Give slow tests the longer timeout; pyproject's ``timeout`` is for the fast ones."""
+    """Mark the slow folders' tests ``slow`` and give slow tests the longer timeout (pyproject's is for the fast)."""
+    tests = Path(__file__).resolve().parent
     for item in items:
+        path = Path(str(item.path)).resolve()
+        if path.is_relative_to(tests) and path.relative_to(tests).parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 

@@ -158,7 +158,8 @@ def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequenc
 # ``PPOTrainer.__init__`` never calls ``Trainer.__init__``, so saving raises AttributeError. With transformers 5.24
 # the read is short-circuited on the process that writes (``args.should_save``), so a single-process run saves
 # fine, but every other rank of a multi-GPU run crashes in ``save_model``. We set the attribute exactly as
-# ``Trainer.__init__`` would. Remove when TRL's PPO initialises it (tests/test_trl_baselines.py exercises it).
+# ``Trainer.__init__`` would. Remove when TRL's PPO initialises it
+# (tests/integration/test_trl_baselines.py exercises it).
 def _fix_save(trainer: "PPOTrainer") -> None:
     if not hasattr(trainer, "is_distributed_loading_by_transformers"):
         trainer.is_distributed_loading_by_transformers = getattr(

@@ -1,0 +1,1 @@
+"""Servers, workers and builders the tests share (on the path through pyproject's ``pythonpath``)."""
