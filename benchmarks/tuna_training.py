@@ -33,7 +33,7 @@ from sampling import host, torch_device
 from rankers.base import order_from_scores
 from tuna_open.models import is_model_ref, resolve_model
 from tuna_open.prompts import format_prompt
-from tuna_open.train.trl_common import LoraSettings
+from tuna_open.train.settings import LoraSettings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, encode_group, train_tuna
 
 RESULTS = Path(__file__).parent / "results"

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rankers.registry import BACKENDS, RankerConfig, RankerConfigError, validate_config
 from tuna_open.data.jsonl import read_text
 from tuna_open.errors import UserError
-from tuna_open.train.trl_common import LEGACY_NAMES
+from tuna_open.train.settings import LEGACY_NAMES
 
 REF = re.compile(r"^@([A-Za-z0-9_\-]+)$")
 KEY_ALIASES = {**LEGACY_NAMES, **{new: old for old, new in LEGACY_NAMES.items()}}
-"""Pairs of keys naming the same setting (``tuna_open.train.trl_common.LEGACY_NAMES``), for ``--set``."""
+"""Pairs of keys naming the same setting (``tuna_open.train.settings.LEGACY_NAMES``), for ``--set``."""
 
 
 class Strict(BaseModel):
