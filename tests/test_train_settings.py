@@ -113,6 +113,13 @@ def test_a_new_settings_field_is_passed_by_name_or_refused(tmp_path: Path) -> No
         trl_args(WithTypo(), workdir)
 
 
+def test_legacy_names_are_deprecated_and_fingerprint_as_trl_names() -> None:
+    with pytest.warns(DeprecationWarning, match="train.num_epochs is deprecated, use train.num_train_epochs"):
+        old = parse_recipe(sft_recipe({"num_epochs": 2, "per_device_batch_size": 3}), Path("."), "r.yaml")
+    new = parse_recipe(sft_recipe({"num_train_epochs": 2, "per_device_train_batch_size": 3}), Path("."), "r.yaml")
+    assert old.stages[1].effective(old) == new.stages[1].effective(new)
+
+
 def test_periodic_log_lines_have_an_eta() -> None:
     now = [0.0]
     lines: list[str] = []

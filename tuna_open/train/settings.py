@@ -7,6 +7,7 @@ aside, which must be checked against the TRL config class).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import (
@@ -49,7 +50,9 @@ def peft_config(lora: LoraSettings | None, task_type: Literal["CAUSAL_LM", "SEQ_
 
 
 LEGACY_NAMES = {"num_epochs": "num_train_epochs", "per_device_batch_size": "per_device_train_batch_size"}
-"""Our earlier spellings of TRL's names, still accepted so existing recipes keep validating."""
+"""Deprecated aliases: our earlier spellings of TRL's names, still accepted (with a ``DeprecationWarning``) so
+recipes written before the switch keep validating. Validation renames them, so a stage's config, and thus its
+fingerprint, is the same under either spelling."""
 
 ReportTo = Literal["tensorboard", "wandb", "trackio"]
 
@@ -72,7 +75,8 @@ class TrainSettings(BaseModel):
     - ``report_to`` none, as in TRL; TensorBoard event files are moved to the stage directory's ``logs/`` so they
       outlive the trainer's working directory.
 
-    ``num_epochs`` and ``per_device_batch_size`` (our earlier names) are accepted as aliases. Anything else
+    ``num_epochs`` and ``per_device_batch_size`` (our earlier names) are deprecated aliases of
+    ``num_train_epochs`` and ``per_device_train_batch_size`` (``LEGACY_NAMES``). Anything else
     ``TrainingArguments`` or the trainer's TRL config takes goes in ``trainer_args``.
 
     Every field reaches the TRL config under its own name (``tuna_open.train.trl_config``) unless it is listed in
@@ -124,6 +128,7 @@ class TrainSettings(BaseModel):
             if old in data:
                 if new in data:
                     raise ValueError(f"{old!r} is an alias of {new!r}; set only one")
+                warnings.warn(f"train.{old} is deprecated, use train.{new}", DeprecationWarning, stacklevel=2)
                 data[new] = data.pop(old)
         return data
 
