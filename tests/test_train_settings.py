@@ -120,6 +120,18 @@ def test_legacy_names_are_deprecated_and_fingerprint_as_trl_names() -> None:
     assert old.stages[1].effective(old) == new.stages[1].effective(new)
 
 
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_recipes_use_no_deprecated_alias(recipe: Path) -> None:
+    import warnings
+
+    from tuna_open.recipe import load_recipe
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r"train\..* is deprecated", category=DeprecationWarning)
+        load_recipe(recipe)
+
+
 def test_periodic_log_lines_have_an_eta() -> None:
     now = [0.0]
     lines: list[str] = []
