@@ -8,11 +8,10 @@ the last complete checkpoint, saving a plain model (LoRA merged), and the log-hi
 
 from __future__ import annotations
 
-import contextlib
 import io
 import shutil
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
@@ -44,7 +43,7 @@ def train_into(output_dir: str | Path, settings: TrainSettings, history_fields: 
         examples = len(trainer.train_dataset)
         if examples == 0:
             raise ValueError("no training examples left after the trainer's length filter; raise max_length")
-        with contextlib.redirect_stdout(io.StringIO()) if quiet_stdout else nullcontext():
+        with redirect_stdout(io.StringIO()) if quiet_stdout else nullcontext():
             seconds, resumed = run_training(trainer, settings.progress_bar)
             save_plain_model(trainer, out)
             if trainer.accelerator.is_main_process:
