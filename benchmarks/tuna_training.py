@@ -33,7 +33,7 @@ from sampling import host, torch_device
 from rankers.base import order_from_scores
 from rankers.llm.templates import format_prompt
 from tuna_open.models import is_model_ref, resolve_model
-from tuna_open.train.trl_common import LoraSettings
+from tuna_open.train.settings import LoraSettings
 from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, encode_group, train_tuna
 
 RESULTS = Path(__file__).parent / "results"
@@ -86,8 +86,9 @@ def main() -> None:
     model = resolve_model(args.model) if is_model_ref(args.model) else args.model
     examples = ranked_examples(args.candidates, args.steps * args.batch_size)
     lora = LoraSettings(r=args.lora_r, alpha=2 * args.lora_r) if args.lora_r else None
-    config = TunaTrainConfig(learning_rate=1e-4 if lora else 1e-5, per_device_batch_size=args.batch_size,
-                             num_epochs=1, logging_steps=1, max_length=args.max_length, lora=lora, bf16=args.bf16)
+    config = TunaTrainConfig(learning_rate=1e-4 if lora else 1e-5, per_device_train_batch_size=args.batch_size,
+                             num_train_epochs=1, logging_steps=1, max_length=args.max_length, lora=lora,
+                             bf16=args.bf16)
     with tempfile.TemporaryDirectory(prefix="bench-tuna-training-") as tmp:
         out = train_tuna(model, examples, config, str(Path(tmp) / "model"))
     seconds = out["train_seconds"]

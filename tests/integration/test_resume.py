@@ -18,7 +18,7 @@ from rich.console import Console
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
 from tuna_open.stages.registry import STAGES
-from tuna_open.train.trl_common import last_checkpoint
+from tuna_open.train.scaffold import last_checkpoint
 
 STEPS, SAVE_STEPS = 60, 10
 RECIPE = {

@@ -10,11 +10,12 @@ import pytest
 
 from rankers.base import Ranking, RankRequest
 from rankers.llm.templates import format_prompt
+from tuna_open.distributed import atomic_output_dir
 from tuna_open.train.dpo import DPOSettings, build_dpo_trainer, train_dpo
 from tuna_open.train.grpo import GRPOSettings, RankerReward, train_grpo
 from tuna_open.train.ppo import PPOSettings, build_ppo_trainer, train_ppo
 from tuna_open.train.reward import RewardSettings, build_reward_trainer, train_reward
-from tuna_open.train.trl_common import atomic_output_dir, log_history
+from tuna_open.train.scaffold import log_history
 
 INSTRUCTIONS = ["Add 12 and 30.", "Reverse the list 1 2 3.", "Add 4 and 5.", "Sort 3 1 2.", "Add 7 and 1.",
                 "Reverse the list 9 8.", "Add 2 and 2.", "Sort 5 4."]
@@ -104,7 +105,7 @@ def test_train_dpo_with_lora_saves_merged_weights(tiny_model_dir: Path, tmp_path
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tuna_open.train.trl_common import LoraSettings
+    from tuna_open.train.settings import LoraSettings
 
     out = tmp_path / "dpo_lora"
     settings = DPOSettings(learning_rate=1e-2, max_steps=2, per_device_batch_size=4, lora=LoraSettings(r=4))

@@ -22,10 +22,10 @@ from typing import Any, Literal, Sequence, get_args
 from tuna_open import __version__
 from tuna_open.data.jsonl import read_jsonl
 from tuna_open.data.manifest import read_manifest
+from tuna_open.distributed import atomic_output_dir
 from tuna_open.errors import UserError
 from tuna_open.recipe import REF
 from tuna_open.train.preferences import PairMode, preference_pairs
-from tuna_open.train.trl_common import atomic_output_dir
 
 ExportFormat = Literal["dpo", "listwise", "sft"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)

@@ -14,17 +14,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import NonNegativeFloat
 
-from tuna_open.train.preferences import PreferencePair
-from tuna_open.train.trl_common import (
-    LoraSettings,
-    TrainSettings,
-    atomic_output_dir,
-    ensure_pad_token,
-    quiet_progress,
-    train_and_save,
-    trainer_dir,
-    trl_args,
-)
+from tuna_open.train.padding import ensure_pad_token
+from tuna_open.train.preferences import PreferencePair, trl_preference_rows
+from tuna_open.train.scaffold import train_into
+from tuna_open.train.settings import LoraSettings, TrainSettings, peft_config
+from tuna_open.train.trl_config import trl_args
 
 if TYPE_CHECKING:
     from trl import DPOConfig, DPOTrainer
@@ -60,19 +54,17 @@ def build_dpo_trainer(model_path: str, pairs: Sequence[PreferencePair], settings
     starting model itself with adapters disabled)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     set_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     ref_model = None if settings.lora else AutoModelForCausalLM.from_pretrained(model_path)
     ensure_pad_token(tokenizer, *[m for m in (model, ref_model) if m is not None])
-    dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
-                                 for p in pairs])
-    args = trl_args(DPOConfig, settings, Path(workdir), beta=settings.beta, loss_type=[settings.loss_type],
-                    max_length=settings.max_length)
+    dataset = Dataset.from_list(trl_preference_rows(pairs))
+    args = trl_args(settings, Path(workdir), loss_type=[settings.loss_type])  # TRL takes a list of losses
     return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
+                      peft_config=peft_config(settings.lora, "CAUSAL_LM"))
 
 
 def train_dpo(model_path: str, pairs: Sequence[PreferencePair], settings: DPOSettings,
@@ -84,6 +76,5 @@ def train_dpo(model_path: str, pairs: Sequence[PreferencePair], settings: DPOSet
     """
     if not pairs:
         raise ValueError("DPO needs at least one preference pair")
-    with atomic_output_dir(output_dir) as tmp, quiet_progress():
-        trainer = build_dpo_trainer(model_path, pairs, settings, trainer_dir(output_dir))
-        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)
+    return train_into(output_dir, settings, HISTORY_FIELDS,
+                      lambda workdir: build_dpo_trainer(model_path, pairs, settings, workdir))

@@ -13,22 +13,16 @@ completions are decoded without special tokens, so the ranker sees plain respons
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 from pydantic import NonNegativeFloat, PositiveInt
 
 from rankers.base import Ranker, RankRequest
+from tuna_open.train.padding import ensure_pad_token
 from tuna_open.train.preferences import ranking_rewards
-from tuna_open.train.trl_common import (
-    LoraSettings,
-    TrainSettings,
-    atomic_output_dir,
-    ensure_pad_token,
-    quiet_progress,
-    train_and_save,
-    trainer_dir,
-    trl_args,
-)
+from tuna_open.train.scaffold import train_into
+from tuna_open.train.settings import LoraSettings, TrainSettings, peft_config
+from tuna_open.train.trl_config import trl_args
 
 if TYPE_CHECKING:
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
@@ -58,6 +52,9 @@ class GRPOSettings(TrainSettings):
     """Optimisation passes per generated batch (μ in the GRPO paper)."""
     epsilon: float = 0.2
     lora: LoraSettings | None = None
+
+    not_for_trl: ClassVar[frozenset[str]] = TrainSettings.not_for_trl | {"algorithm"}
+    """``algorithm`` picks the config and trainer class; it is no field of either."""
 
     def trl_config_class(self) -> type["GRPOConfig | RLOOConfig"]:
         from trl import GRPOConfig, RLOOConfig
@@ -115,22 +112,20 @@ def build_grpo_trainer(policy_path: str, prompts: Sequence[Mapping[str, Any]], r
     """A ready ``GRPOTrainer`` or ``RLOOTrainer`` (``settings.algorithm``) rewarding with ``reward``."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+    from trl import GRPOTrainer, RLOOTrainer
 
     set_seed(settings.seed)
-    config_cls, trainer_cls = (GRPOConfig, GRPOTrainer) if settings.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
+    trainer_cls = GRPOTrainer if settings.algorithm == "grpo" else RLOOTrainer
     dataset = Dataset.from_list([
         {"prompt": p["prompt"], "id": str(p.get("id", i)), "instruction": p["instruction"],
          "input": p.get("input", ""), "output": p.get("output")}
         for i, p in enumerate(prompts)])
-    args = trl_args(config_cls, settings, Path(workdir), num_generations=settings.num_generations,
-                    max_completion_length=settings.max_completion_length, temperature=settings.temperature,
-                    beta=settings.beta, num_iterations=settings.num_iterations, epsilon=settings.epsilon)
+    args = trl_args(settings, Path(workdir))
     model, tokenizer = AutoModelForCausalLM.from_pretrained(policy_path), AutoTokenizer.from_pretrained(policy_path)
     ensure_pad_token(tokenizer, model)
     return trainer_cls(model=model, reward_funcs=reward, args=args,
                        train_dataset=dataset, processing_class=tokenizer,
-                       peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
+                       peft_config=peft_config(settings.lora, "CAUSAL_LM"))
 
 
 def train_grpo(policy_path: str, prompts: Sequence[Mapping[str, Any]], ranker: Ranker, settings: GRPOSettings,
@@ -145,7 +140,6 @@ def train_grpo(policy_path: str, prompts: Sequence[Mapping[str, Any]], ranker: R
     if not prompts:
         raise ValueError("GRPO needs at least one prompt")
     reward = RankerReward(ranker)
-    with atomic_output_dir(output_dir) as tmp, quiet_progress():
-        trainer = build_grpo_trainer(policy_path, prompts, reward, settings, trainer_dir(output_dir))
-        result = train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)
+    result = train_into(output_dir, settings, HISTORY_FIELDS,
+                        lambda workdir: build_grpo_trainer(policy_path, prompts, reward, settings, workdir))
     return {**result, "ranker_groups": reward.groups, "failed_groups": reward.failed_groups}

@@ -11,22 +11,15 @@ ids); a ranker-based reward (judge, verifier) is what ``train_grpo`` (GRPO or RL
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from pydantic import NonNegativeFloat, model_validator
 
-from tuna_open.train.trl_common import (
-    TrainSettings,
-    atomic_output_dir,
-    ensure_pad_token,
-    quiet_progress,
-    train_and_save,
-    trainer_dir,
-    trl_args,
-)
+from tuna_open.train.padding import ensure_pad_token
+from tuna_open.train.scaffold import train_into
+from tuna_open.train.settings import TrainSettings
+from tuna_open.train.trl_config import trl_args
 
 if TYPE_CHECKING:
     from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -65,8 +58,14 @@ class PPOSettings(TrainSettings):
     lam: float = 0.95
     whiten_rewards: bool = False
 
+    not_for_trl: ClassVar[frozenset[str]] = TrainSettings.not_for_trl | {"max_prompt_length"}
+    """``max_prompt_length`` filters the prompts here; TRL's PPO has no such field."""
+
     def trl_config_class(self) -> type["PPOConfig"]:
-        from trl.experimental.ppo import PPOConfig
+        from trl.import_utils import suppress_experimental_warning
+
+        with suppress_experimental_warning():  # deliberate, as in build_ppo_trainer
+            from trl.experimental.ppo import PPOConfig
 
         return PPOConfig
 
@@ -93,7 +92,7 @@ def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequenc
     from trl.import_utils import suppress_experimental_warning
 
     with suppress_experimental_warning():  # deliberate: PPO lives only in trl.experimental, pinned to TRL 1.12
-        from trl.experimental.ppo import PPOConfig, PPOTrainer
+        from trl.experimental.ppo import PPOTrainer
 
     set_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
@@ -112,25 +111,8 @@ def build_ppo_trainer(policy_path: str, reward_model_path: str, prompts: Sequenc
         total_episodes = settings.max_steps * rollout_batch
     else:
         total_episodes = settings.total_episodes or int(settings.num_train_epochs * len(dataset))
-    args = trl_args(
-        PPOConfig, settings, Path(workdir),
-        total_episodes=total_episodes,
-        num_ppo_epochs=settings.num_ppo_epochs,
-        num_mini_batches=settings.num_mini_batches,
-        local_rollout_forward_batch_size=settings.local_rollout_forward_batch_size,
-        response_length=settings.response_length,
-        stop_token="eos",
-        temperature=settings.temperature,
-        kl_coef=settings.kl_coef,
-        missing_eos_penalty=settings.missing_eos_penalty,
-        vf_coef=settings.vf_coef,
-        cliprange=settings.cliprange,
-        cliprange_value=settings.cliprange_value,
-        gamma=settings.gamma,
-        lam=settings.lam,
-        whiten_rewards=settings.whiten_rewards,
-        num_sample_generations=0,
-    )
+    args = trl_args(settings, Path(workdir), total_episodes=total_episodes, stop_token="eos",
+                    num_sample_generations=0)
     policy, ref_model = (AutoModelForCausalLM.from_pretrained(policy_path) for _ in range(2))
     reward_model, value_model = (AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1)
                                  for _ in range(2))
@@ -186,12 +168,10 @@ def train_ppo(policy_path: str, reward_model_path: str, prompts: Sequence[str], 
     (per rollout batch: ``loss`` = policy loss + vf_coef × value loss, the objective TRL minimises; reward-model
     score; KL to the reference; learning rate), ``train_seconds``, ``examples`` and ``prompts_dropped``.
     """
-    with atomic_output_dir(output_dir) as tmp, quiet_progress():
-        trainer = build_ppo_trainer(policy_path, reward_model_path, prompts, settings, trainer_dir(output_dir))
-        # TRL's PPO loop prints a banner to stdout; the stage prints its own summary line instead.
-        with contextlib.redirect_stdout(io.StringIO()):
-            result = train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar,
-                                    prompts_dropped=len(prompts) - len(trainer.train_dataset))
+    result = train_into(output_dir, settings, HISTORY_FIELDS,
+                        lambda workdir: build_ppo_trainer(policy_path, reward_model_path, prompts, settings, workdir),
+                        quiet_stdout=True,  # TRL's PPO loop prints a banner; the stage prints its own summary
+                        extra=lambda trainer: {"prompts_dropped": len(prompts) - len(trainer.train_dataset)})
     for row in result["history"]:
         row["loss"] = row["policy_loss"] + settings.vf_coef * row["value_loss"]
     return result

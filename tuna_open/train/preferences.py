@@ -52,6 +52,12 @@ def preference_pairs(
     return pairs
 
 
+def trl_preference_rows(pairs: Sequence[PreferencePair]) -> list[dict[str, str]]:
+    """The pairs in TRL's non-conversational preference format (DPO, reward model): ``prompt``, ``chosen``,
+    ``rejected`` only, so TRL's dataset preparation sees no extra columns (the ``id`` is ours)."""
+    return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+
+
 def join_rankings(candidates: Sequence[Mapping[str, Any]],
                   rankings: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
     """``(candidates record, ranking)`` for every ranking that did not fail, joined by ``id`` (compared as strings).

@@ -19,17 +19,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import NonNegativeFloat
 
-from tuna_open.train.preferences import PreferencePair
-from tuna_open.train.trl_common import (
-    LoraSettings,
-    TrainSettings,
-    atomic_output_dir,
-    ensure_pad_token,
-    quiet_progress,
-    train_and_save,
-    trainer_dir,
-    trl_args,
-)
+from tuna_open.train.padding import ensure_pad_token
+from tuna_open.train.preferences import PreferencePair, trl_preference_rows
+from tuna_open.train.scaffold import train_into
+from tuna_open.train.settings import LoraSettings, TrainSettings, peft_config
+from tuna_open.train.trl_config import trl_args
 
 if TYPE_CHECKING:
     from trl import RewardConfig, RewardTrainer
@@ -65,20 +59,18 @@ def build_reward_trainer(model_path: str, pairs: Sequence[PreferencePair], setti
     """
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
-    from trl import RewardConfig, RewardTrainer
+    from trl import RewardTrainer
 
     set_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
-                                 for p in pairs])
-    args = trl_args(RewardConfig, settings, Path(workdir), max_length=settings.max_length,
-                    center_rewards_coefficient=settings.center_rewards_coefficient)
+    dataset = Dataset.from_list(trl_preference_rows(pairs))
+    args = trl_args(settings, Path(workdir))
     model: Any = model_path
     if ensure_pad_token(tokenizer):  # the model must embed the new pad token: load it here (seeded above)
         model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1)
         ensure_pad_token(tokenizer, model)
     return RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=settings.lora.peft_config("SEQ_CLS") if settings.lora else None)
+                         peft_config=peft_config(settings.lora, "SEQ_CLS"))
 
 
 def train_reward(model_path: str, pairs: Sequence[PreferencePair], settings: RewardSettings,
@@ -90,6 +82,5 @@ def train_reward(model_path: str, pairs: Sequence[PreferencePair], settings: Rew
     """
     if not pairs:
         raise ValueError("a reward model needs at least one preference pair")
-    with atomic_output_dir(output_dir) as tmp, quiet_progress():
-        trainer = build_reward_trainer(model_path, pairs, settings, trainer_dir(output_dir))
-        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)
+    return train_into(output_dir, settings, HISTORY_FIELDS,
+                      lambda workdir: build_reward_trainer(model_path, pairs, settings, workdir))

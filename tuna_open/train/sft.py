@@ -14,16 +14,10 @@ from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 from pydantic import NonNegativeFloat, PositiveFloat
 
 from rankers.llm.tokenization import encode_responses
-from tuna_open.train.trl_common import (
-    LoraSettings,
-    TrainSettings,
-    atomic_output_dir,
-    ensure_pad_token,
-    quiet_progress,
-    train_and_save,
-    trainer_dir,
-    trl_args,
-)
+from tuna_open.train.padding import ensure_pad_token
+from tuna_open.train.scaffold import train_into
+from tuna_open.train.settings import LoraSettings, TrainSettings, peft_config
+from tuna_open.train.trl_config import trl_args
 
 if TYPE_CHECKING:
     from trl import SFTConfig, SFTTrainer
@@ -59,7 +53,7 @@ def build_sft_trainer(model_path: str, examples: Sequence[SftExample], settings:
     """A ready ``SFTTrainer`` on ``examples`` tokenized here (see the module docstring), with a pad token."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     rows = []
@@ -67,17 +61,15 @@ def build_sft_trainer(model_path: str, examples: Sequence[SftExample], settings:
         ((context_ids, response_ids),) = encode_responses(tokenizer, e["prompt"], [e["response"]])
         rows.append({"input_ids": context_ids + response_ids,
                      "completion_mask": [0] * len(context_ids) + [1] * len(response_ids)})
-    args = trl_args(SFTConfig, settings, Path(workdir), max_length=settings.max_length,
-                    loss_type=settings.loss_type, completion_only_loss=True)
+    args = trl_args(settings, Path(workdir), completion_only_loss=True)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     ensure_pad_token(tokenizer, model)  # before TRL, which would pad with EOS
     return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                      peft_config=settings.lora.peft_config("CAUSAL_LM") if settings.lora else None)
+                      peft_config=peft_config(settings.lora, "CAUSAL_LM"))
 
 
 def train_sft(model_path: str, examples: Sequence[SftExample], settings: SFTSettings,
               output_dir: str | Path) -> dict[str, Any]:
     """Fine-tune ``model_path`` on ``examples``; model + tokenizer land in ``output_dir`` atomically."""
-    with atomic_output_dir(output_dir) as tmp, quiet_progress():
-        trainer = build_sft_trainer(model_path, examples, settings, trainer_dir(output_dir))
-        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=settings.progress_bar)
+    return train_into(output_dir, settings, HISTORY_FIELDS,
+                      lambda workdir: build_sft_trainer(model_path, examples, settings, workdir))

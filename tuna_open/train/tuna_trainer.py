@@ -17,21 +17,17 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NotRequired, Sequence, TypedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, Sequence, TypedDict
 
 from pydantic import Field
 
 from rankers.llm.tokenization import encode_responses
+from tuna_open.train.padding import ensure_pad_token
+from tuna_open.train.scaffold import train_into
+from tuna_open.train.settings import LoraSettings, TrainSettings
 from tuna_open.train.sft import SftExample
-from tuna_open.train.trl_common import (
-    LoraSettings,
-    TrainSettings,
-    atomic_output_dir,
-    ensure_pad_token,
-    train_and_save,
-    trainer_dir,
-    trl_args,
-)
+from tuna_open.train.trl_config import trl_args
 
 if TYPE_CHECKING:
     import torch
@@ -87,6 +83,11 @@ class TunaTrainConfig(TrainSettings):
     optim: str = "adamw_torch"
     """A transformers ``OptimizerNames`` value."""
     lora: LoraSettings | None = None
+
+    not_for_trl: ClassVar[frozenset[str]] = TrainSettings.not_for_trl | {
+        "margin", "mle_weight", "rank_weight", "lenpen", "max_length", "sft_mix_ratio"}
+    """The loss's and the dataset's knobs: ``TunaTrainer`` and ``encode_group`` take them, not
+    ``TrainingArguments``."""
 
 
 def encode_group(tokenizer: "PreTrainedTokenizerBase", prompt: str, responses: Sequence[str],
@@ -210,15 +211,16 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
     per-logging-step ``history`` (loss, rank_loss, mle_loss, learning_rate), ``train_seconds`` and the number of
     ranked ``examples`` trained on (prompts too long for ``max_length`` are skipped).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{model_path}: the tokenizer has no EOS token; responses are trained with EOS appended")
     ranked, sft = _groups(tokenizer, examples, sft_examples, config)
-    with atomic_output_dir(output_dir) as tmp:
+
+    def build(workdir: Path) -> Any:
         # TrainingArguments first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights already sharded.
-        args = trl_args(TrainingArguments, config, trainer_dir(output_dir), optim=config.optim, data_seed=config.seed,
+        args = trl_args(config, workdir, data_seed=config.seed,
                         activation_checkpointing_kwargs={"use_reentrant": False}, remove_unused_columns=False,
                         ddp_find_unused_parameters=False)
         model = AutoModelForCausalLM.from_pretrained(model_path)
@@ -235,7 +237,9 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
         if config.lora is not None and _shards_weights(trainer):
             raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save "
                              "needs whole weights (use DDP or ZeRO-2 for LoRA)")
-        return train_and_save(trainer, tmp, HISTORY_FIELDS, progress=config.progress_bar, examples=len(ranked))
+        return trainer
+
+    return train_into(output_dir, config, HISTORY_FIELDS, build, extra=lambda trainer: {"examples": len(ranked)})
 
 
 def _shards_weights(trainer: Any) -> bool:

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 from rich.console import Console
 
 from tuna_open.errors import UserError
@@ -14,8 +15,10 @@ from tuna_open.recipe import parse_recipe
 from tuna_open.stages.context import track
 from tuna_open.stages.registry import STAGES
 from tuna_open.train.dpo import DPOSettings
+from tuna_open.train.scaffold import trainer_dir
+from tuna_open.train.settings import TrainSettings
 from tuna_open.train.sft import SFTSettings
-from tuna_open.train.trl_common import TrainSettings, trainer_dir, trl_args
+from tuna_open.train.trl_config import trl_args
 from tuna_open.train.tuna_trainer import TunaTrainConfig
 
 
@@ -53,16 +56,82 @@ def test_settings_reach_the_trl_config(tmp_path: Path) -> None:
     settings = DPOSettings(max_grad_norm=0.3, save_steps=7, save_total_limit=1, report_to="none",
                            trainer_args={"optim": "adafactor", "dataloader_drop_last": True})
     workdir = trainer_dir(tmp_path / "stage" / "model")
-    args = trl_args(DPOConfig, settings, workdir, beta=0.2)
+    args = trl_args(settings, workdir, beta=0.2)
+    assert type(args) is DPOConfig  # the settings name their config class
     assert (args.max_grad_norm, args.save_strategy, args.save_steps, args.save_total_limit) == (0.3, "steps", 7, 1)
     assert args.optim == "adafactor" and args.dataloader_drop_last and args.beta == 0.2
     assert args.output_dir == str(tmp_path / "stage" / "model.trainer")
     assert args.run_name == "stage"
     assert args.report_to in ("none", [], ["none"])
-    off = trl_args(DPOConfig, DPOSettings(), workdir)
+    off = trl_args(DPOSettings(), workdir)
     assert off.save_strategy == "no"
     assert TrainSettings(report_to=["tensorboard", "wandb"]).report_to == ["tensorboard", "wandb"]
     assert TrainSettings(report_to="none").report_to == []
+
+
+def all_settings() -> list[TrainSettings]:
+    from tuna_open.train.grpo import GRPOSettings
+    from tuna_open.train.ppo import PPOSettings
+    from tuna_open.train.reward import RewardSettings
+
+    return [SFTSettings(), DPOSettings(), RewardSettings(), PPOSettings(), GRPOSettings(),
+            GRPOSettings(algorithm="rloo"), TunaTrainConfig()]
+
+
+CONVERTED = {"save_steps", "report_to"}
+"""Settings ``trl_args`` converts (checkpointing off when unset, [] → "none"): checked in the test above."""
+
+
+@pytest.mark.parametrize("settings", all_settings(), ids=lambda s: f"{type(s).__name__}-{getattr(s, 'algorithm', '')}")
+def test_every_settings_field_reaches_the_trl_config_or_is_listed(settings: TrainSettings, tmp_path: Path) -> None:
+    import dataclasses
+
+    from tuna_open.train.trl_config import RENAMED
+
+    config_cls = settings.trl_config_class()
+    config_names = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    fields = set(type(settings).model_fields)
+    # A TRL field of the same name is never dropped: a new TRL release adding one fails here until it is passed.
+    assert not (settings.not_for_trl & config_names), "listed as not for TRL, but TRL's config has the field"
+    assert settings.not_for_trl - fields <= {"lora"}, "not_for_trl names a field that no longer exists"
+    args = trl_args(settings, trainer_dir(tmp_path / "stage" / "model"))
+    for name in fields - settings.not_for_trl - CONVERTED:
+        if name == "loss_type" and isinstance(settings, DPOSettings):
+            assert args.loss_type == [settings.loss_type]  # TRL's DPO takes a list of losses
+            continue
+        assert getattr(args, RENAMED.get(name, name)) == getattr(settings, name), name
+
+
+def test_a_new_settings_field_is_passed_by_name_or_refused(tmp_path: Path) -> None:
+    class WithBeta1(DPOSettings):
+        adam_beta1: float = 0.5
+
+    class WithTypo(DPOSettings):
+        adam_beta_one: float = 0.5
+
+    workdir = trainer_dir(tmp_path / "stage" / "model")
+    assert trl_args(WithBeta1(), workdir).adam_beta1 == 0.5  # no mapping code needed
+    with pytest.raises(TypeError, match="WithTypo.adam_beta_one is not a field of DPOConfig"):
+        trl_args(WithTypo(), workdir)
+
+
+def test_legacy_names_are_deprecated_and_fingerprint_as_trl_names() -> None:
+    with pytest.warns(DeprecationWarning, match="train.num_epochs is deprecated, use train.num_train_epochs"):
+        old = parse_recipe(sft_recipe({"num_epochs": 2, "per_device_batch_size": 3}), Path("."), "r.yaml", STAGES)
+    new = parse_recipe(sft_recipe({"num_train_epochs": 2, "per_device_train_batch_size": 3}), Path("."), "r.yaml", STAGES)
+    assert old.stages[1].effective(old) == new.stages[1].effective(new)
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_recipes_use_no_deprecated_alias(recipe: Path) -> None:
+    import warnings
+
+    from tuna_open.recipe import load_recipe
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r"train\..* is deprecated", category=DeprecationWarning)
+        load_recipe(recipe, STAGES)
 
 
 def test_periodic_log_lines_have_an_eta() -> None:
@@ -91,7 +160,7 @@ def test_track_prints_plain_lines_when_not_on_a_terminal() -> None:
 
 
 def test_discarding_the_trainer_dir_keeps_tensorboard_events(tmp_path: Path) -> None:
-    from tuna_open.train.trl_common import discard_workdir
+    from tuna_open.train.scaffold import discard_workdir
 
     workdir = trainer_dir(tmp_path / "stage" / "model")
     (workdir / "runs" / "Nov27_20-00-00_host").mkdir(parents=True)
