@@ -25,7 +25,7 @@ import torch
 from vllm_server import VLLMServer, vllm_python
 
 from rankers import RankRequest, build_ranker
-from rankers.judging.contextual import rank_line_regex, rank_line_tokens
+from rankers.judging.constraints import rank_line_regex, rank_line_tokens
 from rankers.llm.openai_client import ClientSettings, OpenAIClient
 from rankers.llm.templates import format_prompt
 from rankers.logprob.openai_scorer import OpenAILogprobScorer

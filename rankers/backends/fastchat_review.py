@@ -23,8 +23,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.judging.contextual import REPAIR_SEPARATOR
-from rankers.judging.repair import Conversation
+from rankers.judging.repair import REPAIR_SEPARATOR, Conversation
 from rankers.llm.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
 

@@ -21,14 +21,9 @@ from urllib.parse import urlparse
 from pydantic import model_validator
 
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.judging.contextual import (
-    REPAIR_SEPARATOR,  # noqa: F401  (re-exported: it was defined here)
-    JudgeSettings,
-    judge_conversation,
-    ranking_from_exchange,
-    unjudged,
-)
+from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.repair import Exchange
+from rankers.judging.settings import JudgeSettings
 from rankers.llm.openai_client import OPENAI_HOST, ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig, RankerConfigError
 

@@ -19,8 +19,8 @@ from pydantic import Field, model_validator
 
 from rankers.aggregate import bradley_terry, copeland
 from rankers.base import Ranking, RankRequest, Tally
-from rankers.judging.contextual import JudgeSettings
 from rankers.judging.repair import Exchange
+from rankers.judging.settings import JudgeSettings
 from rankers.llm.openai_client import ClientSettings, OpenAIClient
 from rankers.registry import RankerConfig
 
