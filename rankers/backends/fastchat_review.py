@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.base import Ranking, RankRequest, Tally
 from rankers.judging.repair import REPAIR_SEPARATOR, Conversation
-from rankers.llm.openai_client import ClientSettings, OpenAIClient
+from rankers.llm.client_settings import ClientSettings
+from rankers.llm.openai_client import OpenAIClient
 from rankers.registry import RankerConfig
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."

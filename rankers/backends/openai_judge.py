@@ -24,7 +24,8 @@ from rankers.base import Ranking, RankRequest, Tally
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.repair import Exchange
 from rankers.judging.settings import JudgeSettings
-from rankers.llm.openai_client import OPENAI_HOST, ClientSettings, OpenAIClient
+from rankers.llm.client_settings import OPENAI_HOST, ClientSettings
+from rankers.llm.openai_client import OpenAIClient
 from rankers.registry import RankerConfig, RankerConfigError
 
 

@@ -21,7 +21,8 @@ from rankers.aggregate import bradley_terry, copeland
 from rankers.base import Ranking, RankRequest, Tally
 from rankers.judging.repair import Exchange
 from rankers.judging.settings import JudgeSettings
-from rankers.llm.openai_client import ClientSettings, OpenAIClient
+from rankers.llm.client_settings import ClientSettings
+from rankers.llm.openai_client import OpenAIClient
 from rankers.registry import RankerConfig
 
 Verdict = Literal["A", "B", "tie"]

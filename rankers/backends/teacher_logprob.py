@@ -18,7 +18,7 @@ Every engine that tokenizes does it here (``encode_candidates``, ``encode_pairs`
 same tokens. A request whose scoring fails on its own (its call still fails after the client's retries: 5xx,
 timeouts, or an error answer to that one request) becomes a ``Ranking.failure`` with the reason and is counted
 in ``stats``; the other requests are ranked as usual and an order is never invented. A configuration error
-(``RankerConfigError``: a rejected key, an unknown model) still stops the run.
+(``RankerConfigError``, or the client's ``EngineError``: a rejected key, an unknown model) still stops the run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any, Literal, Protocol, Sequence
 from pydantic import Field
 
 from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
-from rankers.llm.openai_client import CallFailed, ClientSettings
+from rankers.llm.client_settings import ClientSettings
+from rankers.llm.openai_client import CallFailed
 from rankers.llm.templates import TemplateName, request_prompt
 from rankers.llm.tokenization import encode_responses
 from rankers.llm.vllm_engine import EngineSettings
