@@ -194,15 +194,6 @@ class OpenAIClient:
                           prompt_tokens=usage.prompt_tokens if usage else 0,
                           completion_tokens=usage.completion_tokens if usage else 0, retries=retries)
 
-    def chat_parsed(self, model: str, messages: list[dict[str, str]], parse: Callable[[str], T],
-                    repair: Callable[[str], str], max_repairs: int, **params: Any) -> Exchange[T]:
-        """Chat, and while ``parse`` raises ValueError on the answer, re-ask up to ``max_repairs`` times.
-
-        A re-ask continues the conversation: the unreadable answer, then ``repair(error message)``. A failed
-        call ends the exchange. Never raises for a per-item problem: the caller turns ``error`` into a failure.
-        """
-        return self.converse(model, Conversation(messages, parse, repair, max_repairs), **params)
-
     def converse(self, model: str, conversation: Conversation[T], **params: Any) -> Exchange[T]:
         """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.judging.repair``)."""
         while True:
