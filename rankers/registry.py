@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rankers.base import Ranker
 
@@ -91,7 +91,7 @@ class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: str
-    permutations: int = 1
+    permutations: int = Field(default=1, ge=1)
     """Judge each request under k shuffled candidate orders and aggregate by Borda (1 = the paper's setup)."""
     cache_dir: str | None = None
     """Content-addressed on-disk cache of results; re-runs make no new calls."""

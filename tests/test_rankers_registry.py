@@ -9,9 +9,10 @@ from typing import get_args, get_type_hints
 
 import pytest
 
-from rankers import RankerConfig, RankerConfigError
+from rankers import RankerConfig, RankerConfigError, validate_config
 from rankers.backends import teacher_logprob
 from rankers.registry import BACKENDS, backend_module
+from tuna_open.recipe import RankerChoice
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
@@ -31,6 +32,13 @@ def test_every_engine_key_has_a_scorer() -> None:
     assert set(teacher_logprob.ENGINES) == set(get_args(teacher_logprob.Config.model_fields["engine"].annotation))
     for load in teacher_logprob.ENGINES.values():
         assert load().__module__.startswith("rankers.logprob.")
+
+
+def test_common_bounds_hold_in_flat_configs_and_recipes() -> None:
+    with pytest.raises(RankerConfigError, match="permutations: Input should be greater than or equal to 1"):
+        validate_config({"backend": "function", "callable": "math:fsum", "permutations": 0})
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        RankerChoice.model_validate({"backend": "function", "permutations": 0, "function": {"callable": "math:fsum"}})
 
 
 def test_import_is_cheap() -> None:
