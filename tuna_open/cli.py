@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rankers import RankerConfigError
+from rankers import EngineError, RankerConfigError
 from tuna_open.errors import UserError
 
 console = Console(soft_wrap=True)  # one line per stage, however narrow the terminal
@@ -28,7 +28,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (UserError, RankerConfigError) as err:
+        except (UserError, RankerConfigError, EngineError) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except ModuleNotFoundError as err:

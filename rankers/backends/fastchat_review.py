@@ -18,14 +18,14 @@ misses), and an unreadable review is re-asked (``rankers.judging.repair``) and t
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankers.base import Ranking, RankRequest, Tally
-from rankers.judging.contextual import REPAIR_SEPARATOR
+from rankers.backends.api import APIRanker
+from rankers.base import Ranking, RankRequest
 from rankers.judging.repair import Conversation
-from rankers.llm.openai_client import ClientSettings, OpenAIClient
+from rankers.llm.client_settings import ClientSettings
 from rankers.registry import RankerConfig
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -116,25 +116,14 @@ class Config(Settings, RankerConfig, ClientSettings):
     model: str
 
 
-class FastChatReviewer:
+class FastChatReviewer(APIRanker[Config]):
     """A ``Ranker`` for two-candidate requests, scored by FastChat's category reviewer."""
 
     name = "fastchat"
-
-    def __init__(self, config: Config, client: OpenAIClient | None = None) -> None:
-        self.config = config
-        self.client = client or OpenAIClient(config)
-        self._counts = Tally("reviewed", "failed", "repairs")
+    outcomes = ("reviewed", "failed", "repairs")
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         return self.client.map(self._review, list(requests))
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return {**self.client.meter.as_dict(), **self._counts.as_dict()}
-
-    def close(self) -> None:
-        self.client.close()
 
     def _review(self, request: RankRequest) -> Ranking:
         cfg = self.config
@@ -147,9 +136,8 @@ class FastChatReviewer:
             [{"role": "system", "content": SYSTEM},
              {"role": "user", "content": review_prompt(question, *request.candidates, category=category)}],
             parse=parse_review, repair=repair_prompt, max_repairs=cfg.max_repairs)
-        exchange = self.client.converse(cfg.model, conversation, temperature=cfg.temperature,
-                                        max_completion_tokens=cfg.max_tokens)
-        raw = REPAIR_SEPARATOR.join(exchange.texts) or None
+        exchange = self.ask(conversation, cfg.max_tokens)
+        raw = exchange.raw()
         metadata = {"model": cfg.model, "reviewer": reviewer(category), **exchange.usage()}
         self._counts.add(**{"failed" if exchange.value is None else "reviewed": 1}, repairs=exchange.repairs)
         if exchange.value is None:

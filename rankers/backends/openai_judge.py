@@ -15,21 +15,17 @@ field) stops the ranking with a ``RankerConfigError`` instead of being counted a
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Sequence
 from urllib.parse import urlparse
 
 from pydantic import model_validator
 
-from rankers.base import Ranking, RankRequest, Tally
-from rankers.judging.contextual import (
-    REPAIR_SEPARATOR,  # noqa: F401  (re-exported: it was defined here)
-    JudgeSettings,
-    judge_conversation,
-    ranking_from_exchange,
-    unjudged,
-)
+from rankers.backends.api import APIRanker
+from rankers.base import Ranking, RankRequest
+from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.repair import Exchange
-from rankers.llm.openai_client import OPENAI_HOST, ClientSettings, OpenAIClient
+from rankers.judging.settings import JudgeSettings
+from rankers.llm.client_settings import OPENAI_HOST, ClientSettings
 from rankers.registry import RankerConfig, RankerConfigError
 
 
@@ -46,26 +42,14 @@ class Config(JudgeSettings, RankerConfig, ClientSettings):
         return self
 
 
-class OpenAIJudge:
+class OpenAIJudge(APIRanker[Config]):
     """A ``Ranker`` asking a chat model to rank all candidates of a request at once."""
 
     name = "openai"
-
-    def __init__(self, config: Config, client: OpenAIClient | None = None) -> None:
-        self.config = config
-        self.client = client or OpenAIClient(config)
-        self._counts = Tally("judged", "failed", "repairs")
+    outcomes = ("judged", "failed", "repairs")
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         return self.client.map(self._judge, list(requests))
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Call/token/cost totals and judging outcomes so far (never the API key)."""
-        return {**self.client.meter.as_dict(), **self._counts.as_dict()}
-
-    def close(self) -> None:
-        self.client.close()
 
     def _judge(self, request: RankRequest) -> Ranking:
         skipped = unjudged(request)
@@ -75,8 +59,7 @@ class OpenAIJudge:
         n = len(request.candidates)
         regex = cfg.decoding_regex(n)
         constraint = {} if regex is None else {"extra_body": {"structured_outputs": {"regex": regex}}}
-        exchange = self.client.converse(cfg.model, judge_conversation(request, cfg), temperature=cfg.temperature,
-                                        max_completion_tokens=cfg.completion_tokens(n), **constraint)
+        exchange = self.ask(judge_conversation(request, cfg), cfg.completion_tokens(n), **constraint)
         if regex is not None:
             self._check_constrained(exchange, regex)
         ranking = ranking_from_exchange(exchange, n, cfg)

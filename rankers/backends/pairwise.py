@@ -18,10 +18,11 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, model_validator
 
 from rankers.aggregate import bradley_terry, copeland
-from rankers.base import Ranking, RankRequest, Tally
-from rankers.judging.contextual import JudgeSettings
+from rankers.backends.api import APIRanker
+from rankers.base import Ranking, RankRequest
 from rankers.judging.repair import Conversation, Exchange
-from rankers.llm.openai_client import ClientSettings, OpenAIClient
+from rankers.judging.settings import JudgeSettings
+from rankers.llm.client_settings import ClientSettings
 from rankers.registry import RankerConfig
 
 Verdict = Literal["A", "B", "tie"]
@@ -80,25 +81,19 @@ def repair_verdict(error: str) -> str:
     return f"I could not read your verdict: {error}. Reply with one line only: verdict: A, verdict: B or verdict: tie."
 
 
-class PairwiseJudge:
+class PairwiseJudge(APIRanker[Config]):
     """A ``Ranker`` running a round-robin of both-order pairwise comparisons per request."""
 
     name = "pairwise"
-
-    def __init__(self, config: Config, client: OpenAIClient | None = None) -> None:
-        self.config = config
-        self.client = client or OpenAIClient(config)
-        self._counts = Tally("comparisons", "failed_comparisons", "consistent_pairs", "pairs_judged_twice")
+    outcomes = ("comparisons", "failed_comparisons", "consistent_pairs", "pairs_judged_twice")
 
     def _compare(self, job: tuple[RankRequest, int, int]) -> Exchange[Verdict]:
         request, i, j = job
         cfg = self.config
         prompt = pair_prompt(request.prompt, request.candidates[i], request.candidates[j], request.input,
                              request.reference if cfg.show_reference else None)
-        conversation = Conversation([{"role": "user", "content": prompt}], parse=parse_verdict, repair=repair_verdict,
-                                    max_repairs=cfg.max_repairs)
-        return self.client.converse(cfg.model, conversation, temperature=cfg.temperature,
-                                    max_completion_tokens=cfg.max_tokens)
+        return self.ask(Conversation([{"role": "user", "content": prompt}], parse=parse_verdict, repair=repair_verdict,
+                                     max_repairs=cfg.max_repairs), cfg.max_tokens)
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         jobs = [(r, i, j) for r in requests for i, j in permutations(range(len(r.candidates)), 2)]
@@ -144,14 +139,11 @@ class PairwiseJudge:
 
     @property
     def stats(self) -> dict[str, Any]:
-        counts = self._counts.as_dict()
-        pairs = counts.pop("pairs_judged_twice")
-        consistent = counts.pop("consistent_pairs")
-        return {**self.client.meter.as_dict(), **counts,
-                "pair_consistency": consistent / pairs if pairs else None}
-
-    def close(self) -> None:
-        self.client.close()
+        """The API rankers' stats, with the pairs' agreement across presentation orders as one fraction."""
+        stats = super().stats
+        pairs = stats.pop("pairs_judged_twice")
+        consistent = stats.pop("consistent_pairs")
+        return {**stats, "pair_consistency": consistent / pairs if pairs else None}
 
 
 def build(config: Config) -> PairwiseJudge:

@@ -7,8 +7,9 @@ log-prob; ``lenpen=0`` the raw sum, which favours short answers.
 
 When a request already carries ``logprobs`` and ``lengths`` (the sampler that generated the candidates
 computed them) they are used as they are and no model is loaded, unless ``use_request_logprobs`` is off (the
-sampler was not the teacher). Otherwise an engine scores the candidates; engines are modules
-``rankers.logprobs_<engine>`` exposing ``make_scorer(config) -> LogprobScorer``:
+sampler was not the teacher). Otherwise an engine scores the candidates; each engine is a module of
+``rankers.logprob`` exposing ``make_scorer(config) -> LogprobScorer``, registered in ``ENGINES`` and imported
+only when chosen:
 
 - ``hf``: transformers, in process (``rankers.logprob.hf_scorer``);
 - ``vllm``: a vLLM engine in process (``rankers.logprob.vllm_scorer``);
@@ -18,18 +19,18 @@ Every engine that tokenizes does it here (``encode_candidates``, ``encode_pairs`
 same tokens. A request whose scoring fails on its own (its call still fails after the client's retries: 5xx,
 timeouts, or an error answer to that one request) becomes a ``Ranking.failure`` with the reason and is counted
 in ``stats``; the other requests are ranked as usual and an order is never invented. A configuration error
-(``RankerConfigError``: a rejected key, an unknown model) still stops the run.
+(``RankerConfigError``, or the client's ``EngineError``: a rejected key, an unknown model) still stops the run.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 from pydantic import Field
 
 from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
-from rankers.llm.openai_client import CallFailed, ClientSettings
+from rankers.llm.client_settings import ClientSettings
+from rankers.llm.openai_client import CallFailed
 from rankers.llm.templates import TemplateName, request_prompt
 from rankers.llm.tokenization import encode_responses
 from rankers.llm.vllm_engine import EngineSettings
@@ -111,12 +112,38 @@ class Config(RankerConfig, ClientSettings, EngineSettings):
     device: str = "auto"
 
 
+MakeScorer = Callable[[Config], LogprobScorer]
+
+
+def _hf() -> MakeScorer:
+    from rankers.logprob.hf_scorer import make_scorer
+
+    return make_scorer
+
+
+def _vllm() -> MakeScorer:
+    from rankers.logprob.vllm_scorer import make_scorer
+
+    return make_scorer
+
+
+def _openai() -> MakeScorer:
+    from rankers.logprob.openai_scorer import make_scorer
+
+    return make_scorer
+
+
+ENGINES: dict[str, Callable[[], MakeScorer]] = {"hf": _hf, "vllm": _vllm, "openai": _openai}
+"""``engine`` -> the loader of its ``make_scorer`` (one per ``Config.engine`` value)."""
+
+
 def make_engine(config: Config) -> LogprobScorer:
+    """The scorer of ``config.engine``; an engine whose module cannot be imported is a one-line config error."""
     try:
-        module = importlib.import_module(f"rankers.logprob.{config.engine}_scorer")
+        make_scorer = ENGINES[config.engine]()
     except ImportError as err:
         raise RankerConfigError(f"ranker teacher_logprob: engine {config.engine!r} is unavailable: {err}") from None
-    return module.make_scorer(config)
+    return make_scorer(config)
 
 
 class TeacherLogprobRanker:

@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 Messages = list[dict[str, str]]
 
+REPAIR_SEPARATOR = "\n\n--- repair ---\n\n"
+"""Joins a judge's answers in ``Ranking.raw`` when a repair was needed, so the audit trail keeps them all."""
+
 
 @dataclass
 class Exchange(Generic[T]):
@@ -33,6 +36,10 @@ class Exchange(Generic[T]):
     retries: int = 0
     repairs: int = 0
     """Re-asks made after unreadable answers."""
+
+    def raw(self) -> str | None:
+        """Every answer for ``Ranking.raw`` (``REPAIR_SEPARATOR`` between them); None when none came."""
+        return REPAIR_SEPARATOR.join(self.texts) or None
 
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,

@@ -1,36 +1,28 @@
-"""OpenAI-protocol client plumbing shared by every backend that calls an API (OpenAI, vLLM server, any clone).
+"""The OpenAI-protocol client shared by every backend and sampler that calls an API (OpenAI, vLLM server, any clone).
 
 Why our own retry loop: judging thousands of prompts meets rate limits and flaky servers, and the policy
 (which errors are retried, how long to back off, how many retries a run used) must be visible in the report
 and testable. So the SDK's own retries are switched off (``max_retries=0``) and ``OpenAIClient.call`` retries
 429, 408/409, 5xx, timeouts and connection errors with exponential backoff and full jitter, honouring a
 server's ``Retry-After``. Configuration errors (401/403/404: bad key, unknown model or URL) are raised at once
-as ``RankerConfigError``: retrying them only burns time. Any other error, or retries exhausted, is a
-``CallFailed`` for that one item, so a batch carries on and the caller records a failure.
-
-API key resolution (``resolve_api_key``): ``api_key`` if given (meant for tests), else the environment
-variable named by ``api_key_env``; when that is unset and ``base_url`` points at a host other than
-``api.openai.com`` (a local vLLM server, a proxy), the placeholder ``"EMPTY"`` is used, since such servers
-accept any key unless started with one. The key is held only by the SDK client: it is never logged, never part
-of ``stats`` and excluded from cache keys (``rankers.wrappers.cache``).
+as ``EngineError``: retrying them only burns time. Any other error, or retries exhausted, is a
+``CallFailed`` for that one item, so a batch carries on and the caller records a failure. The client's keys and
+its API key are ``rankers.llm.client_settings``'.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
-from urllib.parse import urlparse
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from rankers.judging.repair import Conversation, Exchange
+from rankers.llm.client_settings import ClientSettings, Prices, resolve_api_key
 from rankers.llm.endpoints import Endpoint, EndpointPool
-from rankers.registry import RankerConfigError
+from rankers.llm.errors import EngineError
 
 if TYPE_CHECKING:
     import openai
@@ -38,56 +30,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-OPENAI_HOST = "api.openai.com"
 RETRY_STATUSES = frozenset({408, 409, 429})
 FATAL_STATUSES = frozenset({401, 403, 404})
-
-
-class Prices(BaseModel):
-    """USD per 1,000 tokens, to put an estimated cost next to the token counts in the report."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: float = Field(ge=0)
-    completion: float = Field(ge=0)
-
-
-class ClientSettings(BaseModel):
-    """Connection keys of every API-calling backend (mixed into their ``Config``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str | list[str] | None = None
-    """Server root ending in ``/v1`` (a vLLM server, a proxy); default: api.openai.com. A list of servers serving
-    the same model (e.g. one vLLM server per node) spreads requests across them and retries a failed request on
-    another (``rankers.llm.endpoints``); ``max_concurrency`` is then the total in flight over all of them."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the API key."""
-    api_key: SecretStr | None = None
-    """The key itself; for tests only (a recipe holding a key would leak it into its run directory)."""
-    timeout: float = Field(default=60.0, gt=0)
-    """Seconds before one HTTP request is abandoned (and retried)."""
-    max_retries: int = Field(default=3, ge=0)
-    """Retries of one call. With the defaults a call that never gets an answer gives up after at most
-    4 × 60 s plus backoff (≤ 7 s, or the server's ``Retry-After`` capped at 60 s per wait): ~4–7 minutes."""
-    max_consecutive_failures: int = Field(default=8, ge=1)
-    """After this many calls in a row failed (retries exhausted, no success in between) the endpoint is taken
-    as dead and every further call fails at once, so a dead judge costs minutes per run, not minutes per
-    request: the stage then stops on ``max_failure_fraction`` and the next run retries the failed requests."""
-    max_concurrency: int = Field(default=8, ge=1)
-    """Requests in flight at once."""
-    prices: Prices | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _distinct_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
-            raise ValueError("a list of base_url must name each server once, and at least one")
-        return value
-
-    def urls(self) -> list[str | None]:
-        """The endpoints, in order (``[None]``: the SDK's default, api.openai.com)."""
-        return list(self.base_url) if isinstance(self.base_url, list) else [self.base_url]
 
 
 class CallFailed(Exception):
@@ -155,18 +99,6 @@ class ChatResult:
     retries: int
 
 
-def resolve_api_key(settings: ClientSettings) -> str:
-    if settings.api_key is not None:
-        return settings.api_key.get_secret_value()
-    key = os.environ.get(settings.api_key_env)
-    if key:
-        return key
-    if all(url and urlparse(url).hostname != OPENAI_HOST for url in settings.urls()):
-        return "EMPTY"
-    raise RankerConfigError(f"environment variable {settings.api_key_env} is not set (the API key for "
-                            f"{settings.base_url or 'https://' + OPENAI_HOST})")
-
-
 def _retry_after(err: Exception) -> float | None:
     response = getattr(err, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
@@ -219,7 +151,7 @@ class OpenAIClient:
                 retryable = err.status_code in RETRY_STATUSES or err.status_code >= 500
                 self.pool.release(index, ok=not retryable)  # other errors are the request's fault, not the server's
                 if err.status_code in FATAL_STATUSES:
-                    raise RankerConfigError(f"{endpoint.where} answered {err.status_code}: {_short(err)}") from None
+                    raise EngineError(f"{endpoint.where} answered {err.status_code}: {_short(err)}") from None
                 failure = (err, retryable, f"HTTP {err.status_code}: {_short(err)}")
             except openai.APIConnectionError as err:  # includes APITimeoutError
                 self.pool.release(index, ok=False)

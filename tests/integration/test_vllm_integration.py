@@ -26,8 +26,9 @@ from helpers.paths import HELPERS, ROOT
 from helpers.vllm_server import VLLMServer, vllm_python
 
 from rankers import RankRequest, build_ranker
-from rankers.judging.contextual import rank_line_regex, rank_line_tokens
-from rankers.llm.openai_client import ClientSettings, OpenAIClient
+from rankers.judging.constraints import rank_line_regex, rank_line_tokens
+from rankers.llm.client_settings import ClientSettings
+from rankers.llm.openai_client import OpenAIClient
 from rankers.llm.templates import format_prompt
 from rankers.logprob.openai_scorer import OpenAILogprobScorer
 from tuna_open.generate import SamplerChoice, build_sampler

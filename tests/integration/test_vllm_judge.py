@@ -13,7 +13,8 @@ import pytest
 
 from rankers import RankRequest, validate_config
 from rankers.backends.vllm_judge import VLLMJudge
-from rankers.judging.contextual import LMOPS_SYSTEM, lmops_prompt, rank_line_regex, rank_line_tokens
+from rankers.judging.constraints import rank_line_regex, rank_line_tokens
+from rankers.judging.prompts import LMOPS_SYSTEM, lmops_prompt
 
 REPAIR_MARK = "I could not read a ranking"
 

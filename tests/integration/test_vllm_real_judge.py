@@ -22,13 +22,9 @@ import pytest
 from helpers.vllm_server import VLLMServer, vllm_python
 
 from rankers import RankRequest, build_ranker
-from rankers.judging.contextual import (
-    RANK_LINE_PERMUTATIONS_UP_TO,
-    REPAIR_SEPARATOR,
-    ParseError,
-    parse_ranking,
-    rank_line_regex,
-)
+from rankers.judging.constraints import RANK_LINE_PERMUTATIONS_UP_TO, rank_line_regex
+from rankers.judging.parsing import ParseError, parse_ranking
+from rankers.judging.repair import REPAIR_SEPARATOR
 from tuna_open.models import resolve_model
 
 pytestmark = pytest.mark.vllm

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.base import Ranker, Ranking, RankRequest
-from rankers.judging.contextual import normalise
+from rankers.duplicates import duplicate_key
 from rankers.llm.templates import TemplateName, format_prompt
 from tuna_open.data.jsonl import read_jsonl
 
@@ -177,7 +177,7 @@ def compare(questions: Sequence[Question], answers: dict[str, list[str]], judge:
     for p, (a, b) in enumerate(pairs):
         for q, question in enumerate(questions):
             ans_a, ans_b = answers[a][q], answers[b][q]
-            if normalise(ans_a) == normalise(ans_b):
+            if duplicate_key(ans_a) == duplicate_key(ans_b):
                 continue
             meta = {"question_id": question.id, "category": question.category, "pair": [a, b]}
             slots[p, q] = (len(requests), len(requests) + 1)

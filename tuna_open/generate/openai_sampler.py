@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
-from rankers.llm.openai_client import ClientSettings, OpenAIClient
+from rankers.llm.client_settings import ClientSettings
+from rankers.llm.openai_client import OpenAIClient
 from tuna_open.generate.base import Prompt, Sample, SamplingParams
 
 

@@ -15,8 +15,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from rankers.llm.openai_client import OPENAI_HOST, ClientSettings, resolve_api_key
-from rankers.registry import BACKENDS, RankerConfigError
+from rankers.llm.client_settings import OPENAI_HOST, ClientSettings, resolve_api_key
+from rankers.llm.errors import EngineError
+from rankers.registry import BACKENDS
 from tuna_open.generate import SAMPLERS
 from tuna_open.models import resolve_model_refs
 from tuna_open.recipe import Recipe
@@ -86,7 +87,7 @@ def preflight(recipe: Recipe, check_endpoints: bool = False, timeout: float = 5.
                     resolve_api_key(settings)
                     if settings.api_key is None and settings.api_key_env:
                         out.keys.add(settings.api_key_env)
-                except RankerConfigError as err:
+                except EngineError as err:
                     out.problems.append(f"stage {stage.name}: {err}")
                 out.endpoints.setdefault(settings.base_url or f"https://{OPENAI_HOST}/v1", stage.name)
         for package, why in needs:

@@ -27,20 +27,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RankerChoice(BaseModel):
+class RankerChoice(RankerConfig):
     """A ranker picked by ``backend``, with option blocks for any number of backends.
 
     Keeping one block per backend is what makes ``--set ranker.backend=NAME`` a one-key swap: the options of
     every backend stay in the recipe, and only the selected block is used. Keys shared by all backends
-    (``permutations``, ``cache_dir``, ``seed``) sit at the top.
+    (``permutations``, ``cache_dir``, ``seed``) sit at the top: they are ``RankerConfig``'s, inherited with their
+    bounds, so a recipe and a flat ranker config accept the same values.
     """
 
     model_config = ConfigDict(extra="allow")
 
-    backend: str
-    permutations: int = Field(default=1, ge=1)
-    cache_dir: str | None = None
-    seed: int = 0
     max_failure_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
     """The rank stage fails when more than this fraction of requests could not be ranked."""
 

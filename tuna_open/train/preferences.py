@@ -11,6 +11,7 @@ from itertools import combinations
 from typing import Any, Literal, Mapping, Sequence, TypedDict
 
 from rankers.base import is_permutation
+from rankers.duplicates import same_response
 from tuna_open.errors import UserError
 
 PairMode = Literal["all_pairs", "best_vs_rest", "best_vs_worst"]
@@ -44,7 +45,7 @@ def preference_pairs(
         order: list[int] = list(ranking["order"])
         scores = ranking.get("scores")
         for better, worse in _ranked_pairs(order, mode):
-            if texts[better].strip() == texts[worse].strip():
+            if same_response(texts[better], texts[worse]):
                 continue
             if scores is not None and scores[better] == scores[worse]:
                 continue

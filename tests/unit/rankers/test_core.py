@@ -269,6 +269,8 @@ def test_pairwise_tournament(method: str) -> None:
     assert r.order == [1, 3, 0, 2] and r.metadata["pair_consistency"] == 1.0
     assert len({shown_pair(b) for b in server.requests}) == 12  # both orders of every pair
     assert ranker.stats["comparisons"] == 12 and ranker.stats["calls"] == 12
+    assert ranker.stats["pair_consistency"] == 1.0 and ranker.stats["failed_comparisons"] == 0
+    assert not {"consistent_pairs", "pairs_judged_twice"} & set(ranker.stats)  # folded into pair_consistency
 
 
 def test_pairwise_measures_position_bias_and_fails_unjudged_pairs() -> None:

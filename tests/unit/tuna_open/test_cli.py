@@ -60,6 +60,13 @@ def test_rank_errors_are_one_line(tmp_path: Path) -> None:
     code, out = invoke("rank", "--ranker", str(cfg), "--input", str(tmp_path / "bad.jsonl"),
                        "--output", str(tmp_path / "r.jsonl"))
     assert code == 2 and "bad.jsonl:2" in out
+    write_jsonl(tmp_path / "c.jsonl", CANDIDATES)  # an engine that cannot be used (rankers.llm.errors.EngineError)
+    cfg.write_text(yaml.safe_dump({"backend": "openai", "openai": {"model": "gpt-4",
+                                                                   "api_key_env": "TUNA_TEST_UNSET_KEY"}}))
+    code, out = invoke("rank", "--ranker", str(cfg), "--input", str(tmp_path / "c.jsonl"),
+                       "--output", str(tmp_path / "r.jsonl"))
+    assert code == 2 and out.strip() == ("error: environment variable TUNA_TEST_UNSET_KEY is not set (the API key "
+                                         "for https://api.openai.com)"), out
 
 
 def test_eval_command_and_report(tmp_path: Path, tiny_model_dir: Path) -> None:

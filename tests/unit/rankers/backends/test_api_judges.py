@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from helpers.openai_server import OpenAIProtocolServer
 
-from rankers import RankerConfigError, RankRequest, build_ranker, validate_config
+from rankers import EngineError, RankerConfigError, RankRequest, build_ranker, validate_config
 from rankers.backends.openai_judge import OpenAIJudge
-from rankers.llm.openai_client import Backoff, OpenAIClient, resolve_api_key
+from rankers.llm.client_settings import resolve_api_key
+from rankers.llm.openai_client import Backoff, OpenAIClient
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 QUALITY = {"best": 3, "good": 2, "ok": 1, "bad": 0}
@@ -119,7 +120,7 @@ def test_retries_exhausted_is_a_recorded_failure() -> None:
 
 def test_rejected_key_stops_the_run_with_a_config_error() -> None:
     with OpenAIProtocolServer(chat=scripted(then=(401, {"error": {"message": "bad key"}}))) as server:
-        with pytest.raises(RankerConfigError, match="401: bad key"):
+        with pytest.raises(EngineError, match="401: bad key"):
             judge(server).rank(requests(1))
         assert len(server.requests) == 1  # not retried
 
@@ -218,7 +219,7 @@ def test_api_key_never_in_metadata_stats_or_raw() -> None:
 def test_api_key_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MY_JUDGE_KEY", raising=False)
     cfg = validate_config({"backend": "openai", "model": "m", "api_key_env": "MY_JUDGE_KEY"})
-    with pytest.raises(RankerConfigError, match="environment variable MY_JUDGE_KEY is not set"):
+    with pytest.raises(EngineError, match="environment variable MY_JUDGE_KEY is not set"):
         resolve_api_key(cfg)
     local = validate_config({"backend": "openai", "model": "m", "api_key_env": "MY_JUDGE_KEY",
                              "base_url": "http://localhost:8000/v1"})

@@ -13,13 +13,8 @@ import pytest
 from helpers.openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker, validate_config
-from rankers.judging.contextual import (
-    RANK_LINE_PERMUTATIONS_UP_TO,
-    ParseError,
-    parse_ranking,
-    rank_line_regex,
-    rank_line_tokens,
-)
+from rankers.judging.constraints import RANK_LINE_PERMUTATIONS_UP_TO, rank_line_regex, rank_line_tokens
+from rankers.judging.parsing import ParseError, parse_ranking
 from rankers.wrappers.cache import cache_key
 
 

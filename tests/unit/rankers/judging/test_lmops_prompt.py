@@ -7,13 +7,8 @@ import pytest
 from helpers.openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker, validate_config
-from rankers.judging.contextual import (
-    LMOPS_SYSTEM,
-    ParseError,
-    lmops_prompt,
-    parse_lmops_scores,
-    parse_ranking,
-)
+from rankers.judging.parsing import ParseError, parse_lmops_scores, parse_ranking
+from rankers.judging.prompts import LMOPS_SYSTEM, lmops_prompt
 
 # Copied from LMOps tuna/src/gpt-eval.py (commit a369885) and train.py PROMPT_DICT["prompt_no_input"], rendered
 # for the instruction and responses below: the instruct, "\n\n", the "###Response j:\n{r}\n" blocks joined by

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rankers.judging.contextual import ParseError, parse_ranking, parse_scores, repair_prompt, strict_prompt
+from rankers.judging.parsing import ParseError, parse_ranking, parse_scores
+from rankers.judging.prompts import repair_prompt, strict_prompt
 
 VERDICT = """The instruction is close-ended: it asks for a sum.
 

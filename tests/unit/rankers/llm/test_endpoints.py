@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from rankers import RankRequest
 from rankers.backends.openai_judge import Config, OpenAIJudge
+from rankers.llm.client_settings import ClientSettings
 from rankers.llm.endpoints import Endpoint, EndpointPool
-from rankers.llm.openai_client import Backoff, CallFailed, ClientSettings, OpenAIClient
+from rankers.llm.openai_client import Backoff, CallFailed, OpenAIClient
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from helpers.openai_server import OpenAIProtocolServer
 
-from rankers import RankerConfigError, RankRequest, build_ranker
-from rankers.llm.openai_client import Backoff, CallFailed, ClientSettings, OpenAIClient
+from rankers import EngineError, RankRequest, build_ranker
+from rankers.llm.client_settings import ClientSettings
+from rankers.llm.openai_client import Backoff, CallFailed, OpenAIClient
 from rankers.logprob.openai_scorer import OpenAILogprobScorer
 
 REQUESTS = [
@@ -146,7 +147,7 @@ def test_the_scorer_alone_still_raises_a_failed_call() -> None:
 def test_a_rejected_key_still_stops_the_run() -> None:
     with OpenAIProtocolServer(completions=lambda body: (401, {"error": {"message": "bad key"}})) as server:
         ranker = openai_ranker(server, "hosted-model")
-        with pytest.raises(RankerConfigError, match="401: bad key"):
+        with pytest.raises(EngineError, match="401: bad key"):
             ranker.rank(REQUESTS)
         # Never retried: at most one try per request (how many were in flight when the 401 stopped the run varies).
         assert 1 <= len(server.requests) <= len(REQUESTS)

@@ -220,6 +220,8 @@ def test_fastchat_reviewers_end_to_end(shared_data: Path) -> None:
                                  "[The Start of Assistant 1's Answer]\ngreat plan\n\n[The End of Assistant 1's Answer]")
     assert prompts[1].split("[The Start of Assistant 1's Answer]\n")[1].startswith("ok plan")  # the other order
     assert [j["outcome"] for j in result.judgements] == ["win", "tie", "win", "failed"]
+    stats = judge.stats
+    assert stats["calls"] == 8 and stats["reviewed"] + stats["failed"] == 8 and stats["failed"] >= 1
     assert result.judgements[0]["scores"] == [[8.0, 4.0], [8.0, 4.0]]
     assert result.mean_scores() == pytest.approx((22 / 3, 4.0))  # (8+6+8)/3 and (4+6+2)/3, both orders
     summary = summarize([result])

@@ -379,7 +379,8 @@ def test_failed_call_metadata_counts_its_retries_and_a_dead_judge_is_given_up_qu
 
 
 def test_default_worst_case_against_a_hung_judge_is_minutes() -> None:
-    from rankers.llm.openai_client import Backoff, ClientSettings
+    from rankers.llm.client_settings import ClientSettings
+    from rankers.llm.openai_client import Backoff
 
     s = ClientSettings()
     per_call = (s.max_retries + 1) * s.timeout + s.max_retries * Backoff().cap

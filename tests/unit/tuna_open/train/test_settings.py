@@ -118,7 +118,8 @@ def test_a_new_settings_field_is_passed_by_name_or_refused(tmp_path: Path) -> No
 def test_legacy_names_are_deprecated_and_fingerprint_as_trl_names() -> None:
     with pytest.warns(DeprecationWarning, match="train.num_epochs is deprecated, use train.num_train_epochs"):
         old = parse_recipe(sft_recipe({"num_epochs": 2, "per_device_batch_size": 3}), Path("."), "r.yaml", STAGES)
-    new = parse_recipe(sft_recipe({"num_train_epochs": 2, "per_device_train_batch_size": 3}), Path("."), "r.yaml", STAGES)
+    new = parse_recipe(sft_recipe({"num_train_epochs": 2, "per_device_train_batch_size": 3}), Path("."), "r.yaml",
+                       STAGES)
     assert old.stages[1].effective(old) == new.stages[1].effective(new)
 
 
