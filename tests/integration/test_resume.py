@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.runs import recipe_dict, run, statuses
 from rich.console import Console
 
+from tuna_open.data.jsonl import read_jsonl
 from tuna_open.pipeline.runner import run_recipe
 from tuna_open.recipe import load_recipe
 from tuna_open.stages.registry import STAGES
@@ -103,3 +105,28 @@ def test_tuna_trainer_resumes_after_a_crash(tiny_model_dir: Path, tmp_path: Path
     assert result["resumed_from_step"] == 4
     assert [h["step"] for h in result["history"]][-4:] == [5, 6, 7, 8]
     assert (tmp_path / "model/config.json").exists() and not (tmp_path / "model.trainer").exists()
+
+
+def test_resume_after_sigkill_keeps_finished_records(tmp_path: Path) -> None:
+    data = recipe_dict(limit=120, chunk=1)
+    data["stages"][1]["max_new_tokens"] = 16
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    partial = tmp_path / "run/stages/samples/records.jsonl.partial"
+    cmd = [sys.executable, "-m", "tuna_open.cli", "run", str(path), "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 5):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = [json.loads(line) for line in partial.read_text().splitlines() if line.endswith("}")]
+    assert 5 <= len(before) < 120, "the kill must land in the middle of the sampling stage"
+    report = run(tmp_path, data)
+    assert statuses(report)["samples"] == "done"
+    manifest = json.loads((tmp_path / "run/stages/samples/manifest.json").read_text())
+    assert manifest["result"]["counts"]["resumed"] >= len(before)
+    final = {r["id"]: r for r in read_jsonl(tmp_path / "run/stages/samples/records.jsonl")}
+    assert len(final) == 120
+    for rec in before:  # every record finished before the kill survives unchanged
+        assert final[rec["id"]] == rec

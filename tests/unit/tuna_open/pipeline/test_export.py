@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
+from helpers.exports import export
 
 from tuna_open.cli import main
 from tuna_open.data.jsonl import read_jsonl
@@ -26,12 +27,6 @@ def test_rows_of_each_format_best_first_and_failures_left_out() -> None:
     assert export_rows("listwise", CANDIDATES, RANKINGS, "function:m:f") == [
         {"prompt": "P-a", "completions": ["z", "x", "y"], "scores": [0.9, 0.5, 0.1], "judge": "function:m:f"}]
     assert export_rows("sft", CANDIDATES, RANKINGS, "j") == [{"prompt": "P-a", "completion": "z"}]
-
-
-def export(run: Path, out: Path, fmt: str, *extra: str) -> str:
-    result = CliRunner().invoke(main, ["export", str(run), "rankings", "--format", fmt, "--output", str(out), *extra])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_export_is_loadable_and_carries_a_card(ranked_run: Path, tmp_path: Path) -> None:
@@ -124,24 +119,3 @@ def test_push_a_model_stage_writes_a_model_card(ranked_run: Path, hub: list[tupl
     assert result.exit_code == 2 and "push uploads a model stage's model" in result.output and len(hub) == 2
 
 
-@pytest.mark.slow
-def test_trl_dpo_trainer_trains_on_the_export(ranked_run: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    """The point of the export: TRL's own DPOTrainer, given nothing but load_dataset(DIR), trains on it."""
-    import torch
-    from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
-
-    export(ranked_run, tmp_path / "dpo", "dpo")
-    dataset = load_dataset(str(tmp_path / "dpo"), split="train")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    before = [p.detach().clone() for p in model.parameters()]
-    args = DPOConfig(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2, logging_steps=1,
-                     learning_rate=1e-3, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
-                     gradient_checkpointing=False)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
-                         processing_class=AutoTokenizer.from_pretrained(tiny_model_dir))
-    trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    assert trainer.state.global_step == 3 and len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -3,43 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pytest
-import yaml
-from rich.console import Console
+from helpers.runs import recipe_dict, run, statuses
 
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl
-from tuna_open.pipeline.runner import run_recipe
-from tuna_open.recipe import load_recipe
-from tuna_open.stages.registry import STAGES
-
-
-def recipe_dict(limit: int = 6, vocab: int = 320, chunk: int = 3) -> dict:
-    return {
-        "name": "pipe",
-        "data": {"p": {"source": "builtin:tasks", "split": "train", "limit": limit}},
-        "stages": [
-            {"name": "init", "kind": "init_model", "vocab_size": vocab, "tokenizer_corpus": 200},
-            {"name": "samples", "kind": "sample", "model": "@init", "data": "p", "n": 2, "max_new_tokens": 4,
-             "dedup": False, "min_candidates": 1, "logprobs": True, "chunk_size": chunk},
-        ],
-    }
-
-
-def run(tmp_path: Path, data: dict, **kw: object) -> dict:
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return run_recipe(load_recipe(path, STAGES), tmp_path / "run", console=Console(quiet=True), **kw)
-
-
-def statuses(report: dict) -> dict[str, str]:
-    return {s["name"]: s["status"] for s in report["stages"]}
 
 
 def test_cache_and_fingerprint_invalidation(tmp_path: Path) -> None:
@@ -79,27 +47,3 @@ def test_torn_partial_line_is_dropped_and_redone(tmp_path: Path) -> None:
     assert not out.with_name("x.jsonl.partial").exists()
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_keeps_finished_records(tmp_path: Path) -> None:
-    data = recipe_dict(limit=120, chunk=1)
-    data["stages"][1]["max_new_tokens"] = 16
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(data))
-    partial = tmp_path / "run/stages/samples/records.jsonl.partial"
-    cmd = [sys.executable, "-m", "tuna_open.cli", "run", str(path), "--run-dir", str(tmp_path / "run")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 5):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = [json.loads(line) for line in partial.read_text().splitlines() if line.endswith("}")]
-    assert 5 <= len(before) < 120, "the kill must land in the middle of the sampling stage"
-    report = run(tmp_path, data)
-    assert statuses(report)["samples"] == "done"
-    manifest = json.loads((tmp_path / "run/stages/samples/manifest.json").read_text())
-    assert manifest["result"]["counts"]["resumed"] >= len(before)
-    final = {r["id"]: r for r in read_jsonl(tmp_path / "run/stages/samples/records.jsonl")}
-    assert len(final) == 120
-    for rec in before:  # every record finished before the kill survives unchanged
-        assert final[rec["id"]] == rec
