@@ -283,7 +283,7 @@ def print_models(report: dict[str, Any]) -> None:
     if not models:
         console.print("no evaluated models in this run")
         return
-    from tuna_open.pipeline.report import metric_names
+    from tuna_open.pipeline.tables import metric_names
 
     table = Table(title=f"{report['recipe']}: held-out metrics")
     table.add_column("model")

@@ -37,7 +37,7 @@ def test_quickstart_recipe_end_to_end(tmp_path: Path) -> None:
     assert len(metric_sets) == 1 and {"accuracy", "rougeL", "exact_match"} <= next(iter(metric_sets))
     assert all(s["status"] == "done" for s in report["stages"])
     # report.md's model table: a row per model with every metric and, but for the baseline, its gap to SFT.
-    models_table = (tmp_path / "run/report.md").read_text().split("## Stages")[0]
+    models_table = (tmp_path / "run/report.md").read_text().split("## Models")[1].split("\n## ")[0]
     rows = {line.split(" | ")[0][2:]: line for line in models_table.splitlines() if line.startswith("| ")}
     for name, metrics in models.items():
         for metric, value in metrics.items():

@@ -1,8 +1,11 @@
-"""The run's report: ``report.json`` for machines, ``report.md`` with tables and plots for people.
+"""The run's report: ``report.json`` for machines, ``report.md`` and ``report.html`` for people, ``plots/``.
 
-``report.json`` = ``{"recipe", "models": {name: {metric: number}}, "stages": [{"name", "status", "seconds"}],
-"rankers": {stage: stats}, "viewers": {stage: its rankings.html}, "baseline", "primary_metric"}``. Plots (training
-curves, the primary metric per model) go to ``plots/`` and are linked from the markdown, as are the viewers.
+``report.json`` = ``{"recipe", "baseline", "primary_metric", "models": {name: {metric: number}}, "families": {name:
+family}, "gains": [{"model", "against", "isolates", "diff": {metric: number}}], "stages": [{"name", "kind", "status",
+"seconds"}], "seconds": {"now", "computed"}, "rankers": {stage: {column: value}}, "viewers": {stage: rankings.html}}``.
+A stage's ``seconds`` is what computing its output took, also when this run found it ``cached``: a re-run's report
+still says what the run costs. ``gains`` are the recipe's controls (``tuna_open.pipeline.lineage``) subtracted
+from each stage they control, and the baseline too: where a gain comes from.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from typing import Any
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.data.manifest import read_manifest
 from tuna_open.errors import UserError
+from tuna_open.pipeline import lineage, plots
+from tuna_open.pipeline.report_html import render_html
+from tuna_open.pipeline.tables import ranker_rows, tables
 from tuna_open.recipe import Recipe
 from tuna_open.stages.context import StageResult
 from tuna_open.stages.registry import STAGES
@@ -28,108 +34,76 @@ def collect_models(results: dict[str, StageResult]) -> dict[str, dict[str, float
     return models
 
 
+def gains(recipe: Recipe, models: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Each evaluated stage with controls, minus each evaluated control and minus the baseline, on every metric."""
+    by_stage: dict[str, str] = {}
+    for model, stage in lineage.model_stages(recipe).items():
+        if model in models:
+            by_stage.setdefault(stage, model)
+    baseline = recipe.report.baseline
+    out: list[dict[str, Any]] = []
+    for stage, found in lineage.controls(recipe).items():
+        model = by_stage.get(stage)
+        if model is None:
+            continue
+        against = [(by_stage[c.stage], c.isolates) for c in found if c.stage in by_stage]
+        if baseline in models and baseline != model:
+            against.append((baseline, "everything (the baseline)"))
+        for other, isolates in against:
+            out.append({"model": model, "against": other, "isolates": isolates,
+                        "diff": {m: v - models[other][m] for m, v in models[model].items() if m in models[other]}})
+    return out
+
+
 def write_report(recipe: Recipe, run_dir: Path, entries: list[dict[str, Any]],
                  results: dict[str, StageResult]) -> dict[str, Any]:
     models = collect_models(results)
-    rankers = {name: r.extra["ranker"] for name, r in results.items() if "ranker" in r.extra}
+    primary = recipe.report.primary_metric
     report = {
         "recipe": recipe.name,
         "baseline": recipe.report.baseline,
-        "primary_metric": recipe.report.primary_metric,
+        "primary_metric": primary,
         "models": models,
+        "families": lineage.model_families(recipe, list(models)),
+        "gains": gains(recipe, models),
         "stages": entries,
-        "rankers": rankers,
+        "seconds": {"now": round(sum(e["seconds"] for e in entries if e["status"] == "done"), 2),
+                    "computed": round(sum(e["seconds"] for e in entries), 2)},
+        "rankers": ranker_rows(results),
         "viewers": {name: r.extra["viewer"] for name, r in results.items() if "viewer" in r.extra},
     }
-    plots = _plots(run_dir / "plots", results, models, recipe.report.primary_metric)
+    histories = {name: r.history for name, r in results.items() if r.history}
+    scores = {m: v[primary] for m, v in models.items() if primary in v}
+    kinds = {s.name: s.kind for s in recipe.stages}
+    figures = plots.draw(run_dir / "plots", histories, kinds, scores, report["families"], primary,
+                         recipe.report.baseline)
     for result in results.values():  # plots a stage drew itself (e.g. Vicuna QA win/tie/loss)
         for src in map(Path, result.extra.get("plots", [])):
             if src.exists():
                 shutil.copyfile(src, run_dir / "plots" / src.name)
-                plots.append(src.name)
+                figures.append(src.name)
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2))
-    atomic_write_text(run_dir / "report.md", render_markdown(report, plots))
+    atomic_write_text(run_dir / "report.md", render_markdown(report, figures))
+    atomic_write_text(run_dir / "report.html", render_html(report, figures))
     return report
 
 
-def metric_names(models: dict[str, dict[str, float]]) -> list[str]:
-    names: list[str] = []
-    for metrics in models.values():
-        names.extend(m for m in metrics if m not in names)
-    return names
-
-
-def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
-    models = report["models"]
+def render_markdown(report: dict[str, Any], figures: list[str]) -> str:
     lines = [f"# tuna-open report: {report['recipe']}", ""]
-    if models:
-        metrics = metric_names(models)
-        base = models.get(report["baseline"], {})
-        lines += ["## Models", "", "| model | " + " | ".join(metrics) + " |",
-                  "|---|" + "---:|" * len(metrics)]
-        for name, values in models.items():
-            cells = []
-            for m in metrics:
-                v = values.get(m)
-                cell = "" if v is None else f"{v:.3f}"
-                if v is not None and name != report["baseline"] and m in base:
-                    cell += f" ({v - base[m]:+.3f})"
-                cells.append(cell)
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", f"Differences in parentheses are against `{report['baseline']}`.", ""]
-    lines += ["## Stages", "", "| stage | kind | status | seconds |", "|---|---|---|---:|"]
-    lines += [f"| {e['name']} | {e['kind']} | {e['status']} | {e['seconds']:.1f} |" for e in report["stages"]]
-    if report["rankers"]:
-        lines += ["", "## Rankers", ""]
-        for stage, stats in report["rankers"].items():
-            lines.append(f"- `{stage}`: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    for t in tables(report):
+        lines += [f"## {t.title}", "", "| " + " | ".join(t.headers) + " |",
+                  "|" + "".join("---:|" if n else "---|" for n in t.numeric)]
+        lines += ["| " + " | ".join(row) + " |" for row in t.rows]
+        lines += ["", t.note, ""] if t.note else [""]
     if report.get("viewers"):
-        lines += ["", "## Rankings viewer", ""]
+        lines += ["## Rankings viewer", ""]
         lines += [f"- [`{stage}`]({path}): every prompt's candidates in ranked order, judge output, failures and "
                   "permutation agreement" for stage, path in report["viewers"].items()]
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p}](plots/{p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-def _plots(out_dir: Path, results: dict[str, StageResult], models: dict[str, dict[str, float]],
-           primary: str) -> list[str]:
-    """Training curves and the primary metric per model, as PNGs (matplotlib's Agg backend, no display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    curves = {name: r.history for name, r in results.items() if r.history and any("loss" in h for h in r.history)}
-    if curves:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for name, history in curves.items():
-            pts = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
-            if pts:
-                ax.plot(*zip(*pts), label=name)
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.set_yscale("symlog", linthresh=1e-2)  # PPO and DPO losses can be negative
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "training_loss.png", dpi=100)
-        plt.close(fig)
-        written.append("training_loss.png")
-    scored = {m: v[primary] for m, v in models.items() if primary in v}
-    if scored:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.bar(list(scored), list(scored.values()), color="tab:blue")
-        ax.set_ylabel(primary)
-        ax.set_title(f"held-out {primary} per model")
-        for i, v in enumerate(scored.values()):
-            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / f"{primary}.png", dpi=100)
-        plt.close(fig)
-        written.append(f"{primary}.png")
-    return written
+        lines.append("")
+    shown = [p for p in figures if not p.endswith(".svg")]
+    if shown:
+        lines += ["## Plots", ""] + [f"![{p}](plots/{p})" for p in shown]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def report_from_run_dir(run_dir: Path) -> dict[str, Any]:

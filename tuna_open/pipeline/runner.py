@@ -78,7 +78,8 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
         if (not forced and manifest and manifest["fingerprint"] == fp
                 and distributed.on_main(lambda: ledger.reusable(stage.name, output, manifest, iter_refs(effective)))):
             results[stage.name] = StageResult(**manifest["result"])
-            entries.append({"name": stage.name, "kind": stage.kind, "status": "cached", "seconds": 0.0})
+            # The seconds the cached output took when it was computed: a cached re-run's report keeps the cost.
+            entries.append({"name": stage.name, "kind": stage.kind, "status": "cached", "seconds": manifest["seconds"]})
             console.print(f"[dim]⏭  {stage.name:<18} cached   {manifest['result']['summary']}[/dim]")
             continue
         if dry_run:

@@ -47,3 +47,17 @@ def test_torn_partial_line_is_dropped_and_redone(tmp_path: Path) -> None:
     assert not out.with_name("x.jsonl.partial").exists()
 
 
+
+
+def test_a_cached_rerun_reports_the_seconds_each_output_took(tmp_path: Path) -> None:
+    first = run(tmp_path, recipe_dict())
+    again = run(tmp_path, recipe_dict())
+    took = {s: json.loads((tmp_path / f"run/stages/{s}/manifest.json").read_text())["seconds"]
+            for s in ("init", "samples")}
+    assert statuses(again) == {"init": "cached", "samples": "cached"} and sum(took.values()) > 0
+    seconds = [{e["name"]: e["seconds"] for e in report["stages"]} for report in (first, again)]
+    assert seconds == [took, took]
+    assert again["seconds"] == {"now": 0.0, "computed": round(sum(took.values()), 2)}
+    stages_table = (tmp_path / "run/report.md").read_text().split("## Stages")[1]
+    assert f"| samples | sample | cached | {took['samples']:.1f} |" in stages_table
+    assert "0 of 2 stages cached" not in stages_table and "2 of 2 stages cached" in stages_table

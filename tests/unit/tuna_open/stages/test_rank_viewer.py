@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Sequence
 
-import pytest
+from helpers.browser import chromium, needs_chromium
 
 from rankers.base import Ranking, RankRequest
 from rankers.wrappers.permutations import PermutedRanker
@@ -74,16 +72,7 @@ def test_a_long_run_keeps_failures_and_disagreements_within_the_page_limit() -> 
     assert ids(4) == ["p-ok", "p-bias", "p-fail", "p-xss"]
 
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
-                None)
-
-
-def chromium(*args: str) -> str:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium to run this test)")
+@needs_chromium
 def test_headless_chromium_renders_and_filters_the_page(tmp_path: Path) -> None:
     candidates, rankings = judged_records()
     page = write_rankings_html(candidates, rankings, tmp_path / "rankings.html", "quick: rankings of stage judged")
