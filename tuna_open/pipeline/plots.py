@@ -154,9 +154,9 @@ def curves_figure(histories: dict[str, list[dict[str, float]]], kinds: dict[str,
 def draw(out_dir: Path, histories: dict[str, list[dict[str, float]]], kinds: dict[str, str],
          scores: dict[str, float], families: dict[str, Family], metric: str, baseline: str) -> list[str]:
     """Write the figures that have data; returns their file names under ``out_dir``."""
-    written: list[str] = []
-    if panels(histories, kinds):
-        written += _save(curves_figure(histories, kinds), out_dir, "training_curves")
+    written: list[str] = []  # the result first, then how training went
     if scores:
         written += _save(metric_figure(scores, families, metric, baseline), out_dir, metric)
+    if panels(histories, kinds):
+        written += _save(curves_figure(histories, kinds), out_dir, "training_curves")
     return written

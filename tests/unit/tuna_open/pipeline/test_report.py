@@ -51,7 +51,7 @@ def test_plots_are_written_as_png_and_svg(run_dir: Path) -> None:
     assert sorted(p.name for p in (run_dir / "plots").iterdir()) == [
         "accuracy.png", "accuracy.svg", "training_curves.png", "training_curves.svg"]
     md = (run_dir / "report.md").read_text()
-    assert "![accuracy.png](plots/accuracy.png)" in md and ".svg)" not in md
+    assert md.index("![accuracy.png](plots/accuracy.png)") < md.index("![training_curves.png]") and ".svg)" not in md
 
 
 def test_report_html_escapes_the_run_strings(run_dir: Path) -> None:
