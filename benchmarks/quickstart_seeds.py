@@ -2,12 +2,14 @@
 
     python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 4 [--recipe recipes/quickstart.yaml] [--out FILE]
     python benchmarks/quickstart_seeds.py --recipe recipes/real_gpu.yaml --seeds 0 1 2 --jobs 3   # one GPU
+    python benchmarks/quickstart_seeds.py --plot-from RESULTS.json --plot-out FOREST.png   # (and FOREST.svg)
 
 Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code; re-running over
 the same ``--runs`` serves finished stages from cache). Models are compared with the recipe's ``report.baseline``
 seed by seed: the paired difference on the primary metric, its mean and a 95% t-interval over seeds. Paired, because
 seed-to-seed spread (the world, the initialisation and the data all change with the seed) is larger than most
-effects. ``diagnostics`` per seed say why a variant helped or not (``diagnose``).
+effects. ``diagnostics`` per seed say why a variant helped or not (``diagnose``). ``forest_figure`` draws the
+paired differences with their intervals, from the JSON alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuna_open.errors import UserError
+from tuna_open.pipeline import lineage
+from tuna_open.pipeline.plots import FAMILY_COLOURS, decimals
+from tuna_open.recipe import load_recipe
+from tuna_open.stages.registry import STAGES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Two-sided 95% critical values of Student's t for 1..30 degrees of freedom (scipy is not a dependency).
 T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -117,6 +129,64 @@ def markdown(out: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def families(out: dict) -> dict[str, lineage.Family]:
+    """Model → family from the benchmarked recipe (empty when the recipe file is not there to read)."""
+    try:
+        recipe = load_recipe(Path(out["recipe"]), STAGES)
+    except (OSError, UserError):
+        return {}
+    return lineage.model_families(recipe, list(out["models"]))
+
+
+def forest_figure(out: dict) -> "Figure":
+    """Paired differences on the primary metric with 95% t-intervals and each seed's difference: every model
+    against the baseline (teachers left out: their gap is the headroom, not a method's gain), then each stage
+    against its controls and baselines (``paired_comparisons``); sorted by the mean, coloured by the family of the
+    stage on the left of the minus, a dashed line at zero."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
+
+    fams = families(out)
+    groups = [(f"vs {out['baseline']}", {f"{n} − {out['baseline']}": d for n, d in out["paired_vs_baseline"].items()
+                                        if fams.get(n) != "teacher"}),
+              ("vs controls and baselines", {k.replace(" - ", " − "): d for k, d in out["paired_comparisons"].items()})]
+    groups = [(title, sorted(rows.items(), key=lambda kv: kv[1]["mean"])) for title, rows in groups if rows]
+    places = decimals([v for _, rows in groups for _, d in rows for v in d.get("ci95", [d["mean"]])])
+    fig, axes = plt.subplots(len(groups), 1, sharex=True, layout="constrained", squeeze=False,
+                             figsize=(8, 1.0 + 0.36 * sum(len(rows) + 1.5 for _, rows in groups)),
+                             height_ratios=[len(rows) + 0.5 for _, rows in groups])
+    for ax, (title, rows) in zip(axes[:, 0], groups):
+        label_at = blended_transform_factory(ax.transAxes, ax.transData)
+        for y, (name, d) in enumerate(rows):
+            colour = FAMILY_COLOURS[fams.get(name.split(" − ")[0], "other")]
+            lo, hi = d.get("ci95", [d["mean"], d["mean"]])
+            ax.plot([lo, hi], [y, y], color=colour, linewidth=2)
+            ax.plot(d["mean"], y, "o", color=colour, markersize=6)
+            ax.plot(d["values"], [y] * len(d["values"]), "|", color=colour, alpha=0.5, markersize=8)
+            ax.text(1.02, y, f"{d['mean']:+.{places}f} [{lo:+.{places}f}, {hi:+.{places}f}]", transform=label_at,
+                    va="center", fontsize=8)
+        ax.axvline(0, color="black", linestyle="--", linewidth=0.8)
+        ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.spines[["top", "right"]].set_visible(False)
+    n = len(out["seeds"])
+    axes[-1, 0].set_xlabel(f"paired Δ {out['metric']} over {n} seeds: mean (dot), 95% t-interval (line), each seed (|)")
+    return fig
+
+
+def plot_forest(results: Path, target: Path) -> list[Path]:
+    """The forest plot of a results JSON, as ``target`` (PNG) and the SVG beside it."""
+    fig = forest_figure(json.loads(results.read_text()))
+    written = [target.with_suffix(".png"), target.with_suffix(".svg")]
+    fig.savefig(written[0], dpi=150)
+    fig.savefig(written[1])
+    return written
+
+
 def run_all(commands: dict[int, list[str]], jobs: int, runs: Path) -> dict[int, float]:
     """Run each seed's pipeline, ``jobs`` at a time; wall seconds per seed. One at a time, its output goes to this
     process's stderr; in parallel, each to ``RUNS/seed-K.log``. A failed seed stops the benchmark (its log says why):
@@ -157,7 +227,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="seeds run at once (a GPU, many cores); each seed then logs to RUNS/seed-K.log")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
+    parser.add_argument("--plot-from", type=Path, help="run nothing: draw the forest plot of this results JSON")
+    parser.add_argument("--plot-out", type=Path, help="where the forest plot goes (PNG, and the SVG beside it)")
     args = parser.parse_args()
+    if args.plot_from:
+        target = args.plot_out or args.plot_from.with_name(args.plot_from.stem + "_forest.png")
+        print("\n".join(map(str, plot_forest(args.plot_from, target))))
+        return
 
     per_seed: dict[int, dict] = {}
     diagnostics: dict[int, dict] = {}

@@ -51,3 +51,25 @@ def test_paired_comparisons_are_per_seed_differences_of_models_present():
     table = markdown(out)
     assert "| tuna - tuna_p | +1.00 / +2.00 / +3.00 | +2.00 |" in table and "| 3 of 3 |" in table
     assert "| tuna - ppo | -1.00 / +0.00 / +1.00 | +0.00 |" in table and "| 1 of 3 |" in table
+
+
+def test_forest_plot_from_the_json_alone(tmp_path):
+    import json
+
+    from helpers.figures import overlapping_labels
+    from quickstart_seeds import forest_figure, plot_forest
+
+    per_seed = {s: {"sft": {"accuracy": 20.0 + s}, "teacher": {"accuracy": 60.0}, "tuna_c": {"accuracy": 23.0 + 2 * s},
+                    "tuna_c_mle_only": {"accuracy": 25.0 + s}, "sft_more": {"accuracy": 19.5 + s}} for s in range(3)}
+    out = {"recipe": str(ROOT / "recipes/quickstart.yaml"), "seeds": [0, 1, 2], "baseline": "sft",
+           "metric": "accuracy", **summarise(per_seed, "sft", "accuracy")}
+    fig = forest_figure(out)
+    top, bottom = fig.axes
+    # The teacher's gap is headroom, not a gain: left out; rows sorted by the mean, best at the top.
+    assert [t.get_text() for t in top.get_yticklabels()] == ["sft_more − sft", "tuna_c − sft", "tuna_c_mle_only − sft"]
+    assert [t.get_text() for t in bottom.get_yticklabels()] == ["tuna_c − tuna_c_mle_only", "tuna_c − sft_more"]
+    assert [t.get_text() for t in bottom.texts] == ["-1.00 [-3.48, +1.48]", "+4.50 [+2.02, +6.98]"]
+    assert overlapping_labels(fig) == []
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(out))
+    assert [p.name for p in plot_forest(results, tmp_path / "forest.png")] == ["forest.png", "forest.svg"]
