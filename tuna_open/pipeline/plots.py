@@ -26,6 +26,15 @@ FAMILY_COLOURS: dict[Family, str] = {"SFT and controls": "#8c8c8c", "Tuna": "#1f
 NOT_PLOTTED = frozenset({"step", "epoch", "learning_rate", "grad_norm"})
 """History keys that are bookkeeping or schedule, not what the training achieved."""
 LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("", "o", "s", "^")
+
+
+def line_styles(n: int) -> list[dict[str, Any]]:
+    """``n`` distinguishable styles for the series of one panel (``logps/rank_0`` … ``rank_k``): line styles, then
+    line styles with markers, sixteen before any repeats."""
+    combos = [(m, ls) for m in MARKERS for ls in LINESTYLES]
+    return [{"linestyle": ls, "marker": m or None, "markersize": 3} for m, ls in
+            (combos[i % len(combos)] for i in range(n))]
 
 
 def decimals(values: list[float]) -> int:
@@ -45,7 +54,6 @@ def _pyplot() -> Any:
 
 
 def _save(fig: "Figure", out_dir: Path, stem: str) -> list[str]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / f"{stem}.png", dpi=150)
     fig.savefig(out_dir / f"{stem}.svg")
     _pyplot().close(fig)
@@ -107,7 +115,10 @@ def panels(histories: dict[str, list[dict[str, float]]], kinds: dict[str, str]) 
 
 def stage_colours(stages: list[str]) -> dict[str, Any]:
     """A distinct colour per stage: tab20's dark shades, then its light ones (twenty before any repeats)."""
-    cmap = _pyplot().get_cmap("tab20")
+    _pyplot()
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
     order = list(range(0, 20, 2)) + list(range(1, 20, 2))
     return {s: cmap(order[i % 20]) for i, s in enumerate(stages)}
 
@@ -124,24 +135,24 @@ def curves_figure(histories: dict[str, list[dict[str, float]]], kinds: dict[str,
     drawn: dict[str, Any] = {}
     for ax, panel in zip(axes.flat, layout):
         keys = panel.keys
-        styled = len(keys) > 1
+        styles = line_styles(len(keys))
         for stage, history in histories.items():
             if kinds[stage] != panel.kind:
                 continue
-            for key, style in zip(keys, LINESTYLES * len(keys)):
+            for key, style in zip(keys, styles):
                 pts = [(h["step"], h[key]) for h in history if key in h and "step" in h]
                 if pts:
-                    (line,) = ax.plot(*zip(*pts), color=colours[stage], linestyle=style, linewidth=1.2)
+                    (line,) = ax.plot(*zip(*pts), color=colours[stage], linewidth=1.2, **style)
                     drawn.setdefault(stage, line)
         ax.set_title(panel.title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         values = [h[k] for stage, history in histories.items() if kinds[stage] == panel.kind
-                  for h in history for k in keys if k in h]
+                  for h in history for k in keys if k in h and math.isfinite(h[k])]
         if values and min(values) > 0 and max(values) / min(values) > 100:
             ax.set_yscale("log")  # a loss falling by orders of magnitude
-        if styled:
-            ax.legend([plt.Line2D([], [], color="black", linestyle=s) for s in LINESTYLES[:len(keys)]],
+        if len(keys) > 1:
+            ax.legend([plt.Line2D([], [], color="black", **style) for style in styles],
                       [k.split("/", 1)[1] if "/" in k else k for k in keys], fontsize=6, frameon=False)
     for ax in list(axes.flat)[len(layout):]:
         ax.set_visible(False)
@@ -154,6 +165,7 @@ def curves_figure(histories: dict[str, list[dict[str, float]]], kinds: dict[str,
 def draw(out_dir: Path, histories: dict[str, list[dict[str, float]]], kinds: dict[str, str],
          scores: dict[str, float], families: dict[str, Family], metric: str, baseline: str) -> list[str]:
     """Write the figures that have data; returns their file names under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)  # also for the figures stages drew themselves
     written: list[str] = []  # the result first, then how training went
     if scores:
         written += _save(metric_figure(scores, families, metric, baseline), out_dir, metric)

@@ -69,3 +69,8 @@ def test_curves_are_small_multiples_per_quantity_and_kind_with_a_colour_per_stag
 
 def test_decimals_follow_the_scale() -> None:
     assert [plots.decimals(v) for v in ([61.875, 20.75], [0.8125], [5.5], [])] == [1, 3, 2, 2]
+
+
+def test_a_panel_tells_apart_up_to_sixteen_series() -> None:
+    styles = [tuple(sorted(s.items())) for s in plots.line_styles(17)]
+    assert len(set(styles[:16])) == 16 and styles[16] == styles[0]
