@@ -2,7 +2,8 @@
 
 ``report.json`` = ``{"recipe", "baseline", "primary_metric", "models": {name: {metric: number}}, "families": {name:
 family}, "gains": [{"model", "against", "isolates", "diff": {metric: number}}], "stages": [{"name", "kind", "status",
-"seconds"}], "seconds": {"now", "computed"}, "rankers": {stage: {column: value}}, "viewers": {stage: rankings.html}}``.
+"seconds"}], "seconds": {"now", "computed"}, "rankers": {stage: its counts and ranker stats}, "viewers": {stage:
+rankings.html}}``.
 A stage's ``seconds`` is what computing its output took, also when this run found it ``cached``: a re-run's report
 still says what the run costs. ``gains`` are the recipe's controls (``tuna_open.pipeline.lineage``) subtracted
 from each stage they control, and the baseline too: where a gain comes from.
@@ -20,7 +21,7 @@ from tuna_open.data.manifest import read_manifest
 from tuna_open.errors import UserError
 from tuna_open.pipeline import lineage, plots
 from tuna_open.pipeline.report_html import render_html
-from tuna_open.pipeline.tables import ranker_rows, tables
+from tuna_open.pipeline.tables import ranker_stats, tables
 from tuna_open.recipe import Recipe
 from tuna_open.stages.context import StageResult
 from tuna_open.stages.registry import STAGES
@@ -69,7 +70,7 @@ def write_report(recipe: Recipe, run_dir: Path, entries: list[dict[str, Any]],
         "stages": entries,
         "seconds": {"now": round(sum(e["seconds"] for e in entries if e["status"] == "done"), 2),
                     "computed": round(sum(e["seconds"] for e in entries), 2)},
-        "rankers": ranker_rows(results),
+        "rankers": ranker_stats(results),
         "viewers": {name: r.extra["viewer"] for name, r in results.items() if "viewer" in r.extra},
     }
     histories = {name: r.history for name, r in results.items() if r.history}

@@ -55,14 +55,9 @@ def _summed(stats: dict[str, Any], names: tuple[str, ...]) -> float | None:
     return sum(found) if found else None
 
 
-def ranker_rows(results: dict[str, StageResult]) -> dict[str, dict[str, Any]]:
-    """Rank stage → its table row: the stage's result counts merged with its ranker's stats."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, r in results.items():
-        if "ranker" in r.extra:
-            stats = {**r.extra["ranker"], **r.counts}
-            out[name] = {col: v for col, get in RANKER_COLUMNS if (v := get(stats)) is not None}
-    return out
+def ranker_stats(results: dict[str, StageResult]) -> dict[str, dict[str, Any]]:
+    """Rank stage → its ranker's stats merged with the stage's result counts (``report.json``'s ``rankers``)."""
+    return {name: {**r.extra["ranker"], **r.counts} for name, r in results.items() if "ranker" in r.extra}
 
 
 def tables(report: dict[str, Any]) -> list[Table]:
@@ -107,8 +102,9 @@ def tables(report: dict[str, Any]) -> list[Table]:
                      [[e["name"], e["kind"], e["status"], f"{e['seconds']:.1f}"] for e in report["stages"]],
                      note, [False, False, False, True]))
     if report.get("rankers"):
-        cols = [c for c, _ in RANKER_COLUMNS if any(c in row for row in report["rankers"].values())]
-        rows = [[stage, *(_cell(row.get(c)) for c in cols)] for stage, row in report["rankers"].items()]
+        cells = {stage: {col: get(stats) for col, get in RANKER_COLUMNS} for stage, stats in report["rankers"].items()}
+        cols = [c for c, _ in RANKER_COLUMNS if any(row[c] is not None for row in cells.values())]
+        rows = [[stage, *(_cell(row[c]) for c in cols)] for stage, row in cells.items()]
         out.append(Table("Rankers", ["rank stage", *cols], rows, "", [False] + [True] * len(cols)))
     return out
 

@@ -45,6 +45,8 @@ def test_rank_stages_get_a_table_of_what_their_results_count(run_dir: Path) -> N
     rows = section(md, "Rankers")
     assert rows[1] == "| tuna_c_rankings | 2400 | 3 | 1 | 76 | 10489 / 14400 (72.8%) | 0.812 | 1500 | 0.250 |"
     assert rows[0] == "| tuna_p_rankings | 2400 | 3 | 1 | 76 | 10489 / 14400 (72.8%) | — | — | — |"
+    stats = json.loads((run_dir / "report.json").read_text())["rankers"]["tuna_c_rankings"]
+    assert stats["tied_pairs"] == 10489 and stats["cost_usd"] == 0.25  # report.json keeps the numbers, not cells
 
 
 def test_plots_are_written_as_png_and_svg(run_dir: Path) -> None:
