@@ -124,15 +124,22 @@ def validate(recipe_path: Path, overrides: tuple[str, ...], check_endpoints: boo
               help="Candidates JSONL ({id, instruction, input, candidates, ...}).")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @user_errors
 def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tuple[str, ...], batch_size: int) -> None:
-    """Rank a candidates file with any ranker config (resumable; cached when cache_dir is set)."""
+    """Rank a candidates file with any ranker config (resumable; cached when cache_dir is set).
+
+    Every path it writes (the rankings, their ``.partial`` file, the ``.html`` viewer beside them, the cache) is
+    checked before the first paid request, and the output is locked: a mistake or a second command on the same
+    file costs nothing.
+    """
     from pydantic import ValidationError
 
     from tuna_open.data.jsonl import read_jsonl
     from tuna_open.data.records import RANK_INPUT_FIELDS, load_records
     from tuna_open.models import resolve_model_refs
+    from tuna_open.pipeline.integrity import RunDirLock
+    from tuna_open.pipeline.outputs import check_dir, check_file_output, check_outputs
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.context import track
     from tuna_open.stages.rank import rank_records
@@ -145,11 +152,19 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
         raise UserError(f"{ranker_path}: {err.errors()[0]['msg']}") from None
     if not input_path.is_file():
         raise UserError(f"{input_path}: file not found")
+    viewer_path = output_path.with_suffix(".html")
+    written = [output_path, output_path.with_name(output_path.name + ".partial"), viewer_path]
+    check_outputs(written, [input_path, ranker_path], "rank")
+    for path in written:
+        check_file_output(path, "rank")
+    if choice.cache_dir:
+        check_dir(Path(choice.cache_dir), "the ranker's cache_dir")
     records = load_records(input_path, RANK_INPUT_FIELDS)
     _quiet_libraries()
-    result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
-                          choice.max_failure_fraction, functools.partial(track, console))
-    viewer = write_rankings_html(records, read_jsonl(output_path), output_path.with_suffix(".html"),
+    with RunDirLock(output_path.parent, f".{output_path.name}.lock", "use another --output"):
+        result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
+                              choice.max_failure_fraction, functools.partial(track, console))
+    viewer = write_rankings_html(records, read_jsonl(output_path), viewer_path,
                                  f"rankings of {input_path.name} ({choice.backend})")
     click.echo(f"{result.summary} → {output_path} (viewer: {viewer})")
 
@@ -203,7 +218,7 @@ def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_i
 @click.option("--private", is_flag=True, help="Create the repo as private.")
 @user_errors
 def push(run_dir: Path, stage: str, repo_id: str, private: bool) -> None:
-    """Write a model card into a model stage's output and upload the model to the Hugging Face Hub."""
+    """Upload a model stage's model, with a model card, to the Hugging Face Hub."""
     from tuna_open.pipeline.export import publish_model
 
     click.echo(f"pushed: {publish_model(run_dir, stage, repo_id, private)}")

@@ -29,17 +29,30 @@ from rich.console import Console
 from tuna_open import distributed
 from tuna_open.data.digest import file_digest
 from tuna_open.errors import UserError
+from tuna_open.pipeline import outputs
 
 LOCK_NAME = ".lock"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RunDirLock:
-    """An exclusive, non-blocking lock on ``run_dir/.lock``, held from ``acquire`` to ``release`` (or death)."""
+    """An exclusive, non-blocking lock on ``run_dir/.lock``, held from ``acquire`` to ``release`` (or death).
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_NAME
+    ``name`` and ``hint`` serve ``tuna-open rank``, which locks its output file's own lock file beside it: two
+    commands ranking into one file would pay for every judgement twice.
+    """
+
+    def __init__(self, run_dir: Path, name: str = LOCK_NAME, hint: str = "use another --run-dir") -> None:
+        self.path = run_dir / name
+        self.hint = hint
         self._fd: int | None = None
+
+    def __enter__(self) -> "RunDirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def acquire(self) -> None:
         try:
@@ -53,7 +66,7 @@ class RunDirLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise UserError(f"run dir {self.path.parent} is in use by another run (pid {holder}); "
-                            f"wait for it or use another --run-dir") from None
+                            f"wait for it or {self.hint}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -67,19 +80,21 @@ class RunDirLock:
 def locked_run_dir(run: F) -> F:
     """Decorate ``run_recipe(recipe, run_dir, *, dry_run=False, ...)``: hold the run-dir lock for the whole run.
 
-    A dry run writes nothing and takes no lock.
+    Before anything is written the directory must be a run's (``outputs.check_run_dir``: a user's folder given
+    as ``--run-dir`` is refused, not overwritten); it is marked as one once locked. A dry run writes nothing and
+    takes no lock.
     """
 
     @functools.wraps(run)
     def wrapper(recipe: Any, run_dir: Path, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("dry_run") or not distributed.is_main():  # other ranks are part of rank 0's run
+        if not distributed.is_main():  # other ranks are part of rank 0's run
             return run(recipe, run_dir, *args, **kwargs)
-        lock = RunDirLock(Path(run_dir))
-        lock.acquire()
-        try:
+        outputs.check_run_dir(Path(run_dir))
+        if kwargs.get("dry_run"):
             return run(recipe, run_dir, *args, **kwargs)
-        finally:
-            lock.release()
+        with RunDirLock(Path(run_dir)):
+            outputs.mark(Path(run_dir), outputs.RUN_MARKER)
+            return run(recipe, run_dir, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

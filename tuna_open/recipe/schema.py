@@ -65,10 +65,15 @@ class RankerChoice(RankerConfig):
         return {"backend": name, **common, **copy.deepcopy((self.model_extra or {}).get(name, {}))}
 
 
+NAME_MAX = 100
+"""Longest recipe or stage name: each is a directory name (``runs/<recipe>``, ``stages/<stage>``) with files
+named after it inside, and file systems refuse names over 255 bytes."""
+
+
 class StageConfig(Strict):
     """Fields every stage has. ``name`` is also the name of its output (``@name``)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=NAME_MAX)
     kind: str
     seed: int | None = None
     """Overrides the recipe seed for this stage."""
@@ -101,7 +106,9 @@ class ReportConfig(Strict):
 
 
 class Recipe(Strict):
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$", max_length=NAME_MAX)
+    """The default run directory is ``runs/<name>``: one plain path component (no ``/``, no leading ``.``), so a
+    run never lands outside ``runs/``."""
     description: str = ""
     seed: int = 0
     data: dict[str, DataSource] = {}
