@@ -5,6 +5,7 @@ User mistakes (bad recipe, missing file, unknown backend) print one ``error:`` l
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -19,6 +20,11 @@ from rankers import EngineError, RankerConfigError
 from tuna_open.errors import UserError
 
 console = Console(soft_wrap=True)  # one line per stage, however narrow the terminal
+
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG})
+"""OS errors that are this machine's state, not a bug: a full disk, a read-only or foreign directory, a name the
+file system refuses. Every write is atomic (a temporary file or directory swapped in when complete), so at
+that point nothing finished is lost and the same command resumes once the cause is fixed."""
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,6 +42,13 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise  # our own import is a bug, not a user's missing package
             click.echo(f"error: the {err.name} module is not installed (needed by this command); install the "
                        f"package that provides it, e.g. pip install {err.name.split('.')[0]}", err=True)
+            sys.exit(2)
+        except OSError as err:
+            if err.errno not in MACHINE_ERRNOS:
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}; nothing finished was lost, run the same command "
+                       "again once this is fixed", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished sampling and ranking records are kept (a training stage restarts); "
@@ -177,13 +190,13 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
 def agree(a: Path, b: Path, category_key: str | None) -> None:
     """Compare two rankings files of the same candidates: Kendall τ, top-1 agreement, per category."""
     from rankers.agreement import agreement
-    from tuna_open.data.jsonl import read_jsonl
+    from tuna_open.data.records import load_records
 
     for p in (a, b):
         if not p.is_file():
             raise UserError(f"{p}: file not found")
-    try:
-        result = agreement(read_jsonl(a), read_jsonl(b), category_key=category_key)
+    try:  # each record a ranking: an order, or a failure (a candidates file given by mistake names its line)
+        result = agreement(*(load_records(p, ("id", ("order", "failed"))) for p in (a, b)), category_key=category_key)
     except ValueError as err:
         raise UserError(str(err)) from None
     click.echo(json.dumps(result, indent=2))

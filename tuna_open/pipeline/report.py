@@ -12,10 +12,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.data.manifest import read_manifest
 from tuna_open.errors import UserError
 from tuna_open.recipe import Recipe
+from tuna_open.recipe.schema import first_error
 from tuna_open.stages.context import StageResult
 from tuna_open.stages.registry import STAGES
 
@@ -137,7 +140,10 @@ def report_from_run_dir(run_dir: Path) -> dict[str, Any]:
     recipe_file = run_dir / "recipe.json"
     if not recipe_file.is_file():
         raise UserError(f"{run_dir}: not a tuna-open run directory (no recipe.json)")
-    recipe = Recipe.model_validate_json(recipe_file.read_text(), context={"stages": STAGES})
+    try:
+        recipe = Recipe.model_validate_json(recipe_file.read_text(encoding="utf-8"), context={"stages": STAGES})
+    except ValidationError as err:
+        raise UserError(f"{recipe_file}: not a valid run recipe ({first_error(err)})") from None
     entries: list[dict[str, Any]] = []
     results: dict[str, StageResult] = {}
     for stage in recipe.stages:
