@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Annotated, Any, Mapping, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -65,6 +65,9 @@ class RankerChoice(RankerConfig):
         return {"backend": name, **common, **copy.deepcopy((self.model_extra or {}).get(name, {}))}
 
 
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""A seed numpy, torch and the samplers all accept: ``seed: 1e23`` validated, then crashed the run."""
+
 NAME_MAX = 100
 """Longest recipe or stage name: each is a directory name (``runs/<recipe>``, ``stages/<stage>``) with files
 named after it inside, and file systems refuse names over 255 bytes."""
@@ -75,7 +78,7 @@ class StageConfig(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=NAME_MAX)
     kind: str
-    seed: int | None = None
+    seed: Seed | None = None
     """Overrides the recipe seed for this stage."""
 
     def effective(self, recipe: "Recipe") -> dict[str, Any]:
@@ -110,7 +113,7 @@ class Recipe(Strict):
     """The default run directory is ``runs/<name>``: one plain path component (no ``/``, no leading ``.``), so a
     run never lands outside ``runs/``."""
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     data: dict[str, DataSource] = {}
     ranker: RankerChoice | None = None
     """The default ranker of ``rank`` stages that have none of their own (Tuna_c's judge)."""
