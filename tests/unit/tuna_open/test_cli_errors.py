@@ -138,3 +138,12 @@ def test_alias_bombs_and_huge_files_are_refused(tmp_path: Path) -> None:
     one_error(*validate(tmp_path, "\n".join([*lines, "stages: []"]) + "\n", "--schema-only"), "aliases")
     one_error(*validate(tmp_path, "name: &a [*a]\nstages: []\n", "--schema-only"), "recursive")
     one_error(*validate(tmp_path, "name: x\n" + "#" * 5_000_000 + "\nstages: []\n", "--schema-only"), "bytes")
+
+
+def test_an_environment_variable_with_a_bad_value_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNA_PROGRESS_INTERVAL", "abc")
+    recipe = {"name": "t", "data": DATA, "stages": [
+        INIT, {"name": "s", "kind": "sample", "model": "@init", "data": "p", "n": 2, "max_new_tokens": 2,
+               "dedup": False, "min_candidates": 1}]}
+    one_error(*invoke("run", str(write_recipe(tmp_path, recipe)), "--run-dir", str(tmp_path / "run")),
+              "TUNA_PROGRESS_INTERVAL", "abc")
