@@ -79,6 +79,8 @@ def parse_yaml(text: str, where: str) -> Any:
 
 def load_mapping(path: Path, what: str) -> dict[str, Any]:
     """Read a YAML (or JSON) mapping; a missing file or a syntax error is one line naming ``file:line:col``."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a {what} file (YAML or JSON)")
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
     if path.stat().st_size > MAX_BYTES:

@@ -147,3 +147,9 @@ def test_an_environment_variable_with_a_bad_value_is_named(tmp_path: Path, monke
                "dedup": False, "min_candidates": 1}]}
     one_error(*invoke("run", str(write_recipe(tmp_path, recipe)), "--run-dir", str(tmp_path / "run")),
               "TUNA_PROGRESS_INTERVAL", "abc")
+
+
+def test_a_recipe_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    """It said 'recipe file not found' of a path that exists."""
+    (tmp_path / "r.yaml").mkdir()
+    one_error(*invoke("validate", str(tmp_path / "r.yaml")), "is a directory")
