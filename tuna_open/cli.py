@@ -142,9 +142,9 @@ def validate(recipe_path: Path, overrides: tuple[str, ...], check_endpoints: boo
 def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tuple[str, ...], batch_size: int) -> None:
     """Rank a candidates file with any ranker config (resumable; cached when cache_dir is set).
 
-    Every path it writes (the rankings, their ``.partial`` file, the ``.html`` viewer beside them, the cache) is
-    checked before the first paid request, and the output is locked: a mistake or a second command on the same
-    file costs nothing.
+    Every path it writes (the rankings, their ``.partial`` file, the ``.html`` viewer beside them; the cache when
+    the config is validated) is checked before the first paid request, and the output is locked: a mistake or a
+    second command on the same file costs nothing.
     """
     from pydantic import ValidationError
 
@@ -152,7 +152,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from tuna_open.data.records import RANK_INPUT_FIELDS, load_records
     from tuna_open.models import resolve_model_refs
     from tuna_open.pipeline.integrity import RunDirLock
-    from tuna_open.pipeline.outputs import check_dir, check_file_output, check_outputs
+    from tuna_open.pipeline.outputs import check_file_output, check_outputs
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.context import track
     from tuna_open.stages.rank import rank_records
@@ -170,8 +170,6 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     check_outputs(written, [input_path, ranker_path], "rank")
     for path in written:
         check_file_output(path, "rank")
-    if choice.cache_dir:
-        check_dir(Path(choice.cache_dir), "the ranker's cache_dir")
     records = load_records(input_path, RANK_INPUT_FIELDS)
     _quiet_libraries()
     with RunDirLock(output_path.parent, f".{output_path.name}.lock", "use another --output"):

@@ -51,12 +51,6 @@ def check_file_output(path: Path, what: str) -> None:
         raise UserError(f"{path}: {what} writes a file here, but it is a directory")
 
 
-def check_dir(path: Path, what: str) -> None:
-    """A directory a command writes into (a cache): refused when a file sits there."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: {what} must be a directory, but it is a file")
-
-
 def check_claimed_dir(path: Path, marker: str, what: str, replaced: bool = False) -> None:
     """A directory a command fills (or, ``replaced``, swaps for a new one): it must be missing, empty, or
     marked with ``marker``. ``what`` names the directory in the error (``run dir``, ``export output``).

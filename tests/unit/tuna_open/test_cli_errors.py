@@ -153,3 +153,11 @@ def test_a_recipe_that_is_a_directory_says_so(tmp_path: Path) -> None:
     """It said 'recipe file not found' of a path that exists."""
     (tmp_path / "r.yaml").mkdir()
     one_error(*invoke("validate", str(tmp_path / "r.yaml")), "is a directory")
+
+
+def test_a_recipe_ranker_cache_dir_that_is_a_file_fails_at_validate(tmp_path: Path) -> None:
+    """It failed at the rank stage's first cache write: after the run had sampled and the judge had been paid."""
+    (tmp_path / "cache").write_text("")
+    ranker = {"backend": "function", "cache_dir": str(tmp_path / "cache"),
+              "function": {"callable": "tuna_open.builtin.tasks:score_request"}}
+    one_error(*validate(tmp_path, {**RECIPE, "ranker": ranker}, "--schema-only"), "cache_dir", "is a file")
