@@ -133,10 +133,10 @@ def test_push_a_model_stage_writes_a_model_card(ranked_run: Path, hub: list[tupl
 def test_a_failed_push_leaves_the_model_as_trained(ranked_run: Path, hub: list[tuple[str, dict]],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The card was written into the model dir first: a failed upload left it there and the next run retrained."""
-    def refused(self: FakeHfApi, **kw: object) -> object:
+    def refused(self: FakeHfApi, *args: object, **kw: object) -> object:
         raise OSError("connection reset")
 
-    monkeypatch.setattr(FakeHfApi, "create_commit", refused)
+    monkeypatch.setattr(FakeHfApi, "create_repo", refused)
     before = sorted(p.name for p in (ranked_run / "stages/init/model").iterdir())
     with pytest.raises(OSError):
         CliRunner().invoke(main, ["push", str(ranked_run), "init", "me/tiny"], catch_exceptions=False)
