@@ -89,6 +89,11 @@ class StageConfig(Strict):
         """Recipe ``data`` entries this stage reads (checked to exist before work starts)."""
         return []
 
+    def input_paths(self) -> dict[str, str]:
+        """Local files or directories this stage reads, by field (``lmentry.data_dir``), relative to the recipe:
+        checked to exist before work starts, not after the models were loaded."""
+        return {}
+
 
 def recipe_data(*names: str | None) -> list[str]:
     """The ``names`` that are recipe ``data`` entries: not unset, not ``@stage`` records (a stage's output)."""
