@@ -131,17 +131,21 @@ def _csv_rows(path: Path) -> Iterator[Row]:
     A byte-order mark at the start (Excel writes one) is the encoding's, not the header's. An invisible
     character inside a header name, or a row with more cells than the header has columns (an unquoted comma),
     is an error naming it: the first made ``instruction`` a different column, the second silently dropped
-    the row's extra text.
+    the row's extra text. So are a column named twice (the last silently won) and broken quoting (strict: an
+    unterminated quote swallowed the rest of the file into one cell).
     """
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(fh, strict=True)
         start = 2
         try:
-            for name in reader.fieldnames or []:
+            names = reader.fieldnames or []
+            for i, name in enumerate(names):
                 char = _invisible(name)
                 if char:
                     raise UserError(f"{path}:1: header {name!r} contains an invisible character ({char}); "
                                     "remove it")
+                if name in names[:i]:
+                    raise UserError(f"{path}:1: column {name!r} appears twice in the header")
             for row in reader:
                 if None in row:
                     raise UserError(f"{path}:{start}: {len(reader.fieldnames or []) + len(row[None])} cells, but "
@@ -151,6 +155,8 @@ def _csv_rows(path: Path) -> Iterator[Row]:
                 start = reader.line_num + 1
         except UnicodeDecodeError:
             raise UserError(f"{path}:{reader.line_num + 1}: not UTF-8 text") from None
+        except csv.Error as err:
+            raise UserError(f"{path}:{start}: invalid CSV ({err}; a cell with a quote needs it doubled)") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:

@@ -161,3 +161,11 @@ def test_a_recipe_ranker_cache_dir_that_is_a_file_fails_at_validate(tmp_path: Pa
     ranker = {"backend": "function", "cache_dir": str(tmp_path / "cache"),
               "function": {"callable": "tuna_open.builtin.tasks:score_request"}}
     one_error(*validate(tmp_path, {**RECIPE, "ranker": ranker}, "--schema-only"), "cache_dir", "is a file")
+
+
+def test_a_missing_benchmark_directory_fails_before_any_model_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """--lmentry /nonexistent validated, and the run loaded every model before finding out."""
+    code, out = invoke("eval", "--model", f"a={tiny_model_dir}", "--lmentry", str(tmp_path / "nope"),
+                       "--run-dir", str(tmp_path / "run"))
+    one_error(code, out, "lmentry.data_dir", "not found")
+    assert not (tmp_path / "run").exists()

@@ -201,3 +201,13 @@ def test_an_hf_sampler_batch_size_must_be_positive(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="batch_size"):
         SamplerChoice.model_validate({"backend": "hf", "hf": {"batch_size": 0}})
+
+
+def test_a_csv_column_named_twice_or_an_unterminated_quote_is_named(tmp_path: Path) -> None:
+    """#20 probe: the second 'instruction' column silently won; an open quote swallowed the rest of the file."""
+    (tmp_path / "twice.csv").write_text("instruction,instruction\na,b\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"twice.csv:1: column 'instruction' appears twice"):
+        load(tmp_path / "twice.csv")
+    (tmp_path / "quote.csv").write_text('instruction,output\nadd,5\n"say hi,hello\nbye,x\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"quote.csv:3: invalid CSV"):
+        load(tmp_path / "quote.csv")
