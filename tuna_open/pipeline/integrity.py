@@ -31,7 +31,7 @@ from tuna_open.data.digest import file_digest
 from tuna_open.errors import UserError
 from tuna_open.pipeline import outputs
 
-LOCK_NAME = ".lock"
+LOCK_NAME = outputs.RUN_LOCK
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -18,14 +18,15 @@ from tuna_open.errors import UserError
 
 RUN_MARKER = ".tuna-open-run"
 """Written into a run directory on first use: the directory is a run's and ``run`` may write into it."""
-LEGACY_RUN_MARKER = ".lock"
-"""The run lock every earlier run left: a directory holding it is a run directory from before ``RUN_MARKER``."""
+RUN_LOCK = ".lock"
+"""The run lock file (``integrity.RunDirLock``), left in every run dir: one holding it is a run's, also from
+before ``RUN_MARKER``."""
 EXPORT_MARKER = ".tuna-open-export"
 """Written into an ``export`` output: re-exporting there replaces it, and nothing else is ever replaced."""
 
 
 def _related(a: Path, b: Path) -> bool:
-    """``a`` and ``b`` are the same path, or one lies inside the other (resolved: ``.``, ``..`` and links)."""
+    """``a`` and ``b`` (resolved by the caller: no ``.``, ``..`` or links) are one path, or one lies in the other."""
     return a == b or a in b.parents or b in a.parents
 
 
@@ -73,7 +74,7 @@ def check_claimed_dir(path: Path, marker: str, what: str, replaced: bool = False
 
 def check_run_dir(run_dir: Path) -> None:
     """A run directory: new, empty, or a run's (``RUN_MARKER``, or the lock of a run from before it)."""
-    if (run_dir / LEGACY_RUN_MARKER).is_file():
+    if (run_dir / RUN_LOCK).is_file():
         return
     check_claimed_dir(run_dir, RUN_MARKER, "run dir")
 
