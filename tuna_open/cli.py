@@ -213,8 +213,10 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
 @user_errors
 def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_id: str | None) -> None:
     """Export a rank stage's rankings as a Hugging Face dataset (loadable with datasets.load_dataset(OUTPUT))."""
-    from tuna_open.pipeline.export import export_dataset, push_to_hub
+    from tuna_open.pipeline.export import export_dataset, push_to_hub, require_hub_token
 
+    if repo_id:
+        require_hub_token()
     _quiet_libraries()
     counts = export_dataset(run_dir, stage, fmt, output, pairs)  # type: ignore[arg-type]
     click.echo(f"{counts['rows']} {fmt} rows from {counts['rankings']} rankings ({counts['failed']} failed) → {output}")

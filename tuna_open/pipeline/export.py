@@ -137,6 +137,15 @@ def export_dataset(run_dir: Path, stage: str, fmt: ExportFormat, output: Path,
     return counts
 
 
+def require_hub_token() -> None:
+    """One line, before any work, when no Hugging Face token is configured: the Hub would refuse the upload
+    only after the repo was looked up (or, for ``export --push-to-hub``, after the export was written)."""
+    from huggingface_hub import get_token
+
+    if get_token() is None:
+        raise UserError("no Hugging Face token: set HF_TOKEN or run 'hf auth login' before pushing")
+
+
 def push_to_hub(folder: Path, repo_id: str, repo_type: Literal["dataset", "model"] = "dataset",
                 private: bool = False, extra: dict[str, str] | None = None) -> str:
     """Create (or reuse) the repo ``repo_id`` and upload ``folder`` plus the ``extra`` files (repo path → text)
@@ -147,10 +156,9 @@ def push_to_hub(folder: Path, repo_id: str, repo_type: Literal["dataset", "model
     manifest). The token comes from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``); without
     one, one line says so before the Hub is contacted.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    from huggingface_hub import CommitOperationAdd, HfApi
 
-    if get_token() is None:
-        raise UserError("no Hugging Face token: set HF_TOKEN or run 'hf auth login' before pushing")
+    require_hub_token()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != EXPORT_MARKER)
     operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
                   for p in files if p.relative_to(folder).as_posix() not in (extra or {})]

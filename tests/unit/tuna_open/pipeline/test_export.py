@@ -173,3 +173,14 @@ def test_trl_dpo_trainer_trains_on_the_export(ranked_run: Path, tiny_model_dir: 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert trainer.state.global_step == 3 and len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_export_push_without_a_token_fails_before_exporting(ranked_run: Path, tmp_path: Path,
+                                                           hub: list[tuple[str, dict]],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = CliRunner().invoke(main, ["export", str(ranked_run), "rankings", "--format", "sft",
+                                       "--output", str(tmp_path / "d"), "--push-to-hub", "me/x"])
+    assert result.exit_code == 2 and result.output.startswith("error: no Hugging Face token"), result.output
+    assert hub == [] and not (tmp_path / "d").exists()
