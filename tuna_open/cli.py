@@ -152,7 +152,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     from tuna_open.data.records import RANK_INPUT_FIELDS, load_records
     from tuna_open.models import resolve_model_refs
     from tuna_open.pipeline.integrity import RunDirLock
-    from tuna_open.pipeline.outputs import check_file_output, check_outputs
+    from tuna_open.pipeline.outputs import check_file_output, check_outputs, enclosing_run_dir
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.context import track
     from tuna_open.stages.rank import rank_records
@@ -172,7 +172,10 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
         check_file_output(path, "rank")
     records = load_records(input_path, RANK_INPUT_FIELDS)
     _quiet_libraries()
-    with RunDirLock(output_path.parent, f".{output_path.name}.lock", "use another --output"):
+    run_dir = enclosing_run_dir(output_path)  # inside a run: the run's own lock, as 'run' takes it
+    lock = RunDirLock(run_dir) if run_dir else RunDirLock(output_path.parent, f".{output_path.name}.lock",
+                                                          "use another --output")
+    with lock:
         result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
                               choice.max_failure_fraction, functools.partial(track, console))
     viewer = write_rankings_html(records, read_jsonl(output_path), viewer_path,

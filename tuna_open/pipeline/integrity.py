@@ -54,6 +54,20 @@ class RunDirLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def in_use(self) -> bool:
+        """Whether another process holds the lock now (probed without creating the lock file)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the probe's own lock
+        return False
+
     def acquire(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,19 +95,22 @@ def locked_run_dir(run: F) -> F:
     """Decorate ``run_recipe(recipe, run_dir, *, dry_run=False, ...)``: hold the run-dir lock for the whole run.
 
     Before anything is written the directory must be a run's (``outputs.check_run_dir``: a user's folder given
-    as ``--run-dir`` is refused, not overwritten); it is marked as one once locked. A dry run writes nothing and
-    takes no lock.
+    as ``--run-dir`` is refused, not overwritten), unless a run holds it right now (the lock then names it); it
+    is marked as one before it is locked, so a second run never finds it locked but unmarked. A dry run writes
+    nothing and takes no lock.
     """
 
     @functools.wraps(run)
     def wrapper(recipe: Any, run_dir: Path, *args: Any, **kwargs: Any) -> Any:
         if not distributed.is_main():  # other ranks are part of rank 0's run
             return run(recipe, run_dir, *args, **kwargs)
-        outputs.check_run_dir(Path(run_dir))
+        lock = RunDirLock(Path(run_dir))
+        if not lock.in_use():
+            outputs.check_run_dir(Path(run_dir))
         if kwargs.get("dry_run"):
             return run(recipe, run_dir, *args, **kwargs)
-        with RunDirLock(Path(run_dir)):
-            outputs.mark(Path(run_dir), outputs.RUN_MARKER)
+        outputs.mark(Path(run_dir), outputs.RUN_MARKER)
+        with lock:
             return run(recipe, run_dir, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

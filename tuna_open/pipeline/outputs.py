@@ -11,6 +11,7 @@ without the marker is someone else's and is refused, never emptied.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -19,8 +20,7 @@ from tuna_open.errors import UserError
 RUN_MARKER = ".tuna-open-run"
 """Written into a run directory on first use: the directory is a run's and ``run`` may write into it."""
 RUN_LOCK = ".lock"
-"""The run lock file (``integrity.RunDirLock``), left in every run dir: one holding it is a run's, also from
-before ``RUN_MARKER``."""
+"""The run lock file (``integrity.RunDirLock``), left in every run dir (see ``is_run_dir`` for older ones)."""
 EXPORT_MARKER = ".tuna-open-export"
 """Written into an ``export`` output: re-exporting there replaces it, and nothing else is ever replaced."""
 
@@ -72,11 +72,31 @@ def check_claimed_dir(path: Path, marker: str, what: str, replaced: bool = False
                     "give a new or empty directory")
 
 
+def is_run_dir(directory: Path) -> bool:
+    """Whether ``directory`` is a run's: marked (``RUN_MARKER``), or a run from before the marker, which left
+    both its lock and a ``recipe.json`` with stages. A ``.lock`` alone proves nothing: other tools (pytest's
+    temporary directories) leave one too."""
+    if (directory / RUN_MARKER).is_file():
+        return True
+    if not (directory / RUN_LOCK).is_file() or not (directory / "recipe.json").is_file():
+        return False
+    try:
+        recipe = json.loads((directory / "recipe.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(recipe, dict) and isinstance(recipe.get("stages"), list)
+
+
 def check_run_dir(run_dir: Path) -> None:
-    """A run directory: new, empty, or a run's (``RUN_MARKER``, or the lock of a run from before it)."""
-    if (run_dir / RUN_LOCK).is_file():
-        return
-    check_claimed_dir(run_dir, RUN_MARKER, "run dir")
+    """A run directory: new, empty, or a run's (``is_run_dir``)."""
+    if not is_run_dir(run_dir):
+        check_claimed_dir(run_dir, RUN_MARKER, "run dir")
+
+
+def enclosing_run_dir(path: Path) -> Path | None:
+    """The run directory ``path`` lies in (the nearest parent marked as one), if any: a command writing there
+    takes that run's lock, so it never races a ``run`` of the same directory."""
+    return next((parent for parent in path.resolve().parents if is_run_dir(parent)), None)
 
 
 def mark(directory: Path, marker: str) -> None:

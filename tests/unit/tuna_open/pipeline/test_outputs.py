@@ -127,6 +127,17 @@ def test_rank_takes_a_lock_on_its_output(tmp_path: Path) -> None:
     assert rank(tmp_path, tmp_path / "r.jsonl")[0] == 0 and len(score_functions.CALLS) == 3
 
 
+def test_rank_into_a_run_dir_takes_the_runs_lock(tmp_path: Path) -> None:
+    from tuna_open.pipeline.integrity import RunDirLock
+    from tuna_open.pipeline.outputs import RUN_MARKER, mark
+
+    run = tmp_path / "run"
+    mark(run, RUN_MARKER)
+    with RunDirLock(run):  # a 'run' of that directory in progress
+        one_error(*rank(tmp_path, run / "extra" / "r.jsonl"), "in use by another run")
+    assert score_functions.CALLS == []
+
+
 def test_rank_batch_size_must_be_positive(tmp_path: Path) -> None:
     for size in ("0", "-1"):
         code, out = rank(tmp_path, tmp_path / "r.jsonl", None, "--batch-size", size)
@@ -152,6 +163,19 @@ def test_run_dir_that_is_a_users_folder_is_refused(tmp_path: Path) -> None:
     one_error(*run_cmd(tmp_path, "--run-dir", str(mine)), "not written by tuna-open")
     one_error(*run_cmd(tmp_path, "--run-dir", str(mine), "--dry-run"), "not written by tuna-open")
     assert snapshot(mine) == before
+
+
+def test_a_run_dir_from_before_the_marker_is_still_a_run_dir_and_a_lock_alone_is_not(tmp_path: Path) -> None:
+    from tuna_open.pipeline.outputs import RUN_MARKER
+
+    assert run_cmd(tmp_path, "--run-dir", str(tmp_path / "run"))[0] == 0
+    (tmp_path / "run" / RUN_MARKER).unlink()  # as an earlier version left it: .lock and recipe.json
+    assert run_cmd(tmp_path, "--run-dir", str(tmp_path / "run"))[0] == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / ".lock").write_text("")  # pytest and other tools leave one
+    (mine / "notes.txt").write_text("mine")
+    one_error(*run_cmd(tmp_path, "--run-dir", str(mine)), "not written by tuna-open")
 
 
 def test_a_run_dir_is_marked_and_reused(tmp_path: Path) -> None:
