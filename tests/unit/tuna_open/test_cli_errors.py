@@ -169,3 +169,13 @@ def test_a_missing_benchmark_directory_fails_before_any_model_loads(tmp_path: Pa
                        "--run-dir", str(tmp_path / "run"))
     one_error(code, out, "lmentry.data_dir", "not found")
     assert not (tmp_path / "run").exists()
+
+
+def test_report_on_a_users_folder_with_a_recipe_json_writes_nothing(finished_run: Path, tmp_path: Path) -> None:
+    """It overwrote the folder's report.md; only a run dir (marked, or an older run's lock) gets a report."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(finished_run / "recipe.json", mine / "recipe.json")
+    (mine / "report.md").write_text("my report")
+    one_error(*invoke("report", str(mine)), "not a tuna-open run directory")
+    assert (mine / "report.md").read_text() == "my report"
