@@ -73,6 +73,7 @@ def preflight(recipe: Recipe, check_endpoints: bool = False, timeout: float = 5.
     """Problems that would stop the run later, one line each; empty when the recipe can start."""
     out = Preflight()
     for stage in recipe.stages:
+        out.problems += recipe.missing_inputs(stage)
         config = stage.effective(recipe)
         needs = list(_packages(config))
         resolve_model_refs(config, lambda ref: needs.append(("gguf", f"model {ref} (a GGUF file)")))

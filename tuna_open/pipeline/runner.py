@@ -20,6 +20,7 @@ from rich.console import Console
 from tuna_open import distributed
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.data.manifest import read_manifest, write_manifest
+from tuna_open.errors import UserError
 from tuna_open.pipeline import integrity
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
 from tuna_open.pipeline.report import write_report
@@ -89,6 +90,9 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             entries.append({"name": stage.name, "kind": stage.kind, "status": "would run", "seconds": 0.0})
             console.print(f"▶  {stage.name:<18} would run ({stage.kind})")
             continue
+        missing = recipe.missing_inputs(stage)
+        if missing:
+            raise UserError("; ".join(missing))
         distributed.on_main(lambda: _prepare_stage_dir(stage_dir, fp, known, fresh=forced))
         distributed.on_main(lambda: integrity.clear_unfinished(stage_dir, output))
         ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=stage_dir, output=output, seed=seed,

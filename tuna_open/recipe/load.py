@@ -157,9 +157,6 @@ def check_recipe(recipe: Recipe, path: Path | str) -> None:
             # Relative to the working directory, like a model directory given as a path.
             if text.startswith("gguf:") and not Path(text[len("gguf:"):]).expanduser().is_file():
                 raise UserError(f"{where}: {text}: GGUF file not found")
-        for field, local in stage.input_paths().items():
-            if not recipe.resolve_path(local).exists():
-                raise UserError(f"{where}: {field}: not found: {local}")
         for data_name in stage.data_names():
             if data_name not in recipe.data:
                 known = ", ".join(recipe.data) or "none"

@@ -90,8 +90,8 @@ class StageConfig(Strict):
         return []
 
     def input_paths(self) -> dict[str, str]:
-        """Local files or directories this stage reads, by field (``lmentry.data_dir``), relative to the recipe:
-        checked to exist before work starts, not after the models were loaded."""
+        """Local files or directories this stage reads, by field (``lmentry.data_dir``), relative to the recipe
+        (``Recipe.missing_inputs``)."""
         return {}
 
 
@@ -153,6 +153,16 @@ class Recipe(Strict):
             if s.name == name:
                 return s
         raise UserError(f"no stage named {name!r} (stages: {', '.join(s.name for s in self.stages)})")
+
+    def missing_inputs(self, stage: StageConfig) -> list[str]:
+        """``stage``'s local inputs (``input_paths``) that do not exist, one line each naming the field.
+
+        Checked by ``validate``'s pre-flight and by the runner just before the stage runs, so a missing benchmark
+        directory fails before its models are loaded; not when the recipe loads: benchmark files are per machine,
+        and a recipe stays valid where they are not fetched yet.
+        """
+        return [f"stage {stage.name}: {field}: not found: {path}"
+                for field, path in stage.input_paths().items() if not self.resolve_path(path).exists()]
 
     def resolve_path(self, path: str) -> Path:
         p = Path(path).expanduser()

@@ -163,12 +163,23 @@ def test_a_recipe_ranker_cache_dir_that_is_a_file_fails_at_validate(tmp_path: Pa
     one_error(*validate(tmp_path, {**RECIPE, "ranker": ranker}, "--schema-only"), "cache_dir", "is a file")
 
 
-def test_a_missing_benchmark_directory_fails_before_any_model_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_a_missing_benchmark_directory_fails_before_any_model_loads(tmp_path: Path, tiny_model_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """--lmentry /nonexistent validated, and the run loaded every model before finding out."""
+    import transformers
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
     code, out = invoke("eval", "--model", f"a={tiny_model_dir}", "--lmentry", str(tmp_path / "nope"),
                        "--run-dir", str(tmp_path / "run"))
     one_error(code, out, "lmentry.data_dir", "not found")
-    assert not (tmp_path / "run").exists()
+    recipe = {"name": "e", "stages": [{"name": "eval", "kind": "eval", "models": {"a": str(tiny_model_dir)},
+                                       "lmentry": {"data_dir": "nope"}}]}
+    code, out = validate(tmp_path, recipe)
+    one_error(code, out, "lmentry.data_dir")
+    assert validate(tmp_path, recipe, "--schema-only")[0] == 0  # benchmark files are per machine
 
 
 def test_report_on_a_users_folder_with_a_recipe_json_writes_nothing(finished_run: Path, tmp_path: Path) -> None:
