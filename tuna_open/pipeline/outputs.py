@@ -46,8 +46,18 @@ def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path], what: str) ->
                 raise UserError(f"{out}: {what} writes both its output and {other.name} there; choose another name")
 
 
+def _check_parents(path: Path, what: str) -> None:
+    """Refuse a path under a file (``notes.txt/out``): creating it fails deep inside with ``NotADirectoryError``."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{path}: {what} cannot write here, {parent} is a file, not a directory")
+            return
+
+
 def check_file_output(path: Path, what: str) -> None:
-    """A file a command writes: refused when a directory (or anything but a file) sits there."""
+    """A file a command writes: refused when a directory (or anything but a file) sits there, or under a file."""
+    _check_parents(path, what)
     if path.exists() and not path.is_file():
         raise UserError(f"{path}: {what} writes a file here, but it is a directory")
 
@@ -59,6 +69,7 @@ def check_claimed_dir(path: Path, marker: str, what: str, replaced: bool = False
     A replaced directory is never the current one or above it: that would pull the user's shell out from under
     them (and ``.`` has no name to swap a new directory in under).
     """
+    _check_parents(path, what)
     cwd = Path.cwd()
     if replaced and path.resolve() in (cwd, *cwd.parents):
         raise UserError(f"{what} {path}: would replace the current directory; give a new directory")

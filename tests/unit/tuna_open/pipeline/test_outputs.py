@@ -67,6 +67,14 @@ def test_export_over_a_file_is_refused(run_copy: Path, tmp_path: Path) -> None:
     assert (tmp_path / "f").read_text() == "keep" and not (tmp_path / ".f.old").exists()
 
 
+def test_outputs_under_a_file_are_refused(run_copy: Path, tmp_path: Path) -> None:
+    """A NotADirectoryError traceback from export and run; rank blamed a 'run dir'."""
+    (tmp_path / "notes.txt").write_text("")
+    one_error(*export(run_copy, tmp_path / "notes.txt" / "d"), "notes.txt is a file")
+    one_error(*rank(tmp_path, tmp_path / "notes.txt" / "r.jsonl"), "notes.txt is a file")
+    one_error(*run_cmd(tmp_path, "--run-dir", str(tmp_path / "notes.txt" / "run")), "notes.txt is a file")
+
+
 def test_export_to_the_current_directory_is_refused(run_copy: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     here = tmp_path / "here"
