@@ -9,9 +9,10 @@ that backend is chosen. A recipe's ranker block is validated against ``Config`` 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rankers.base import Ranker
 
@@ -96,6 +97,14 @@ class RankerConfig(BaseModel):
     cache_dir: str | None = None
     """Content-addressed on-disk cache of results; re-runs make no new calls."""
     seed: int = 0
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_dir_not_a_file(cls, value: str | None) -> str | None:
+        # Checked when the config is validated: a file there failed only at the first cache write, after paying.
+        if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+            raise ValueError(f"{value} is a file, expected a directory")
+        return value
 
 
 class RankerConfigError(ValueError):

@@ -5,6 +5,7 @@ User mistakes (bad recipe, missing file, unknown backend) print one ``error:`` l
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -19,6 +20,11 @@ from rankers import EngineError, RankerConfigError
 from tuna_open.errors import UserError
 
 console = Console(soft_wrap=True)  # one line per stage, however narrow the terminal
+
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG})
+"""OS errors that are this machine's state, not a bug: a full disk, a read-only or foreign directory, a name the
+file system refuses. Every write is atomic (a temporary file or directory swapped in when complete), so at
+that point nothing finished is lost and the same command resumes once the cause is fixed."""
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,6 +42,13 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise  # our own import is a bug, not a user's missing package
             click.echo(f"error: the {err.name} module is not installed (needed by this command); install the "
                        f"package that provides it, e.g. pip install {err.name.split('.')[0]}", err=True)
+            sys.exit(2)
+        except OSError as err:
+            if err.errno not in MACHINE_ERRNOS:
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}; nothing finished was lost, run the same command "
+                       "again once this is fixed", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished sampling and ranking records are kept (a training stage restarts); "
@@ -124,15 +137,22 @@ def validate(recipe_path: Path, overrides: tuple[str, ...], check_endpoints: boo
               help="Candidates JSONL ({id, instruction, input, candidates, ...}).")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @user_errors
 def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tuple[str, ...], batch_size: int) -> None:
-    """Rank a candidates file with any ranker config (resumable; cached when cache_dir is set)."""
+    """Rank a candidates file with any ranker config (resumable; cached when cache_dir is set).
+
+    Every path it writes (the rankings, their ``.partial`` file, the ``.html`` viewer beside them; the cache when
+    the config is validated) is checked before the first paid request, and the output is locked: a mistake or a
+    second command on the same file costs nothing.
+    """
     from pydantic import ValidationError
 
     from tuna_open.data.jsonl import read_jsonl
     from tuna_open.data.records import RANK_INPUT_FIELDS, load_records
     from tuna_open.models import resolve_model_refs
+    from tuna_open.pipeline.integrity import RunDirLock
+    from tuna_open.pipeline.outputs import check_file_output, check_outputs, enclosing_run_dir
     from tuna_open.recipe import RankerChoice, apply_overrides, load_mapping
     from tuna_open.stages.context import track
     from tuna_open.stages.rank import rank_records
@@ -145,11 +165,20 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
         raise UserError(f"{ranker_path}: {err.errors()[0]['msg']}") from None
     if not input_path.is_file():
         raise UserError(f"{input_path}: file not found")
+    viewer_path = output_path.with_suffix(".html")
+    written = [output_path, output_path.with_name(output_path.name + ".partial"), viewer_path]
+    check_outputs(written, [input_path, ranker_path], "rank")
+    for path in written:
+        check_file_output(path, "rank")
     records = load_records(input_path, RANK_INPUT_FIELDS)
     _quiet_libraries()
-    result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
-                          choice.max_failure_fraction, functools.partial(track, console))
-    viewer = write_rankings_html(records, read_jsonl(output_path), output_path.with_suffix(".html"),
+    run_dir = enclosing_run_dir(output_path)  # inside a run: the run's own lock, as 'run' takes it
+    lock = RunDirLock(run_dir) if run_dir else RunDirLock(output_path.parent, f".{output_path.name}.lock",
+                                                          "use another --output")
+    with lock:
+        result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
+                              choice.max_failure_fraction, functools.partial(track, console))
+    viewer = write_rankings_html(records, read_jsonl(output_path), viewer_path,
                                  f"rankings of {input_path.name} ({choice.backend})")
     click.echo(f"{result.summary} → {output_path} (viewer: {viewer})")
 
@@ -162,13 +191,13 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
 def agree(a: Path, b: Path, category_key: str | None) -> None:
     """Compare two rankings files of the same candidates: Kendall τ, top-1 agreement, per category."""
     from rankers.agreement import agreement
-    from tuna_open.data.jsonl import read_jsonl
+    from tuna_open.data.records import load_records
 
     for p in (a, b):
         if not p.is_file():
             raise UserError(f"{p}: file not found")
-    try:
-        result = agreement(read_jsonl(a), read_jsonl(b), category_key=category_key)
+    try:  # each record a ranking: an order, or a failure (a candidates file given by mistake names its line)
+        result = agreement(*(load_records(p, ("id", ("order", "failed"))) for p in (a, b)), category_key=category_key)
     except ValueError as err:
         raise UserError(str(err)) from None
     click.echo(json.dumps(result, indent=2))
@@ -187,8 +216,10 @@ def agree(a: Path, b: Path, category_key: str | None) -> None:
 @user_errors
 def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_id: str | None) -> None:
     """Export a rank stage's rankings as a Hugging Face dataset (loadable with datasets.load_dataset(OUTPUT))."""
-    from tuna_open.pipeline.export import export_dataset, push_to_hub
+    from tuna_open.pipeline.export import export_dataset, push_to_hub, require_hub_token
 
+    if repo_id:
+        require_hub_token()
     _quiet_libraries()
     counts = export_dataset(run_dir, stage, fmt, output, pairs)  # type: ignore[arg-type]
     click.echo(f"{counts['rows']} {fmt} rows from {counts['rankings']} rankings ({counts['failed']} failed) → {output}")
@@ -203,7 +234,7 @@ def export(run_dir: Path, stage: str, fmt: str, output: Path, pairs: str, repo_i
 @click.option("--private", is_flag=True, help="Create the repo as private.")
 @user_errors
 def push(run_dir: Path, stage: str, repo_id: str, private: bool) -> None:
-    """Write a model card into a model stage's output and upload the model to the Hugging Face Hub."""
+    """Upload a model stage's model, with a model card, to the Hugging Face Hub."""
     from tuna_open.pipeline.export import publish_model
 
     click.echo(f"pushed: {publish_model(run_dir, stage, repo_id, private)}")

@@ -13,7 +13,6 @@ Outputs are exchanged through the run directory, so a multi-node launch needs a 
 
 from __future__ import annotations
 
-import os
 import shutil
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from tuna_open.errors import UserError
+from tuna_open.errors import UserError, number_from_env
 
 T = TypeVar("T")
 
@@ -31,7 +30,7 @@ WAIT_TIMEOUT = timedelta(days=3)
 
 def launched_processes() -> int:
     """Processes the launcher started (``WORLD_SIZE``; 1 when run as a plain program)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return number_from_env("WORLD_SIZE", 1, int)
 
 
 def _initialised() -> bool:
@@ -53,7 +52,7 @@ def init() -> None:
 
 def rank() -> int:
     """This process's global rank (0 single-process); readable before the process group exists."""
-    return int(os.environ.get("RANK", "0"))
+    return number_from_env("RANK", 0, int)
 
 
 def is_main() -> bool:

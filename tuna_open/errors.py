@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+from typing import Callable, TypeVar
+
+T = TypeVar("T", int, float)
 
 
 class UserError(Exception):
@@ -19,3 +23,19 @@ def require_package(module: str, needed_for: str, install: str) -> None:
         importlib.import_module(module)
     except ImportError:
         raise UserError(f"{needed_for} needs the {module} package, which is not installed: {install}") from None
+
+
+def number_from_env(name: str, default: T, kind: Callable[[str], T]) -> T:
+    """The environment variable ``name`` as a number (``kind``: int or float), ``default`` when unset or empty.
+
+    A bad value (``TUNA_PROGRESS_INTERVAL=abc``) is a UserError naming the variable, not a ValueError traceback
+    from whichever stage first reads it.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise UserError(f"environment variable {name}={raw!r}: expected {expected}") from None

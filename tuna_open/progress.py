@@ -8,10 +8,11 @@ every ``TUNA_PROGRESS_INTERVAL`` seconds (default 30), and at the end. Used by t
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any, Callable
+
+from tuna_open.errors import number_from_env
 
 INTERVAL_ENV = "TUNA_PROGRESS_INTERVAL"
 
@@ -39,7 +40,7 @@ class PeriodicLog:
         self.total = total
         self.description = description
         self.done = self.start = start
-        self.interval = float(os.environ.get(INTERVAL_ENV, "30")) if interval is None else interval
+        self.interval = number_from_env(INTERVAL_ENV, 30.0, float) if interval is None else interval
         self.clock = clock
         self.began = clock()
         self.last = self.began

@@ -31,16 +31,24 @@ NON_SEMANTIC_KEYS = frozenset({
 })
 """Config keys left out of cache keys at any depth (ensembles nest configs): they never change a ranking."""
 
+
+def result_neutral(key: str, value: Any) -> bool:
+    """Whether config ``key`` holding ``value`` cannot change a result: a ``NON_SEMANTIC_KEYS`` key, or a pool
+    (list) of ``base_url``, whose servers serve the same model by contract, so which of them answers is
+    throughput. A single ``base_url`` stays: it names the server, and another server may hold another model.
+    Shared with tuna-open's stage fingerprints, so a cached judgement and a cached stage agree on what matters."""
+    return key in NON_SEMANTIC_KEYS or (key == "base_url" and isinstance(value, list))
+
 LATER_DEFAULTS: Mapping[str, Any] = {"constrain": "none"}
 """Keys added after rankings were first cached, left out of cache keys (at any depth) while they hold this value:
 the entries cached before the key existed were made with that behaviour, so they must still hit."""
 
 
 def public_config(config: Any) -> Any:
-    """``config`` without ``NON_SEMANTIC_KEYS`` (recursively) and with every value JSON-serialisable."""
+    """``config`` without result-neutral keys (recursively) and with every value JSON-serialisable."""
     if isinstance(config, Mapping):
         return {str(k): public_config(v) for k, v in config.items()
-                if k not in NON_SEMANTIC_KEYS and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+                if not result_neutral(k, v) and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
     if isinstance(config, (list, tuple)):
         return [public_config(v) for v in config]
     if config is None or isinstance(config, (str, int, float, bool)):

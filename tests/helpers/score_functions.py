@@ -37,3 +37,12 @@ def overlap(request: RankRequest) -> list[float]:
 
 def exact(response: str, reference: str) -> float:
     return float(response.strip() == reference.strip())
+
+
+CALLS: list[str] = []
+"""Ids of the requests ``counted`` scored: stands in for a paid judge, so a test can assert nothing was paid."""
+
+
+def counted(request: RankRequest) -> list[float]:
+    CALLS.append(str(request.id))
+    return by_length(request)

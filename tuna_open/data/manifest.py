@@ -12,14 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from tuna_open.data.jsonl import atomic_write_text
+from tuna_open.errors import UserError
 
 NAME = "manifest.json"
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
-    """The manifest of the stage whose directory is ``stage_dir``; None when the stage has not finished."""
+    """The manifest of the stage whose directory is ``stage_dir``; None when the stage has not finished.
+
+    Manifests are written atomically, so one that does not parse was damaged afterwards: a UserError naming it
+    (and how to re-run the stage) instead of a traceback, and nothing is deleted.
+    """
     path = stage_dir / NAME
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: damaged manifest ({err}); delete it to re-run the stage") from None
+    if not isinstance(manifest, dict) or not {"fingerprint", "kind", "result"} <= manifest.keys():
+        raise UserError(f"{path}: damaged manifest (not a stage manifest); delete it to re-run the stage")
+    return manifest
 
 
 def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ import csv
 import hashlib
 import itertools
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -115,17 +116,47 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
         raise UserError(str(err)) from None
 
 
+def _invisible(text: str) -> str | None:
+    """The first invisible character in ``text`` (a format character: zero-width space or joiner, BOM, word
+    joiner, ...) as ``U+XXXX NAME``; None when there is none."""
+    for char in text:
+        if unicodedata.category(char) == "Cf":
+            return f"U+{ord(char):04X} {unicodedata.name(char, 'format character')}"
+    return None
+
+
 def _csv_rows(path: Path) -> Iterator[Row]:
-    """CSV rows as string columns (an empty cell is a missing field); a conversation column holds JSON."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
+    """CSV rows as string columns (an empty cell is a missing field); a conversation column holds JSON.
+
+    A byte-order mark at the start (Excel writes one) is the encoding's, not the header's. An invisible
+    character inside a header name, or a row with more cells than the header has columns (an unquoted comma),
+    is an error naming it: the first made ``instruction`` a different column, the second silently dropped
+    the row's extra text. So are a column named twice (the last silently won) and broken quoting (strict: an
+    unterminated quote swallowed the rest of the file into one cell).
+    """
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh, strict=True)
         start = 2
         try:
+            names = reader.fieldnames or []
+            for i, name in enumerate(names):
+                char = _invisible(name)
+                if char:
+                    raise UserError(f"{path}:1: header {name!r} contains an invisible character ({char}); "
+                                    "remove it")
+                if name in names[:i]:
+                    raise UserError(f"{path}:1: column {name!r} appears twice in the header")
             for row in reader:
-                yield f"{path}:{start}", {k: v for k, v in row.items() if k is not None and v != ""}
+                if None in row:
+                    raise UserError(f"{path}:{start}: {len(reader.fieldnames or []) + len(row[None])} cells, but "
+                                    f"the header has {len(reader.fieldnames or [])} columns (a cell holding a "
+                                    "comma needs quotes)")
+                yield f"{path}:{start}", {k: v for k, v in row.items() if v not in ("", None)}
                 start = reader.line_num + 1
         except UnicodeDecodeError:
             raise UserError(f"{path}:{reader.line_num + 1}: not UTF-8 text") from None
+        except csv.Error as err:
+            raise UserError(f"{path}:{start}: invalid CSV ({err}; a cell with a quote needs it doubled)") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype
 from tuna_open.generate.base import Sample, SamplingParams
@@ -17,7 +17,7 @@ from tuna_open.generate.base import Sample, SamplingParams
 class HFSamplerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
     """Prompts per ``generate`` call (each expands to ``n`` sequences)."""
     dtype: str = "auto"
     device: str = "auto"

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
 from tuna_open import __version__
-from tuna_open.data.jsonl import read_jsonl
 from tuna_open.data.manifest import read_manifest
+from tuna_open.data.records import CANDIDATES_FIELDS, load_records
 from tuna_open.distributed import atomic_output_dir
 from tuna_open.errors import UserError
+from tuna_open.pipeline.outputs import EXPORT_MARKER, check_claimed_dir, check_outputs
 from tuna_open.recipe import REF
 from tuna_open.train.preferences import PairMode, preference_pairs
 
@@ -52,7 +53,7 @@ def ranked_inputs(run_dir: Path, stage: str) -> tuple[list[dict[str, Any]], list
     candidates = run_dir / "stages" / ref.group(1) / "records.jsonl"
     if not candidates.is_file():
         raise UserError(f"{candidates}: the candidates of {stage!r} are missing")
-    return read_jsonl(candidates), read_jsonl(stage_dir / "records.jsonl"), manifest
+    return load_records(candidates, CANDIDATES_FIELDS), load_records(stage_dir / "records.jsonl"), manifest
 
 
 def judge_name(ranker: dict[str, Any]) -> str:
@@ -108,9 +109,16 @@ def dataset_card(fmt: ExportFormat, run_dir: Path, stage: str, manifest: dict[st
 
 def export_dataset(run_dir: Path, stage: str, fmt: ExportFormat, output: Path,
                    pairs: PairMode = "best_vs_rest") -> dict[str, int]:
-    """Write ``output`` (replaced atomically) and return its counts: rankings, failed, rows."""
+    """Write ``output`` (replaced atomically) and return its counts: rankings, failed, rows.
+
+    ``output`` must be new, empty or an earlier export (it holds ``EXPORT_MARKER``) and outside the run: it is
+    replaced whole, so anything else there would be lost. Checked before anything is read.
+    """
     from datasets import Dataset
 
+    check_outputs([output], [run_dir], "export")
+    check_claimed_dir(output, EXPORT_MARKER, "export output", replaced=True)
+    output = output.resolve()  # ``.``-free: the scratch directory is named after it
     candidates, rankings, manifest = ranked_inputs(run_dir, stage)
     judge = judge_name(manifest["config"]["ranker"])
     rows = export_rows(fmt, candidates, rankings, judge, pairs)
@@ -125,20 +133,40 @@ def export_dataset(run_dir: Path, stage: str, fmt: ExportFormat, output: Path,
         staged.rename(tmp / data_file)
         (tmp / "README.md").write_text(dataset_card(fmt, run_dir, stage, manifest, judge, counts, pairs, data_file),
                                        encoding="utf-8")
+        (tmp / EXPORT_MARKER).touch()
     return counts
 
 
+def require_hub_token() -> None:
+    """One line, before any work, when no Hugging Face token is configured: the Hub would refuse the upload
+    only after the repo was looked up (or, for ``export --push-to-hub``, after the export was written)."""
+    from huggingface_hub import get_token
+
+    if get_token() is None:
+        raise UserError("no Hugging Face token: set HF_TOKEN or run 'hf auth login' before pushing")
+
+
 def push_to_hub(folder: Path, repo_id: str, repo_type: Literal["dataset", "model"] = "dataset",
-                private: bool = False) -> str:
-    """Create (or reuse) the repo ``repo_id`` and upload ``folder``; returns the commit URL.
+                private: bool = False, extra: dict[str, str] | None = None) -> str:
+    """Create (or reuse) the repo ``repo_id`` and upload ``folder`` plus the ``extra`` files (repo path → text)
+    in one commit; returns the commit URL.
 
-    The token comes from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``).
+    ``extra`` is how a model card reaches the Hub without being written into a stage's output: a file added to
+    a finished model directory makes its next ``run`` retrain the stage (its outputs no longer match the
+    manifest). The token comes from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``); without
+    one, one line says so before the Hub is contacted.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
+    require_hub_token()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != EXPORT_MARKER)
+    operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+                  for p in files if p.relative_to(folder).as_posix() not in (extra or {})]
+    operations += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=text.encode("utf-8"))
+                   for name, text in (extra or {}).items()]
     api = HfApi()
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=str(folder),
+    info = api.create_commit(repo_id=repo_id, repo_type=repo_type, operations=operations,
                              commit_message=f"Upload {repo_type} from tuna-open")
     return str(getattr(info, "commit_url", info))
 
@@ -173,7 +201,8 @@ def model_card(run_dir: Path, stage: str, manifest: dict[str, Any]) -> str:
 
 
 def publish_model(run_dir: Path, stage: str, repo_id: str, private: bool = False) -> str:
-    """Write the model card into a finished model stage's output and upload that directory to ``repo_id``."""
+    """Upload a finished model stage's output to ``repo_id``, with a model card beside it (never written into
+    the output, which stays the stage's cached artifact)."""
     from tuna_open.stages.registry import STAGES  # loads every stage module: only push needs it
 
     manifest = read_manifest(run_dir / "stages" / stage)
@@ -183,5 +212,5 @@ def publish_model(run_dir: Path, stage: str, repo_id: str, private: bool = False
         raise UserError(f"stage {stage!r} is a {manifest['kind']} stage; push uploads a model stage's model "
                         "(export a rank stage's rankings with 'tuna-open export')")
     model_dir = run_dir / "stages" / stage / "model"
-    (model_dir / "README.md").write_text(model_card(run_dir, stage, manifest), encoding="utf-8")
-    return push_to_hub(model_dir, repo_id, repo_type="model", private=private)
+    return push_to_hub(model_dir, repo_id, repo_type="model", private=private,
+                       extra={"README.md": model_card(run_dir, stage, manifest)})

@@ -29,17 +29,44 @@ from rich.console import Console
 from tuna_open import distributed
 from tuna_open.data.digest import file_digest
 from tuna_open.errors import UserError
+from tuna_open.pipeline import outputs
 
-LOCK_NAME = ".lock"
+LOCK_NAME = outputs.RUN_LOCK
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RunDirLock:
-    """An exclusive, non-blocking lock on ``run_dir/.lock``, held from ``acquire`` to ``release`` (or death)."""
+    """An exclusive, non-blocking lock on ``run_dir/.lock``, held from ``acquire`` to ``release`` (or death).
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_NAME
+    ``name`` and ``hint`` serve ``tuna-open rank``, which locks its output file's own lock file beside it: two
+    commands ranking into one file would pay for every judgement twice.
+    """
+
+    def __init__(self, run_dir: Path, name: str = LOCK_NAME, hint: str = "use another --run-dir") -> None:
+        self.path = run_dir / name
+        self.hint = hint
         self._fd: int | None = None
+
+    def __enter__(self) -> "RunDirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def in_use(self) -> bool:
+        """Whether another process holds the lock now (probed without creating the lock file)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the probe's own lock
+        return False
 
     def acquire(self) -> None:
         try:
@@ -53,7 +80,7 @@ class RunDirLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise UserError(f"run dir {self.path.parent} is in use by another run (pid {holder}); "
-                            f"wait for it or use another --run-dir") from None
+                            f"wait for it or {self.hint}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -67,19 +94,24 @@ class RunDirLock:
 def locked_run_dir(run: F) -> F:
     """Decorate ``run_recipe(recipe, run_dir, *, dry_run=False, ...)``: hold the run-dir lock for the whole run.
 
-    A dry run writes nothing and takes no lock.
+    Before anything is written the directory must be a run's (``outputs.check_run_dir``: a user's folder given
+    as ``--run-dir`` is refused, not overwritten), unless a run holds it right now (the lock then names it); it
+    is marked as one before it is locked, so a second run never finds it locked but unmarked. A dry run writes
+    nothing and takes no lock.
     """
 
     @functools.wraps(run)
     def wrapper(recipe: Any, run_dir: Path, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("dry_run") or not distributed.is_main():  # other ranks are part of rank 0's run
+        if not distributed.is_main():  # other ranks are part of rank 0's run
             return run(recipe, run_dir, *args, **kwargs)
         lock = RunDirLock(Path(run_dir))
-        lock.acquire()
-        try:
+        if not lock.in_use():
+            outputs.check_run_dir(Path(run_dir))
+        if kwargs.get("dry_run"):
             return run(recipe, run_dir, *args, **kwargs)
-        finally:
-            lock.release()
+        outputs.mark(Path(run_dir), outputs.RUN_MARKER)
+        with lock:
+            return run(recipe, run_dir, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -73,6 +73,7 @@ def preflight(recipe: Recipe, check_endpoints: bool = False, timeout: float = 5.
     """Problems that would stop the run later, one line each; empty when the recipe can start."""
     out = Preflight()
     for stage in recipe.stages:
+        out.problems += recipe.missing_inputs(stage)
         config = stage.effective(recipe)
         needs = list(_packages(config))
         resolve_model_refs(config, lambda ref: needs.append(("gguf", f"model {ref} (a GGUF file)")))
@@ -89,7 +90,8 @@ def preflight(recipe: Recipe, check_endpoints: bool = False, timeout: float = 5.
                         out.keys.add(settings.api_key_env)
                 except EngineError as err:
                     out.problems.append(f"stage {stage.name}: {err}")
-                out.endpoints.setdefault(settings.base_url or f"https://{OPENAI_HOST}/v1", stage.name)
+                for url in settings.urls():
+                    out.endpoints.setdefault(url or f"https://{OPENAI_HOST}/v1", stage.name)
         for package, why in needs:
             if not is_installed(package):
                 out.problems.append(f"stage {stage.name}: {why} needs the {package} package, which is not installed")

@@ -16,13 +16,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.data.manifest import read_manifest
 from tuna_open.errors import UserError
 from tuna_open.pipeline import lineage, plots
+from tuna_open.pipeline.outputs import RUN_MARKER, is_run_dir
 from tuna_open.pipeline.report_html import render_html
 from tuna_open.pipeline.tables import ranker_stats, tables
 from tuna_open.recipe import Recipe
+from tuna_open.recipe.schema import first_error
 from tuna_open.stages.context import StageResult
 from tuna_open.stages.registry import STAGES
 
@@ -112,7 +116,12 @@ def report_from_run_dir(run_dir: Path) -> dict[str, Any]:
     recipe_file = run_dir / "recipe.json"
     if not recipe_file.is_file():
         raise UserError(f"{run_dir}: not a tuna-open run directory (no recipe.json)")
-    recipe = Recipe.model_validate_json(recipe_file.read_text(), context={"stages": STAGES})
+    if not is_run_dir(run_dir):  # a user's folder with a recipe.json: its report.md is theirs
+        raise UserError(f"{run_dir}: not a tuna-open run directory (no {RUN_MARKER}); the report is not written")
+    try:
+        recipe = Recipe.model_validate_json(recipe_file.read_text(encoding="utf-8"), context={"stages": STAGES})
+    except ValidationError as err:
+        raise UserError(f"{recipe_file}: not a valid run recipe ({first_error(err)})") from None
     entries: list[dict[str, Any]] = []
     results: dict[str, StageResult] = {}
     for stage in recipe.stages:

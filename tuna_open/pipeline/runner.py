@@ -20,6 +20,7 @@ from rich.console import Console
 from tuna_open import distributed
 from tuna_open.data.jsonl import atomic_write_text
 from tuna_open.data.manifest import read_manifest, write_manifest
+from tuna_open.errors import UserError
 from tuna_open.pipeline import integrity
 from tuna_open.pipeline.fingerprint import fingerprint, without_secrets
 from tuna_open.pipeline.report import write_report
@@ -55,6 +56,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
     if from_stage is not None:
         recipe.stage(from_stage)  # raises a UserError naming the stages when unknown
     fps: dict[str, str] = {}
+    legacy_fps: dict[str, str] = {}  # fingerprints as earlier versions computed them (see pipeline.fingerprint)
     outputs: dict[str, Path] = {}
     entries: list[dict[str, Any]] = []
     results: dict[str, StageResult] = {}
@@ -69,13 +71,16 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
         effective = stage.effective(recipe)
         seed = stage.seed if stage.seed is not None else recipe.seed
         data = {n: recipe.data[n].model_dump() for n in stage.data_names()}
-        fp = fingerprint({**effective, "_data": data}, {r: fps[r] for r in iter_refs(effective)},
-                         _data_files(recipe, stage.data_names()), seed)
+        files = _data_files(recipe, stage.data_names())
+        fp = fingerprint({**effective, "_data": data}, {r: fps[r] for r in iter_refs(effective)}, files, seed)
+        legacy_fps[stage.name] = fingerprint({**effective, "_data": data},
+                                             {r: legacy_fps[r] for r in iter_refs(effective)}, files, seed, legacy=True)
+        known = {fp, legacy_fps[stage.name]}
         stage_dir = run_dir / "stages" / stage.name
         output = stage_dir / OUTPUT_NAMES[spec.output]
         manifest = distributed.on_main(lambda: read_manifest(stage_dir) if output.exists() else None)
         fps[stage.name], outputs[stage.name] = fp, output
-        if (not forced and manifest and manifest["fingerprint"] == fp
+        if (not forced and manifest and manifest["fingerprint"] in known
                 and distributed.on_main(lambda: ledger.reusable(stage.name, output, manifest, iter_refs(effective)))):
             results[stage.name] = StageResult(**manifest["result"])
             # The seconds the cached output took when it was computed: a cached re-run's report keeps the cost.
@@ -86,7 +91,10 @@ def run_recipe(recipe: Recipe, run_dir: Path, *, from_stage: str | None = None, 
             entries.append({"name": stage.name, "kind": stage.kind, "status": "would run", "seconds": 0.0})
             console.print(f"▶  {stage.name:<18} would run ({stage.kind})")
             continue
-        distributed.on_main(lambda: _prepare_stage_dir(stage_dir, fp, fresh=forced))
+        missing = recipe.missing_inputs(stage)
+        if missing:
+            raise UserError("; ".join(missing))
+        distributed.on_main(lambda: _prepare_stage_dir(stage_dir, fp, known, fresh=forced))
         distributed.on_main(lambda: integrity.clear_unfinished(stage_dir, output))
         ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=stage_dir, output=output, seed=seed,
                            outputs={k: v for k, v in outputs.items() if k != stage.name}, console=console)
@@ -124,11 +132,12 @@ def redact(value: Any) -> Any:
     return without_secrets(value, replacement="***")
 
 
-def _prepare_stage_dir(stage_dir: Path, fp: str, fresh: bool) -> None:
-    """Keep an interrupted run's partial records only when they were made under the same fingerprint."""
+def _prepare_stage_dir(stage_dir: Path, fp: str, known: set[str], fresh: bool) -> None:
+    """Keep an interrupted run's partial records only when they were made under the same fingerprint (``known``:
+    ``fp`` or its legacy form); the marker then says ``fp``."""
     marker = stage_dir / MARKER
     stale = fresh or (stage_dir / "manifest.json").exists() or (
-        stage_dir.exists() and (not marker.exists() or marker.read_text() != fp))
+        stage_dir.exists() and (not marker.exists() or marker.read_text() not in known))
     if stale and stage_dir.exists():
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)

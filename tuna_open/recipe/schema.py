@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Annotated, Any, Mapping, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -65,12 +65,20 @@ class RankerChoice(RankerConfig):
         return {"backend": name, **common, **copy.deepcopy((self.model_extra or {}).get(name, {}))}
 
 
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""A seed numpy, torch and the samplers all accept: ``seed: 1e23`` validated, then crashed the run."""
+
+NAME_MAX = 100
+"""Longest recipe or stage name: each is a directory name (``runs/<recipe>``, ``stages/<stage>``) with files
+named after it inside, and file systems refuse names over 255 bytes."""
+
+
 class StageConfig(Strict):
     """Fields every stage has. ``name`` is also the name of its output (``@name``)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=NAME_MAX)
     kind: str
-    seed: int | None = None
+    seed: Seed | None = None
     """Overrides the recipe seed for this stage."""
 
     def effective(self, recipe: "Recipe") -> dict[str, Any]:
@@ -80,6 +88,11 @@ class StageConfig(Strict):
     def data_names(self) -> list[str]:
         """Recipe ``data`` entries this stage reads (checked to exist before work starts)."""
         return []
+
+    def input_paths(self) -> dict[str, str]:
+        """Local files or directories this stage reads, by field (``lmentry.data_dir``), relative to the recipe
+        (``Recipe.missing_inputs``)."""
+        return {}
 
 
 def recipe_data(*names: str | None) -> list[str]:
@@ -101,9 +114,11 @@ class ReportConfig(Strict):
 
 
 class Recipe(Strict):
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$", max_length=NAME_MAX)
+    """The default run directory is ``runs/<name>``: one plain path component (no ``/``, no leading ``.``), so a
+    run never lands outside ``runs/``."""
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     data: dict[str, DataSource] = {}
     ranker: RankerChoice | None = None
     """The default ranker of ``rank`` stages that have none of their own (Tuna_c's judge)."""
@@ -138,6 +153,16 @@ class Recipe(Strict):
             if s.name == name:
                 return s
         raise UserError(f"no stage named {name!r} (stages: {', '.join(s.name for s in self.stages)})")
+
+    def missing_inputs(self, stage: StageConfig) -> list[str]:
+        """``stage``'s local inputs (``input_paths``) that do not exist, one line each naming the field.
+
+        Checked by ``validate``'s pre-flight and by the runner just before the stage runs, so a missing benchmark
+        directory fails before its models are loaded; not when the recipe loads: benchmark files are per machine,
+        and a recipe stays valid where they are not fetched yet.
+        """
+        return [f"stage {stage.name}: {field}: not found: {path}"
+                for field, path in stage.input_paths().items() if not self.resolve_path(path).exists()]
 
     def resolve_path(self, path: str) -> Path:
         p = Path(path).expanduser()

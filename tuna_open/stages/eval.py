@@ -67,6 +67,16 @@ class Config(RankerStage):
     def data_names(self) -> list[str]:
         return [self.data] if self.data else []
 
+    def input_paths(self) -> dict[str, str]:
+        paths = {"lmentry.data_dir": self.lmentry.data_dir} if self.lmentry else {}
+        if self.superni and not self.superni.source.startswith(superni_suite.HF_PREFIX):
+            paths["superni.source"] = self.superni.source
+        if self.vicuna_qa:
+            paths["vicuna_qa.questions"] = self.vicuna_qa.questions
+            if self.vicuna_qa.references:
+                paths["vicuna_qa.references"] = self.vicuna_qa.references
+        return paths
+
     @model_validator(mode="after")
     def _templates_fit(self) -> Config:
         self.sampler.check_template(self.template)

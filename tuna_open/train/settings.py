@@ -7,6 +7,7 @@ aside, which must be checked against the TRL config class).
 from __future__ import annotations
 
 import dataclasses
+import typing
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -17,6 +18,8 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -155,4 +158,11 @@ class TrainSettings(BaseModel):
                 raise ValueError(f"trainer_args.{key}: set by the stage, cannot be overridden")
             if key not in known:
                 raise ValueError(f"trainer_args.{key}: not a field of {config_cls.__name__}")
+        hints = typing.get_type_hints(config_cls)
+        for key, value in self.trainer_args.items():
+            # The field's own type: a wrong one validated, then crashed the run deep inside the trainer.
+            try:
+                TypeAdapter(hints[key]).validate_python(value)
+            except ValidationError as err:
+                raise ValueError(f"trainer_args.{key}: {err.errors()[0]['msg']} (got {value!r})") from None
         return self

@@ -184,6 +184,17 @@ def test_cache_hits_misses_and_key(tmp_path: Path) -> None:
     assert cache_key(req("aa", "a", prompt="q"), config) != cache_key(base, config)
 
 
+def test_an_endpoint_pool_is_not_part_of_the_cache_key() -> None:
+    """#20: adding a server to a pool re-paid every judgement; a key without a pool is the one cached before."""
+    request = RankRequest(prompt="p", candidates=["a", "bb"], id="1")
+    config = {"backend": "openai", "model": "gpt-4", "base_url": "http://h/v1", "max_concurrency": 4,
+              "temperature": 0.0}
+    assert cache_key(request, config) == "cf289c78d48fdb0c8c362702c8dffed0750d06707ef45a852a0ad1a006cd1d76"
+    pool = {"backend": "openai", "model": "gpt-4", "base_url": ["http://h/v1", "http://i/v1"]}
+    assert cache_key(request, pool) == cache_key(request, {**pool, "base_url": ["http://i/v1"]})
+    assert cache_key(request, config) != cache_key(request, {**config, "base_url": "http://other/v1"})
+
+
 def test_cache_skips_failures_and_survives_corrupt_entries(tmp_path: Path) -> None:
     inner = Counting(fail_when_first={"x"})
     cached = CachedRanker(inner, tmp_path, {})

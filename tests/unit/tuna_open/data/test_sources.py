@@ -177,3 +177,37 @@ def test_broken_json_lines_name_the_line(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl").write_text(json.dumps(ALPACA[0]) + "\n\n{oops\n")
     with pytest.raises(UserError, match=r"b.jsonl:3: invalid JSON"):
         load(tmp_path / "b.jsonl")
+
+
+def test_a_csv_bom_is_the_encodings_and_an_invisible_header_character_is_named(tmp_path: Path) -> None:
+    """#20: Excel's BOM made the first column '\\ufeffinstruction' ("field 'instruction' is missing")."""
+    (tmp_path / "bom.csv").write_text("\ufeffinstruction,output\nadd,5\n", encoding="utf-8")
+    assert [r["instruction"] for r in load(tmp_path / "bom.csv")] == ["add"]
+    (tmp_path / "zw.csv").write_text("instruction\u200b,output\nadd,5\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"zw.csv:1: header .* invisible character \(U\+200B ZERO WIDTH SPACE\)"):
+        load(tmp_path / "zw.csv")
+
+
+def test_a_csv_row_with_more_cells_than_the_header_names_its_line(tmp_path: Path) -> None:
+    """#20: the extra cells (an unquoted comma) were silently dropped."""
+    (tmp_path / "a.csv").write_text("instruction,output\nadd,5\nsay hi, politely,hello\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"a.csv:3: 3 cells, but the header has 2 columns"):
+        load(tmp_path / "a.csv")
+
+
+def test_an_hf_sampler_batch_size_must_be_positive(tmp_path: Path) -> None:
+    """#20: batch_size 0 validated, then the sampler looped over range(0, n, 0) (a ValueError traceback)."""
+    from tuna_open.generate import SamplerChoice
+
+    with pytest.raises(ValueError, match="batch_size"):
+        SamplerChoice.model_validate({"backend": "hf", "hf": {"batch_size": 0}})
+
+
+def test_a_csv_column_named_twice_or_an_unterminated_quote_is_named(tmp_path: Path) -> None:
+    """#20 probe: the second 'instruction' column silently won; an open quote swallowed the rest of the file."""
+    (tmp_path / "twice.csv").write_text("instruction,instruction\na,b\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"twice.csv:1: column 'instruction' appears twice"):
+        load(tmp_path / "twice.csv")
+    (tmp_path / "quote.csv").write_text('instruction,output\nadd,5\n"say hi,hello\nbye,x\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"quote.csv:3: invalid CSV"):
+        load(tmp_path / "quote.csv")

@@ -84,8 +84,9 @@ class FakeHfApi:
     def create_repo(self, repo_id: str, **kw: object) -> None:
         self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
 
-    def upload_folder(self, **kw: object) -> object:
-        self.calls.append(("upload_folder", dict(kw)))
+    def create_commit(self, **kw: object) -> object:
+        files = {op.path_in_repo: op.path_or_fileobj for op in kw.pop("operations")}  # type: ignore[attr-defined]
+        self.calls.append(("create_commit", {**kw, "files": files}))
         return type("Commit", (), {"commit_url": "https://hub/commit/1"})()
 
 
@@ -95,6 +96,7 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
 
     FakeHfApi.calls = []
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
     return FakeHfApi.calls
 
 
@@ -104,18 +106,42 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_folder(ranked_run: Path, t
     assert "pushed: https://hub/commit/1" in output
     assert hub[0] == ("create_repo", {"repo_id": "me/tuna-prefs", "repo_type": "dataset", "private": False,
                                       "exist_ok": True})
-    assert hub[1][1]["folder_path"] == str(tmp_path / "d") and hub[1][1]["repo_type"] == "dataset"
+    files = hub[1][1]["files"]
+    assert hub[1][1]["repo_type"] == "dataset" and files["README.md"] == str(tmp_path / "d/README.md")
+    assert not any(name.startswith(".") for name in files)  # the export marker stays home
 
 
 def test_push_a_model_stage_writes_a_model_card(ranked_run: Path, hub: list[tuple[str, dict]]) -> None:
     result = CliRunner().invoke(main, ["push", str(ranked_run), "init", "me/tiny", "--private"])
     assert result.exit_code == 0, result.output
     assert hub[0][1] == {"repo_id": "me/tiny", "repo_type": "model", "private": True, "exist_ok": True}
-    assert hub[1][1]["folder_path"] == str(ranked_run / "stages/init/model")
-    card = (ranked_run / "stages/init/model/README.md").read_text()
+    files = hub[1][1]["files"]
+    assert files["config.json"] == str(ranked_run / "stages/init/model/config.json")
+    card = files["README.md"].decode()
+    assert not (ranked_run / "stages/init/model/README.md").exists()  # the cached model stays as trained
     assert card.startswith("---\n") and "# init" in card and "`init_model`" in card and "run `run`" in card
     assert "student Llama" in card  # the stage's result line
     result = CliRunner().invoke(main, ["push", str(ranked_run), "rankings", "me/x"])
     assert result.exit_code == 2 and "push uploads a model stage's model" in result.output and len(hub) == 2
 
 
+def test_a_failed_push_leaves_the_model_as_trained(ranked_run: Path, hub: list[tuple[str, dict]],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card was written into the model dir first: a failed upload left it there and the next run retrained."""
+    def refused(self: FakeHfApi, *args: object, **kw: object) -> object:
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(FakeHfApi, "create_repo", refused)
+    before = sorted(p.name for p in (ranked_run / "stages/init/model").iterdir())
+    with pytest.raises(OSError):
+        CliRunner().invoke(main, ["push", str(ranked_run), "init", "me/tiny"], catch_exceptions=False)
+    assert sorted(p.name for p in (ranked_run / "stages/init/model").iterdir()) == before
+
+
+def test_push_without_a_token_is_one_line_before_the_hub(ranked_run: Path, hub: list[tuple[str, dict]],
+                                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login either
+    result = CliRunner().invoke(main, ["push", str(ranked_run), "init", "me/tiny"])
+    assert result.exit_code == 2 and result.output.startswith("error: no Hugging Face token"), result.output
+    assert hub == []

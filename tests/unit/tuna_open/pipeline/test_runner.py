@@ -27,6 +27,29 @@ def test_cache_and_fingerprint_invalidation(tmp_path: Path) -> None:
     assert set(report) >= {"recipe", "models", "stages"}
 
 
+def test_throughput_settings_never_re_run_a_finished_stage(tmp_path: Path) -> None:
+    """#20: a higher batch size, concurrency or timeout, or another endpoint pool, is not a new result."""
+    assert statuses(run(tmp_path, recipe_dict())) == {"init": "done", "samples": "done"}
+    faster = recipe_dict()
+    faster["stages"][1]["sampler"] = {"backend": "hf", "hf": {"batch_size": 7}}
+    assert statuses(run(tmp_path, faster)) == {"init": "cached", "samples": "cached"}
+
+
+def test_result_neutral_keys_are_left_out_of_fingerprints_at_any_depth() -> None:
+    from tuna_open.pipeline.fingerprint import fingerprint
+
+    base = {"kind": "rank", "batch_size": 32, "ranker": {"backend": "openai", "model": "m",
+                                                        "base_url": ["http://a/v1", "http://b/v1"]}}
+    changed = {"kind": "rank", "batch_size": 8, "ranker": {
+        "backend": "openai", "model": "m", "base_url": ["http://b/v1"], "max_concurrency": 64, "timeout": 5.0,
+        "max_retries": 0, "max_consecutive_failures": 2}, "train": {"progress_bar": False}}
+    assert fingerprint(changed, {}, [], 0) == fingerprint({**base, "train": {}}, {}, [], 0)
+    assert fingerprint({**base, "ranker": {**base["ranker"], "model": "m2"}}, {}, [], 0) != fingerprint(base, {}, [], 0)
+    single = {**base, "ranker": {**base["ranker"], "base_url": "http://a/v1"}}  # one server: which one matters
+    assert fingerprint(single, {}, [], 0) != fingerprint({**single, "ranker": {**base["ranker"],
+                                                                              "base_url": "http://c/v1"}}, {}, [], 0)
+
+
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     report = run(tmp_path, recipe_dict(), dry_run=True)
     assert statuses(report) == {"init": "would run", "samples": "would run"}

@@ -52,9 +52,9 @@ def test_each_stage_releases_its_models_before_the_next(tmp_path: Path, monkeypa
         loaded.append((starts[-1][0], weakref.ref(model)))
         return model
 
-    def checked_prepare(stage_dir: Path, fp: str, fresh: bool) -> None:
+    def checked_prepare(stage_dir: Path, *args: object, **kwargs: object) -> None:
         starts.append((stage_dir.name, [stage for stage, ref in loaded if ref() is not None]))
-        prepare(stage_dir, fp, fresh)
+        prepare(stage_dir, *args, **kwargs)
 
     closed: list[tuple[str, str]] = []
     for cls in (HFSampler, HFLogprobScorer):
