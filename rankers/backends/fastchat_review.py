@@ -138,7 +138,7 @@ class FastChatReviewer(APIRanker[Config]):
             parse=parse_review, repair=repair_prompt, max_repairs=cfg.max_repairs)
         exchange = self.ask(conversation, cfg.max_tokens)
         raw = exchange.raw()
-        metadata = {"model": cfg.model, "reviewer": reviewer(category), **exchange.usage()}
+        metadata = {"model": cfg.model, "reviewer": reviewer(category), **exchange.usage(), **exchange.raw_length()}
         self._counts.add(**{"failed" if exchange.value is None else "reviewed": 1}, repairs=exchange.repairs)
         if exchange.value is None:
             return Ranking.failure(exchange.error or "no answer", raw=raw, **metadata)

@@ -130,7 +130,7 @@ class PairwiseJudge(APIRanker[Config]):
         if unjudged:
             i, j = unjudged[0]
             return Ranking.failure(f"{len(unjudged)} pair(s) got no readable verdict, e.g. ({i}, {j}): "
-                                   f"{verdicts[(i, j)].error}", raw="\n\n".join(verdicts[(i, j)].texts) or None,
+                                   f"{verdicts[(i, j)].error}", raw=verdicts[(i, j)].raw(),
                                    **metadata)
         scores = copeland(wins) if self.config.method == "copeland" else bradley_terry(wins)
         # Copeland ties are common; total wins break them, then the candidate index.

@@ -8,6 +8,16 @@ server's ``Retry-After``. Configuration errors (401/403/404: bad key, unknown mo
 as ``EngineError``: retrying them only burns time. Any other error, or retries exhausted, is a
 ``CallFailed`` for that one item, so a batch carries on and the caller records a failure. The client's keys and
 its API key are ``rankers.llm.client_settings``'.
+
+A server is not trusted to answer well (a proxy's HTML page, ``{"error": ...}`` with status 200, no choices, a
+null content, garbage bytes, a 10 MB answer, a reply trickled byte by byte): whatever comes back, the caller
+gets its reply or a ``CallFailed``, never a traceback. The reply is read inside the call (``call(fn)``: ``fn``
+sends the request and reads the reply), so a reply that does not read as asked is an "unreadable reply",
+not retried within the call (it was answered, maybe paid) but counted towards ``max_consecutive_failures``;
+the caller records a failure, which the next run asks again. Bodies over ``max_reply_bytes`` are refused while
+they arrive, compressed bodies are refused (identity is asked for: a gzip bomb cannot be bounded by its wire
+size), and ``timeout`` is a deadline for the whole attempt (body included), not for each read
+(``BoundedTransport``).
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+
+import httpx2
 
 from rankers.judging.repair import Conversation, Exchange
 from rankers.llm.client_settings import ClientSettings, Prices, resolve_api_key
@@ -32,6 +44,13 @@ R = TypeVar("R")
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 FATAL_STATUSES = frozenset({401, 403, 404})
+MAX_REPLY_BYTES = 8 * 2 ** 20
+"""The largest reply body read from the wire. A judge's answer is kilobytes; a sampler's ``n`` samples with
+log-probs a few megabytes; anything larger is a broken or hostile server, not worth the memory or the disk."""
+
+
+class BadReply(Exception):
+    """A reply that is not the one asked for (no choices, no content, not JSON, too large); one-line message."""
 
 
 class CallFailed(Exception):
@@ -69,14 +88,14 @@ class UsageMeter:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
-    def record(self, retries: int, usage: Any = None, failed: bool = False) -> None:
+    def record(self, retries: int, tokens: tuple[int, int] = (0, 0), failed: bool = False) -> None:
+        """One call: its retries, its (prompt, completion) tokens, whether it failed."""
         with self._lock:
             self.calls += 1
             self.retries += retries
             self.failed_calls += int(failed)
-            if usage is not None:
-                self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-                self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+            self.prompt_tokens += tokens[0]
+            self.completion_tokens += tokens[1]
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -96,7 +115,88 @@ class ChatResult:
     texts: list[str]
     prompt_tokens: int
     completion_tokens: int
-    retries: int
+    retries: int = 0
+
+
+def _count(value: Any) -> int:
+    """A token count as the server wrote it, or 0 when it is not a count (a hostile server's usage block)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _tokens(result: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens of a call's result: an SDK response's ``usage`` block, or a ``ChatResult``."""
+    usage = getattr(result, "usage", result)
+    return _count(getattr(usage, "prompt_tokens", 0)), _count(getattr(usage, "completion_tokens", 0))
+
+
+def read_chat(response: Any) -> ChatResult:
+    """The texts of a chat completion's choices, checked: a reply without choices, or a choice without a string
+    content (``{"error": ...}`` with status 200, ``choices: []``, a null content) is a ``BadReply``."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        error = getattr(response, "error", None)
+        detail = f": {_one_line(str(error.get('message') if isinstance(error, dict) else error))}" if error else ""
+        raise BadReply(f"the reply holds no choices{detail}")
+    texts = [getattr(getattr(choice, "message", None), "content", None) for choice in choices]
+    if not all(isinstance(text, str) for text in texts):
+        raise BadReply("a choice of the reply has no text content")
+    return ChatResult(texts, *_tokens(response))
+
+
+class _BoundedStream(httpx2.SyncByteStream):
+    """A reply body read under the size limit and the attempt's deadline, checked at every chunk."""
+
+    def __init__(self, inner: httpx2.SyncByteStream, limit: int, deadline: float, request: httpx2.Request) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._deadline = deadline
+        self._request = request
+
+    def __iter__(self) -> Any:
+        size = 0
+        for chunk in self._inner:
+            size += len(chunk)
+            if size > self._limit:
+                raise BadReply(f"the reply is over {self._limit} bytes")
+            if time.monotonic() > self._deadline:
+                raise httpx2.ReadTimeout("the reply did not arrive within the deadline", request=self._request)
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class BoundedTransport(httpx2.BaseTransport):
+    """The SDK's HTTP transport with the bounds a per-read timeout lacks: a reply body is refused once it is over
+    ``limit`` bytes (or announces it), and an attempt is abandoned ``seconds`` after it started even if bytes keep
+    trickling in. Asks for uncompressed replies and refuses compressed ones, whose decoded size the wire size does
+    not bound. (Response headers are still bounded only by the per-read timeout and the HTTP parser's size limit.)
+    """
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self._inner = httpx2.HTTPTransport()
+        self._limit = limit
+        self._seconds = seconds
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        deadline = time.monotonic() + self._seconds
+        request.headers["Accept-Encoding"] = "identity"
+        response = self._inner.handle_request(request)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        length = response.headers.get("content-length", "")
+        problem = (f"the reply is compressed ({encoding}) although an uncompressed one was asked for"
+                   if encoding != "identity" else
+                   f"the reply announces {length} bytes, over {self._limit}"
+                   if length.isdigit() and int(length) > self._limit else None)
+        if problem:
+            response.close()
+            raise BadReply(problem)
+        assert isinstance(response.stream, httpx2.SyncByteStream)
+        return httpx2.Response(response.status_code, headers=response.headers, extensions=response.extensions,
+                               stream=_BoundedStream(response.stream, self._limit, deadline, request))
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _retry_after(err: Exception) -> float | None:
@@ -113,7 +213,7 @@ class OpenAIClient:
     and usage accounting."""
 
     def __init__(self, settings: ClientSettings, backoff: Backoff = Backoff(),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
         import openai
 
         self.settings = settings
@@ -123,12 +223,16 @@ class OpenAIClient:
         self._rng_lock = threading.Lock()
         self._failures_in_a_row = 0
         key = resolve_api_key(settings)
-        self.pool = EndpointPool([Endpoint(url, openai.OpenAI(api_key=key, base_url=url, timeout=settings.timeout,
-                                                              max_retries=0)) for url in settings.urls()])
+        self.pool = EndpointPool([Endpoint(url, openai.OpenAI(
+            api_key=key, base_url=url, timeout=settings.timeout, max_retries=0,
+            http_client=openai.DefaultHttpxClient(transport=BoundedTransport(max_reply_bytes, settings.timeout))))
+            for url in settings.urls()])
         self.meter = UsageMeter(settings.prices, self.pool)
 
     def call(self, fn: Callable[["openai.OpenAI"], R]) -> tuple[R, int]:
-        """Run ``fn(sdk_client)`` under the retry policy; return (result, retries used).
+        """Run ``fn(sdk_client)`` (the request, and the reading of its reply) under the retry policy; return
+        (result, retries used). A reply ``fn`` cannot read (it raises ``BadReply``, or the ValueError, TypeError,
+        AttributeError, KeyError or IndexError of reading a reply not shaped as asked) is a ``CallFailed``.
 
         Each attempt goes to the endpoint ``pool`` picks; a retry goes to an endpoint this call has not tried
         yet without waiting, and backs off only once it has tried them all. The call and the tokens of a result
@@ -157,12 +261,16 @@ class OpenAIClient:
                 self.pool.release(index, ok=False)
                 kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
                 failure = (err, True, f"{kind} ({endpoint.where})")
+            except (BadReply, ValueError, TypeError, AttributeError, KeyError, IndexError) as err:
+                self.pool.release(index, ok=False)
+                self._count_failure()  # a server answering garbage is as dead as one not answering
+                failure = (err, False, f"unreadable reply from {endpoint.where}: {_short(err)}")
             except BaseException:
                 self.pool.release(index, ok=True)
                 raise
             else:
                 self.pool.release(index, ok=True)
-                self.meter.record(attempt, getattr(result, "usage", None))
+                self.meter.record(attempt, _tokens(result))
                 self._failures_in_a_row = 0
                 return result, attempt
             tried.add(index)
@@ -176,8 +284,7 @@ class OpenAIClient:
         if not retryable or attempt >= self.settings.max_retries:
             self.meter.record(attempt, failed=True)
             if retryable:
-                with self._rng_lock:
-                    self._failures_in_a_row += 1
+                self._count_failure()
             suffix = f" after {attempt} retries" if retryable else ""
             raise CallFailed(f"{message}{suffix}", retries=attempt) from None
         if wait:
@@ -185,14 +292,17 @@ class OpenAIClient:
                 delay = self.backoff.delay(attempt, self._rng, _retry_after(err))
             self.sleep(delay)
 
+    def _count_failure(self) -> None:
+        with self._rng_lock:
+            self._failures_in_a_row += 1
+
     def chat(self, model: str, messages: list[dict[str, str]], **params: Any) -> ChatResult:
-        """One chat completion (``n`` choices if asked); ``params`` go to the API as is."""
-        response, retries = self.call(lambda sdk: sdk.chat.completions.create(model=model, messages=messages,
-                                                                             **params))
-        usage = response.usage
-        return ChatResult(texts=[c.message.content or "" for c in response.choices],
-                          prompt_tokens=usage.prompt_tokens if usage else 0,
-                          completion_tokens=usage.completion_tokens if usage else 0, retries=retries)
+        """One chat completion (``n`` choices if asked, each a text: see ``read_chat``); ``params`` go to the API
+        as is."""
+        result, retries = self.call(lambda sdk: read_chat(sdk.chat.completions.create(model=model, messages=messages,
+                                                                                      **params)))
+        result.retries = retries
+        return result
 
     def converse(self, model: str, conversation: Conversation[T], **params: Any) -> Exchange[T]:
         """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.judging.repair``).
@@ -225,9 +335,13 @@ class OpenAIClient:
         self.pool.close()
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line, bounded: a server's words go into error strings, records and the viewer."""
+    return " ".join(text.split())[:300]
+
+
 def _short(err: Exception) -> str:
     """The server's error message on one line, bounded (never the request, which may be long)."""
     body = getattr(err, "body", None)
     message = body.get("message") if isinstance(body, dict) else None
-    text = " ".join(str(message or err).split())
-    return text[:300]
+    return _one_line(str(message or err) or type(err).__name__)
