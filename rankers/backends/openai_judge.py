@@ -15,12 +15,11 @@ field) stops the ranking with a ``RankerConfigError`` instead of being counted a
 from __future__ import annotations
 
 import re
-from typing import Sequence
 from urllib.parse import urlparse
 
 from pydantic import model_validator
 
-from rankers.backends.api import APIRanker
+from rankers.backends.api import PerRequestRanker
 from rankers.base import Ranking, RankRequest
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.repair import Exchange
@@ -42,16 +41,13 @@ class Config(JudgeSettings, RankerConfig, ClientSettings):
         return self
 
 
-class OpenAIJudge(APIRanker[Config]):
+class OpenAIJudge(PerRequestRanker[Config]):
     """A ``Ranker`` asking a chat model to rank all candidates of a request at once."""
 
     name = "openai"
     outcomes = ("judged", "failed", "repairs")
 
-    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
-        return self.client.map(self._judge, list(requests))
-
-    def _judge(self, request: RankRequest) -> Ranking:
+    def rank_one(self, request: RankRequest) -> Ranking:
         skipped = unjudged(request)
         if skipped is not None:  # nothing to compare; no call
             return skipped

@@ -61,7 +61,8 @@ class Exchange(Generic[T]):
 
     def raw_length(self) -> dict[str, int]:
         """``{"raw_chars": the full length of the answers}`` when ``raw`` had to cut them, else nothing."""
-        return {"raw_chars": len(REPAIR_SEPARATOR.join(self.texts))} if any(len(t) > KEPT_CHARS for t in self.texts) else {}
+        cut = any(len(text) > KEPT_CHARS for text in self.texts)
+        return {"raw_chars": len(REPAIR_SEPARATOR.join(self.texts))} if cut else {}
 
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,

@@ -23,14 +23,17 @@ size), and ``timeout`` is a deadline for the whole attempt (body included), not 
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 import httpx2
 
+from rankers.base import in_order
 from rankers.judging.repair import Conversation, Exchange
 from rankers.llm.client_settings import ClientSettings, Prices, resolve_api_key
 from rankers.llm.endpoints import Endpoint, EndpointPool
@@ -321,18 +324,79 @@ class OpenAIClient:
                 return conversation.exchange
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``fn`` over ``items`` with at most ``max_concurrency`` in flight; results in input order.
+        """``fn`` over ``items`` (``map_as_completed``); results in input order."""
+        return in_order(self.map_as_completed(fn, items), len(items))
 
-        ``fn`` decides what a per-item failure becomes (it should catch ``CallFailed``); any other exception
-        propagates, after the calls already in flight have finished.
+    def map_as_completed(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
+        """(index, ``fn(items[index])``) as each finishes, with at most ``max_concurrency`` in flight.
+
+        Why as they finish: each result is a paid answer, and the caller saves it at once (a cache, a partial
+        file) instead of at the end of a batch that a crash or a Ctrl-C may never reach. A Ctrl-C (in the main
+        thread) starts no further item; the calls in flight finish and their results are yielded, then
+        ``KeyboardInterrupt`` is raised here, between two results, never in the middle of the caller saving one
+        (``deferred_interrupt``); a second Ctrl-C stops at once. ``fn`` decides what a per-item failure becomes
+        (it should catch ``CallFailed``); any other exception cancels the items not started and propagates once
+        the calls in flight have finished, whose results are yielded first: they were answered.
         """
         if len(items) <= 1 or self.settings.max_concurrency == 1:
-            return [fn(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+            with deferred_interrupt(lambda: None) as interrupted:
+                for i, item in enumerate(items):
+                    if interrupted.is_set():
+                        raise KeyboardInterrupt
+                    yield i, fn(item)
+            return
+        pool = ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(items)))
+        futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
+
+        def cancel_pending() -> None:
+            for future in futures:
+                future.cancel()
+
+        try:
+            with deferred_interrupt(cancel_pending) as interrupted:
+                for future in as_completed(futures):
+                    if not future.cancelled():
+                        yield futures[future], future.result()
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+        except (GeneratorExit, KeyboardInterrupt):  # the caller stopped reading, or the work is stopped
+            raise
+        except BaseException:
+            cancel_pending()
+            for future in as_completed([f for f in futures if not f.cancelled()]):
+                if future.exception() is None:
+                    yield futures[future], future.result()
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self.pool.close()
+
+
+@contextmanager
+def deferred_interrupt(on_interrupt: Callable[[], None]) -> Iterator[threading.Event]:
+    """Within the block, a first Ctrl-C only sets the yielded event and calls ``on_interrupt`` (in the main
+    thread); the block checks the event at a point where stopping loses nothing. A second Ctrl-C raises at once.
+
+    A no-op outside the main thread, or where someone else handles SIGINT: their handler stays in charge."""
+    interrupted = threading.Event()
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield interrupted
+        return
+
+    def first_ctrl_c(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        on_interrupt()
+
+    signal.signal(signal.SIGINT, first_ctrl_c)
+    try:
+        yield interrupted
+    finally:
+        if threading.current_thread() is threading.main_thread():  # a generator may be closed from elsewhere
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _one_line(text: str) -> str:

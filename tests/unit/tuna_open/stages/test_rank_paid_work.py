@@ -1,0 +1,80 @@
+"""Paid judgements survive: the rank stage and the ranking cache save each judgement as it is answered, so a
+Ctrl-C or a full disk does not make the next run pay for it again."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from helpers.openai_server import OpenAIProtocolServer
+from rich.console import Console
+
+from rankers import RankRequest, build_ranker
+from tuna_open.data.jsonl import read_jsonl
+from tuna_open.stages.context import track
+from tuna_open.stages.rank import rank_records
+
+
+def record(i: int) -> dict:
+    return {"id": str(i), "instruction": f"question {i}", "input": "", "prompt": f"question {i}",
+            "candidates": ["good", "bad"]}
+
+
+def progress(*args: object):
+    return track(Console(quiet=True), *args)
+
+
+def test_ctrl_c_keeps_every_judgement_already_answered(tmp_path: Path) -> None:
+    """20 requests in one default batch, 4 in flight; Ctrl-C when the 9th is asked: the 8 answered (and those in
+    flight, which finish) are in the partial records and the cache, and only the rest is asked again."""
+    lock = threading.Lock()
+    asked = {"n": 0}
+
+    def chat(body: dict) -> str:
+        with lock:
+            asked["n"] += 1
+            mine = asked["n"]
+        if mine == 9:
+            os.kill(os.getpid(), signal.SIGINT)
+        if mine >= 9:
+            time.sleep(0.2)
+        return "rank: [0, 1]"
+
+    records = [record(i) for i in range(20)]
+    out = tmp_path / "rankings.jsonl"
+    with OpenAIProtocolServer(chat=chat) as server:
+        flat = {"backend": "openai", "model": "m", "base_url": server.base_url, "api_key": "k",
+                "max_concurrency": 4, "cache_dir": str(tmp_path / "cache")}
+        with pytest.raises(KeyboardInterrupt):
+            rank_records(records, flat, out, 32, 0.1, progress)
+        kept = read_jsonl(out.with_name(out.name + ".partial"))
+        assert len(kept) >= 8 and all(r["order"] == [0, 1] for r in kept)
+        before = len(server.requests)
+        result = rank_records(records, flat, out, 32, 0.1, progress)
+        assert len(server.requests) - before == 20 - len(kept)
+    assert result.counts["rankings"] == 20
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 20
+
+
+def test_a_full_disk_loses_no_judgement_and_says_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    def disk_full(path: object, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("rankers.wrappers.cache.atomic_write_text", disk_full)
+    requests = [RankRequest(prompt=f"question {i}", candidates=["good", "bad"], id=str(i)) for i in range(3)]
+    with OpenAIProtocolServer(chat=lambda body: "rank: [1, 0]") as server, caplog.at_level(logging.WARNING):
+        ranker = build_ranker({"backend": "openai", "model": "m", "base_url": server.base_url, "api_key": "k",
+                               "cache_dir": str(tmp_path)})
+        rankings = ranker.rank(requests)
+    assert [r.order for r in rankings] == [[1, 0]] * 3
+    assert ranker.stats["cache_write_failed"] == 3
+    assert [r.getMessage() for r in caplog.records if "ranking cache" in r.getMessage()] == [
+        f"cannot write the ranking cache {tmp_path} ([Errno {errno.ENOSPC}] No space left on device): rankings are "
+        f"kept in the results but not cached"]
