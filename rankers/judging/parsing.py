@@ -174,8 +174,9 @@ def parse_ranking(text: str, n: int, candidates: Sequence[str] | None = None,
     """(order of all n candidates best first, per-candidate scores or None) from a judge's answer.
 
     ``candidates`` (their texts) are needed to accept omitted duplicates, and to tell the judge's verdict from a
-    rank line quoted from a candidate (``parse_rank_line``); without them every candidate must be ranked. ``scores`` reads the prompt's score format (``parse_scores`` for ``strict``,
-    ``parse_lmops_scores`` for ``lmops``); both prompts share the ``rank: [...]`` line.
+    rank line quoted from a candidate (``parse_rank_line``); without them every candidate must be ranked.
+    ``scores`` reads the prompt's score format (``parse_scores`` for ``strict``, ``parse_lmops_scores`` for
+    ``lmops``); both prompts share the ``rank: [...]`` line.
     """
     if candidates is not None and len(candidates) != n:
         raise ValueError(f"n={n} but {len(candidates)} candidates given")
