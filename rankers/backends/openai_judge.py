@@ -24,7 +24,7 @@ from rankers.base import Ranking, RankRequest
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.repair import Exchange
 from rankers.judging.settings import JudgeSettings
-from rankers.llm.client_settings import OPENAI_HOST, ClientSettings
+from rankers.llm.client_settings import OPENAI_HOST, ClientSettings, redact_url
 from rankers.registry import RankerConfig, RankerConfigError
 
 
@@ -67,9 +67,9 @@ class OpenAIJudge(PerRequestRanker[Config]):
         for text in exchange.texts:
             if not re.fullmatch(regex, text.strip()):
                 raise RankerConfigError(
-                    f"constrain: rank_line was not applied by {self.config.base_url}: the judge answered "
-                    f"{' '.join(text.split())[:80]!r}, not a bare 'rank: [...]' line (it needs a vLLM server, which "
-                    f"takes the regex in the request's structured_outputs field)")
+                    f"constrain: rank_line was not applied by {redact_url(str(self.config.base_url))}: the judge "
+                    f"answered {' '.join(text.split())[:80]!r}, not a bare 'rank: [...]' line (it needs a vLLM "
+                    f"server, which takes the regex in the request's structured_outputs field)")
 
 
 def build(config: Config) -> OpenAIJudge:
