@@ -17,7 +17,7 @@ not retried within the call (it was answered, maybe paid) but counted towards ``
 the caller records a failure, which the next run asks again. Bodies over ``max_reply_bytes`` are refused while
 they arrive, compressed bodies are refused (identity is asked for: a gzip bomb cannot be bounded by its wire
 size), and ``timeout`` is a deadline for the whole attempt (body included), not for each read
-(``BoundedTransport``).
+(``bounded_transport``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
-
-import httpx2
 
 from rankers.base import in_order
 from rankers.judging.repair import Conversation, Exchange
@@ -126,9 +126,9 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def _tokens(result: Any) -> tuple[int, int]:
-    """(prompt, completion) tokens of a call's result: an SDK response's ``usage`` block, or a ``ChatResult``."""
-    usage = getattr(result, "usage", result)
+def _tokens(response: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens of a reply's ``usage`` block; 0 where it has none."""
+    usage = getattr(response, "usage", None)
     return _count(getattr(usage, "prompt_tokens", 0)), _count(getattr(usage, "completion_tokens", 0))
 
 
@@ -146,60 +146,68 @@ def read_chat(response: Any) -> ChatResult:
     return ChatResult(texts, *_tokens(response))
 
 
-class _BoundedStream(httpx2.SyncByteStream):
-    """A reply body read under the size limit and the attempt's deadline, checked at every chunk."""
+@lru_cache(maxsize=None)
+def bounded_transport() -> type:
+    """``BoundedTransport(limit, seconds)``: the SDK's HTTP transport with the bounds a per-read timeout lacks.
 
-    def __init__(self, inner: httpx2.SyncByteStream, limit: int, deadline: float, request: httpx2.Request) -> None:
-        self._inner = inner
-        self._limit = limit
-        self._deadline = deadline
-        self._request = request
-
-    def __iter__(self) -> Any:
-        size = 0
-        for chunk in self._inner:
-            size += len(chunk)
-            if size > self._limit:
-                raise BadReply(f"the reply is over {self._limit} bytes")
-            if time.monotonic() > self._deadline:
-                raise httpx2.ReadTimeout("the reply did not arrive within the deadline", request=self._request)
-            yield chunk
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class BoundedTransport(httpx2.BaseTransport):
-    """The SDK's HTTP transport with the bounds a per-read timeout lacks: a reply body is refused once it is over
-    ``limit`` bytes (or announces it), and an attempt is abandoned ``seconds`` after it started even if bytes keep
-    trickling in. Asks for uncompressed replies and refuses compressed ones, whose decoded size the wire size does
-    not bound. (Response headers are still bounded only by the per-read timeout and the HTTP parser's size limit.)
+    A reply body is refused once it is over ``limit`` bytes (or announces it), and an attempt is abandoned
+    ``seconds`` after it started even if bytes keep trickling in. It asks for uncompressed replies and refuses
+    compressed ones, whose decoded size the wire size does not bound. (Response headers are still bounded only by
+    the per-read timeout and the HTTP parser's size limit.) Built on the HTTP library the installed SDK is built
+    on (``httpx``, ``httpx2`` in newer SDKs), hence a class made on first use.
     """
+    import openai
 
-    def __init__(self, limit: int, seconds: float) -> None:
-        self._inner = httpx2.HTTPTransport()
-        self._limit = limit
-        self._seconds = seconds
+    http = import_module(openai.DefaultHttpxClient.__mro__[1].__module__.split(".")[0])
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        deadline = time.monotonic() + self._seconds
-        request.headers["Accept-Encoding"] = "identity"
-        response = self._inner.handle_request(request)
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        length = response.headers.get("content-length", "")
-        problem = (f"the reply is compressed ({encoding}) although an uncompressed one was asked for"
-                   if encoding != "identity" else
-                   f"the reply announces {length} bytes, over {self._limit}"
-                   if length.isdigit() and int(length) > self._limit else None)
-        if problem:
-            response.close()
-            raise BadReply(problem)
-        assert isinstance(response.stream, httpx2.SyncByteStream)
-        return httpx2.Response(response.status_code, headers=response.headers, extensions=response.extensions,
-                               stream=_BoundedStream(response.stream, self._limit, deadline, request))
+    class BoundedStream(http.SyncByteStream):  # type: ignore[misc, name-defined]
+        """A reply body read under the size limit and the attempt's deadline, checked at every chunk."""
 
-    def close(self) -> None:
-        self._inner.close()
+        def __init__(self, inner: Any, limit: int, deadline: float, request: Any) -> None:
+            self._inner = inner
+            self._limit = limit
+            self._deadline = deadline
+            self._request = request
+
+        def __iter__(self) -> Iterator[bytes]:
+            size = 0
+            for chunk in self._inner:
+                size += len(chunk)
+                if size > self._limit:
+                    raise BadReply(f"the reply is over {self._limit} bytes")
+                if time.monotonic() > self._deadline:
+                    raise http.ReadTimeout("the reply did not arrive within the deadline", request=self._request)
+                yield chunk
+
+        def close(self) -> None:
+            self._inner.close()
+
+    class BoundedTransport(http.BaseTransport):  # type: ignore[misc, name-defined]
+        def __init__(self, limit: int, seconds: float) -> None:
+            self._inner = http.HTTPTransport()
+            self._limit = limit
+            self._seconds = seconds
+
+        def handle_request(self, request: Any) -> Any:
+            deadline = time.monotonic() + self._seconds
+            request.headers["Accept-Encoding"] = "identity"
+            response = self._inner.handle_request(request)
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            length = response.headers.get("content-length", "")
+            problem = (f"the reply is compressed ({encoding}) although an uncompressed one was asked for"
+                       if encoding != "identity" else
+                       f"the reply announces {length} bytes, over {self._limit}"
+                       if length.isdigit() and int(length) > self._limit else None)
+            if problem:
+                response.close()
+                raise BadReply(problem)
+            return http.Response(response.status_code, headers=response.headers, extensions=response.extensions,
+                                 stream=BoundedStream(response.stream, self._limit, deadline, request))
+
+        def close(self) -> None:
+            self._inner.close()
+
+    return BoundedTransport
 
 
 def _retry_after(err: Exception) -> float | None:
@@ -228,17 +236,19 @@ class OpenAIClient:
         key = resolve_api_key(settings)
         self.pool = EndpointPool([Endpoint(url, openai.OpenAI(
             api_key=key, base_url=url, timeout=settings.timeout, max_retries=0,
-            http_client=openai.DefaultHttpxClient(transport=BoundedTransport(max_reply_bytes, settings.timeout))))
+            http_client=openai.DefaultHttpxClient(transport=bounded_transport()(max_reply_bytes, settings.timeout))))
             for url in settings.urls()])
         self.meter = UsageMeter(settings.prices, self.pool)
 
-    def call(self, fn: Callable[["openai.OpenAI"], R]) -> tuple[R, int]:
-        """Run ``fn(sdk_client)`` (the request, and the reading of its reply) under the retry policy; return
-        (result, retries used). A reply ``fn`` cannot read (it raises ``BadReply``, or the ValueError, TypeError,
-        AttributeError, KeyError or IndexError of reading a reply not shaped as asked) is a ``CallFailed``.
+    def call(self, fn: Callable[["openai.OpenAI"], Any],
+             read: Callable[[Any], R] = lambda response: response) -> tuple[R, int]:
+        """Run ``fn(sdk_client)`` (the request) under the retry policy and ``read`` its reply; return (what was
+        read, retries used). A reply that cannot be read (the SDK cannot decode it, or ``read`` raises
+        ``BadReply``, or the ValueError, TypeError, AttributeError, KeyError or IndexError of reading a reply not
+        shaped as asked) is a ``CallFailed``.
 
         Each attempt goes to the endpoint ``pool`` picks; a retry goes to an endpoint this call has not tried
-        yet without waiting, and backs off only once it has tried them all. The call and the tokens of a result
+        yet without waiting, and backs off only once it has tried them all. The call and the tokens of a reply
         carrying ``.usage`` are recorded in ``meter``.
         """
         import openai
@@ -253,7 +263,8 @@ class OpenAIClient:
             index = self.pool.acquire(tried)
             endpoint = self.pool.endpoints[index]
             try:
-                result = fn(endpoint.sdk)
+                response = fn(endpoint.sdk)
+                result = read(response)
             except openai.APIStatusError as err:
                 retryable = err.status_code in RETRY_STATUSES or err.status_code >= 500
                 self.pool.release(index, ok=not retryable)  # other errors are the request's fault, not the server's
@@ -273,7 +284,7 @@ class OpenAIClient:
                 raise
             else:
                 self.pool.release(index, ok=True)
-                self.meter.record(attempt, _tokens(result))
+                self.meter.record(attempt, _tokens(response))
                 self._failures_in_a_row = 0
                 return result, attempt
             tried.add(index)
@@ -302,8 +313,8 @@ class OpenAIClient:
     def chat(self, model: str, messages: list[dict[str, str]], **params: Any) -> ChatResult:
         """One chat completion (``n`` choices if asked, each a text: see ``read_chat``); ``params`` go to the API
         as is."""
-        result, retries = self.call(lambda sdk: read_chat(sdk.chat.completions.create(model=model, messages=messages,
-                                                                                      **params)))
+        result, retries = self.call(lambda sdk: sdk.chat.completions.create(model=model, messages=messages, **params),
+                                    read_chat)
         result.retries = retries
         return result
 
@@ -347,6 +358,7 @@ class OpenAIClient:
             return
         pool = ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(items)))
         futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        handed: set[Future[R]] = set()
 
         def cancel_pending() -> None:
             for future in futures:
@@ -355,6 +367,7 @@ class OpenAIClient:
         try:
             with deferred_interrupt(cancel_pending) as interrupted:
                 for future in as_completed(futures):
+                    handed.add(future)
                     if not future.cancelled():
                         yield futures[future], future.result()
             if interrupted.is_set():
@@ -363,7 +376,7 @@ class OpenAIClient:
             raise
         except BaseException:
             cancel_pending()
-            for future in as_completed([f for f in futures if not f.cancelled()]):
+            for future in as_completed([f for f in futures if f not in handed and not f.cancelled()]):
                 if future.exception() is None:
                     yield futures[future], future.result()
             raise

@@ -1,9 +1,10 @@
-"""Paid judgements survive: the rank stage and the ranking cache save each judgement as it is answered, so a
-Ctrl-C or a full disk does not make the next run pay for it again."""
+"""Paid work survives: the rank stage, the ranking cache and the sample stage save each judgement or sample as
+it is answered, so a Ctrl-C, a failed call or a full disk does not make the next run pay for it again."""
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import signal
@@ -12,13 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers.openai_server import OpenAIProtocolServer
 from rich.console import Console
 
 from rankers import RankRequest, build_ranker
 from tuna_open.data.jsonl import read_jsonl
+from tuna_open.errors import UserError
+from tuna_open.pipeline.runner import run_recipe
+from tuna_open.recipe import load_recipe
 from tuna_open.stages.context import track
 from tuna_open.stages.rank import rank_records
+from tuna_open.stages.registry import STAGES
 
 
 def record(i: int) -> dict:
@@ -78,3 +84,36 @@ def test_a_full_disk_loses_no_judgement_and_says_so_once(tmp_path: Path, monkeyp
     assert [r.getMessage() for r in caplog.records if "ranking cache" in r.getMessage()] == [
         f"cannot write the ranking cache {tmp_path} ([Errno {errno.ENOSPC}] No space left on device): rankings are "
         f"kept in the results but not cached"]
+
+
+def test_samples_answered_before_a_failed_call_survive_to_the_resume(tmp_path: Path) -> None:
+    """10 prompts in one chunk, 4 in flight; prompt 6 fails: the stage stops in one line, the prompts answered are
+    kept, the next run asks only the others, each with the seed of its position, as an uninterrupted run would."""
+    down = {"yes": True}
+
+    def completions(body: dict) -> object:
+        if down["yes"] and body["prompt"].endswith("p6"):
+            return 500, {"error": {"message": "boom"}}
+        time.sleep(0.05 if body["prompt"].endswith(("p7", "p8", "p9")) else 0.0)
+        return {"choices": [{"index": 0, "text": f"answer to {body['prompt'][-2:]}", "finish_reason": "stop"}]}
+
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"id": str(i), "instruction": f"p{i}"}) + "\n"
+                                              for i in range(10)))
+    with OpenAIProtocolServer(completions=completions) as server:
+        recipe = {"name": "api", "seed": 100, "data": {"d": {"source": "d.jsonl"}}, "stages": [
+            {"name": "s", "kind": "sample", "model": "served", "data": "d", "template": "raw", "n": 1, "dedup": False,
+             "min_candidates": 1, "sampler": {"backend": "openai", "openai": {
+                 "base_url": server.base_url, "api_key": "t", "max_retries": 0, "max_concurrency": 4}}}]}
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+        with pytest.raises(UserError, match="stage s: sampling stopped: .*HTTP 500.*run the same command again"):
+            run_recipe(load_recipe(tmp_path / "r.yaml", STAGES), tmp_path / "run", console=Console(quiet=True))
+        kept = read_jsonl(tmp_path / "run/stages/s/records.jsonl.partial")
+        assert 4 <= len(kept) < 10 and "6" not in {r["id"] for r in kept}
+        asked = len(server.requests)
+        down["yes"] = False
+        run_recipe(load_recipe(tmp_path / "r.yaml", STAGES), tmp_path / "run", console=Console(quiet=True))
+        assert len(server.requests) - asked == 10 - len(kept)
+        seeds = {body["prompt"][-2:]: body["seed"] for body in server.requests}
+    assert seeds == {f"p{i}": 100 + i for i in range(10)}
+    records = read_jsonl(tmp_path / "run/stages/s/records.jsonl")
+    assert [r["candidates"] for r in records] == [[f"answer to p{i}"] for i in range(10)]
