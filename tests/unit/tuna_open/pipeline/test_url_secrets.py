@@ -33,3 +33,12 @@ def test_url_credentials_are_masked_in_what_is_written_and_in_messages() -> None
     assert PASSWORD not in str(written) and "sk-x" not in str(written)
     assert written["ranker"]["base_url"] == ["http://***@127.0.0.1:9/v1"]
     assert Endpoint(URL, sdk=None).where == "http://***@127.0.0.1:9/v1"
+
+
+def test_check_endpoints_checks_each_server_of_a_list() -> None:
+    servers = '["http://127.0.0.1:8/v1", "http://127.0.0.1:9/v1"]'
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "recipes/open_vllm.yaml"),
+                                       "--set", "ranker.backend=openai", "--set", f"ranker.openai.base_url={servers}",
+                                       "--check-endpoints"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "127.0.0.1:8/v1 does not answer" in result.output and "127.0.0.1:9/v1 does not answer" in result.output
