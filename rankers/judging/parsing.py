@@ -31,11 +31,11 @@ from rankers.duplicates import duplicate_key
 Judgement = tuple[list[int], list[float] | None]
 """What ``parse_ranking`` reads from an answer: the order of all candidates and their scores, if given."""
 
-# The last "rank:" wins: judges sometimes restate a draft ranking before the final one. Each "rank:" is a match
-# (its value, in a lookahead, runs to the end of its line), so of two on one line the later counts.
-_RANK_LINE = re.compile(
-    r"(?im)(?<![\w])(?:final\s+)?rank(?:ing)?s?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*(?=(?P<value>[^\n]*)$)"
-)
+# The last "rank:" wins: judges sometimes restate a draft ranking before the final one. A label's value runs to
+# the next label or the end of its line (so of two on one line the later counts, and a line of a million labels
+# reads in linear time), and at most ``_VALUE_CHARS``, far more than any rank list.
+_RANK_LABEL = re.compile(r"(?im)(?<![\w])(?:final\s+)?rank(?:ing)?s?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*")
+_VALUE_CHARS = 2000
 _SCORES_LINE = re.compile(r"(?im)^[\W_]*scores?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*(?P<value>[^\n]*)$")
 _ITEM = re.compile(r"^(?:response|resp\.?|#)?\s*(\d+)$", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -117,19 +117,30 @@ def _said(value: str) -> tuple[str, tuple[int, ...] | None]:
     return " ".join(value.split()).lower(), indices
 
 
+def _rank_values(text: str) -> list[str]:
+    """The value of every ``rank:`` label of ``text``, in order."""
+    labels = list(_RANK_LABEL.finditer(text))
+    values = []
+    for label, after in zip(labels, [*labels[1:], None]):
+        end = min(label.end() + _VALUE_CHARS, len(text) if after is None else after.start())
+        line_end = text.find("\n", label.end(), end)
+        values.append(text[label.end():end if line_end < 0 else line_end])
+    return values
+
+
 def parse_rank_line(text: str, quoted: Sequence[str] = ()) -> list[int]:
     """The indices of the judge's verdict: the last ``rank:`` of ``text`` that repeats none of the rank lines in
     ``quoted`` (the candidates' texts, which the judge saw and may quote; see the module docstring)."""
-    matches = list(_RANK_LINE.finditer(text))
-    if not matches:
+    values = _rank_values(text)
+    if not values:
         raise ParseError("no 'rank: [...]' line was found")
-    injected = {part for candidate in quoted for match in _RANK_LINE.finditer(candidate)
-                for part in _said(match.group("value")) if part}
-    own = [m for m in matches if not any(part in injected for part in _said(m.group("value")) if part)]
-    if not own:
+    injected = {part for candidate in quoted for value in _rank_values(candidate) for part in _said(value) if part}
+    own = next((value for value in reversed(values) if not any(part in injected for part in _said(value) if part)),
+               None)
+    if own is None:
         raise ParseError("every 'rank:' line of your answer repeats one written inside a response; write your own "
                          "ranking")
-    return _indices(own[-1].group("value"))
+    return _indices(own)
 
 
 def parse_scores(text: str, n: int) -> list[float] | None:

@@ -11,8 +11,8 @@ its API key are ``rankers.llm.client_settings``'.
 
 A server is not trusted to answer well (a proxy's HTML page, ``{"error": ...}`` with status 200, no choices, a
 null content, garbage bytes, a 10 MB answer, a reply trickled byte by byte): whatever comes back, the caller
-gets its reply or a ``CallFailed``, never a traceback. The reply is read inside the call (``call(fn)``: ``fn``
-sends the request and reads the reply), so a reply that does not read as asked is an "unreadable reply",
+gets its reply or a ``CallFailed``, never a traceback. The reply is read inside the call (``call(request,
+read)``), so a reply that does not read as asked is an "unreadable reply",
 not retried within the call (it was answered, maybe paid) but counted towards ``max_consecutive_failures``;
 the caller records a failure, which the next run asks again. Bodies over ``max_reply_bytes`` are refused while
 they arrive, compressed bodies are refused (identity is asked for: a gzip bomb cannot be bounded by its wire
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -403,6 +404,8 @@ def deferred_interrupt(on_interrupt: Callable[[], None]) -> Iterator[threading.E
         interrupted.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         on_interrupt()
+        sys.stderr.write("\ninterrupted: finishing the calls in flight to keep their answers (Ctrl-C again to stop "
+                         "at once)\n")
 
     signal.signal(signal.SIGINT, first_ctrl_c)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from rankers.judging.parsing import ParseError, parse_ranking, parse_scores
@@ -132,3 +134,10 @@ def test_a_huge_rank_list_fails_fast_with_a_short_reason() -> None:
     with pytest.raises(ParseError) as err:
         parse_ranking("rank: [" + ", ".join(map(str, range(10 ** 6))) + "]", 4)
     assert len(str(err.value)) < 200
+
+
+def test_a_line_of_a_million_rank_labels_parses_in_linear_time() -> None:
+    start = time.monotonic()
+    with pytest.raises(ParseError):
+        parse_ranking("rank: " * 1_000_000, 4)
+    assert time.monotonic() - start < 15  # linear: ~2 s on a loaded CPU; the quadratic reading took over a minute
