@@ -52,7 +52,7 @@ def _rating(value: str) -> float | None:
     """The total in a rating such as ``[12]``, ``12/15``, ``4 + 4 + 4 = 12``, ``[4+4+4]`` or ``relevance 4,
     details 4, accuracy 4, total 12``; None if absent. The bracketed part, as LMOps asks for, wins."""
     value = re.sub(r"(?:/|\bout\s+of)\s*15\b", "", value)
-    brackets = re.findall(r"\[([^\]]*\d[^\]]*)\]", value)
+    brackets = [b for b in re.findall(r"\[([^\[\]]*)\]", value) if _NUMBER.search(b)]  # linear, unlike "\[...\d...\]"
     total = re.search(r"(?i)\btotal\b[^\d]*(\d+(?:\.\d+)?)", value)
     if brackets:
         value = brackets[-1]

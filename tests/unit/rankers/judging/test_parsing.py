@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rankers.judging.parsing import ParseError, parse_ranking, parse_scores
+from rankers.judging.parsing import ParseError, parse_lmops_scores, parse_ranking, parse_scores
 from rankers.judging.prompts import repair_prompt, strict_prompt
 
 VERDICT = """The instruction is close-ended: it asks for a sum.
@@ -141,3 +141,9 @@ def test_a_line_of_a_million_rank_labels_parses_in_linear_time() -> None:
     with pytest.raises(ParseError):
         parse_ranking("rank: " * 1_000_000, 4)
     assert time.monotonic() - start < 15  # linear: ~2 s on a loaded CPU; the quadratic reading took over a minute
+
+
+def test_a_hostile_rating_line_is_read_in_linear_time() -> None:
+    start = time.monotonic()
+    assert parse_lmops_scores("Response 0: " + "[1" * 20_000 + "\nrank: [0]", 1) == [1.0]
+    assert time.monotonic() - start < 5  # the backtracking bracket pattern took minutes on this line
