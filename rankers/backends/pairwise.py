@@ -20,14 +20,14 @@ from pydantic import Field, model_validator
 from rankers.aggregate import bradley_terry, copeland
 from rankers.backends.api import APIRanker
 from rankers.base import Ranking, RankRequest
+from rankers.judging.parsing import MARK
 from rankers.judging.repair import Conversation, Exchange
 from rankers.judging.settings import JudgeSettings
 from rankers.llm.client_settings import ClientSettings
 from rankers.registry import RankerConfig
 
 Verdict = Literal["A", "B", "tie"]
-_VERDICT = re.compile(r"(?im)(?<![\w])verdict\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?\s*\[?\s*(?:response\s+)?"
-                      r"(A|B|tie)\b")
+_VERDICT = re.compile(rf"(?im)(?<![\w])verdict{MARK}[:=]{MARK}\[?\s*+(?:response\s++)?(A|B|tie)\b")
 _SWAPPED: dict[str, str] = {"A": "B", "B": "A", "tie": "tie"}
 """The same verdict seen from the other presentation order."""
 

@@ -34,13 +34,16 @@ Judgement = tuple[list[int], list[float] | None]
 # The last "rank:" wins: judges sometimes restate a draft ranking before the final one. A label's value runs to
 # the next label or the end of its line (so of two on one line the later counts, and a line of a million labels
 # reads in linear time), and at most ``_VALUE_CHARS``, far more than any rank list.
-_RANK_LABEL = re.compile(r"(?im)(?<![\w])(?:final\s+)?rank(?:ing)?s?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*")
+MARK = r"\s*+(?:(?:\*\*|__)\s*+)?"
+"""Blanks around an optional bold or underline marker (``rank **:**``), possessive: a long run of blanks that
+turns out not to be followed by the label's colon is given up at once, not retried split every way (quadratic)."""
+_RANK_LABEL = re.compile(rf"(?im)(?<![\w])(?:final\s++)?rank(?:ing)?s?{MARK}[:=]{MARK}")
 _VALUE_CHARS = 2000
-_SCORES_LINE = re.compile(r"(?im)^[\W_]*scores?\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?[ \t]*(?P<value>[^\n]*)$")
+_SCORES_LINE = re.compile(rf"(?im)^[\W_]*+scores?{MARK}[:=]{MARK}(?P<value>[^\n]*)$")
 _ITEM = re.compile(r"^(?:response|resp\.?|#)?\s*(\d+)$", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # LMOps's rating lines, "Response k: [sum of the 3 individual scores you give to response k]" (bracketed or not).
-_RESPONSE_SCORE_LINE = re.compile(r"(?im)^[\W_]*response\s*(?P<index>\d+)\s*(?:\*\*|__)?\s*:\s*(?P<value>[^\n]*)$")
+_RESPONSE_SCORE_LINE = re.compile(rf"(?im)^[\W_]*+response\s*+(?P<index>\d++){MARK}:\s*+(?P<value>[^\n]*)$")
 _SUM = re.compile(r"\d+(?:\.\d+)?(?:\s*\+\s*\d+(?:\.\d+)?)+")
 
 

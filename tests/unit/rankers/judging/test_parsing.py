@@ -147,3 +147,16 @@ def test_a_hostile_rating_line_is_read_in_linear_time() -> None:
     start = time.monotonic()
     assert parse_lmops_scores("Response 0: " + "[1" * 20_000 + "\nrank: [0]", 1) == [1.0]
     assert time.monotonic() - start < 5  # the backtracking bracket pattern took minutes on this line
+
+
+@pytest.mark.parametrize("label", ["rank", "scores", "Response 1", "verdict"])
+def test_a_long_run_of_blanks_after_a_label_is_read_in_linear_time(label: str) -> None:
+    from rankers.backends.pairwise import parse_verdict
+
+    text = label + " " * 200_000 + "x"
+    start = time.monotonic()
+    for read in (lambda: parse_ranking(text, 2), lambda: parse_verdict(text)):
+        with pytest.raises(ValueError):
+            read()
+    assert parse_lmops_scores(text, 2) is None and parse_scores(text, 2) is None
+    assert time.monotonic() - start < 5  # split every way, such a run took minutes
