@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, Iterable, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 
@@ -74,6 +74,21 @@ class Ranker(Protocol):
     name: str
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]: ...
+
+
+def rank_as_completed(ranker: Ranker, requests: Sequence[RankRequest]) -> Iterator[tuple[int, Ranking]]:
+    """(index into ``requests``, its ranking) as each is ready: one by one from a ranker that has
+    ``rank_as_completed`` (the API judges, and a cache over them), all at the end from any other.
+
+    Why: a caller saves each judgement as it arrives, so a crash or a Ctrl-C keeps what was already paid for."""
+    streaming = getattr(ranker, "rank_as_completed", None)
+    return streaming(requests) if streaming is not None else enumerate(ranker.rank(requests))
+
+
+def in_order(results: Iterable[tuple[int, T]], n: int) -> list[T]:
+    """The results of ``rank_as_completed`` (indices 0..n-1, any order) as a list in index order."""
+    by_index = dict(results)
+    return [by_index[i] for i in range(n)]
 
 
 def close_if_closable(obj: object) -> None:

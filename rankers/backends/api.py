@@ -10,9 +10,9 @@ client's pool (``OpenAIClient.map``): one conversation per request, or (pairwise
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Iterator, Sequence, TypeVar
 
-from rankers.base import Tally
+from rankers.base import Ranking, RankRequest, Tally, in_order
 from rankers.judging.repair import Conversation, Exchange
 from rankers.llm.client_settings import ClientSettings
 from rankers.llm.openai_client import OpenAIClient
@@ -49,3 +49,17 @@ class APIRanker(Generic[C]):
 
     def close(self) -> None:
         self.client.close()
+
+
+class PerRequestRanker(APIRanker[C]):
+    """An API ranker that judges each request by itself (``rank_one``: one conversation), so its rankings can be
+    handed over as each is answered (``rank_as_completed``) for the caller to save at once."""
+
+    def rank_one(self, request: RankRequest) -> Ranking:
+        raise NotImplementedError
+
+    def rank_as_completed(self, requests: Sequence[RankRequest]) -> Iterator[tuple[int, Ranking]]:
+        return self.client.map_as_completed(self.rank_one, list(requests))
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        return in_order(self.rank_as_completed(requests), len(requests))

@@ -18,11 +18,10 @@ misses), and an unreadable review is re-asked (``rankers.judging.repair``) and t
 from __future__ import annotations
 
 import re
-from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankers.backends.api import APIRanker
+from rankers.backends.api import PerRequestRanker
 from rankers.base import Ranking, RankRequest
 from rankers.judging.repair import Conversation
 from rankers.llm.client_settings import ClientSettings
@@ -116,16 +115,13 @@ class Config(Settings, RankerConfig, ClientSettings):
     model: str
 
 
-class FastChatReviewer(APIRanker[Config]):
+class FastChatReviewer(PerRequestRanker[Config]):
     """A ``Ranker`` for two-candidate requests, scored by FastChat's category reviewer."""
 
     name = "fastchat"
     outcomes = ("reviewed", "failed", "repairs")
 
-    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
-        return self.client.map(self._review, list(requests))
-
-    def _review(self, request: RankRequest) -> Ranking:
+    def rank_one(self, request: RankRequest) -> Ranking:
         cfg = self.config
         if len(request.candidates) != 2:
             self._counts.add(failed=1)
@@ -138,7 +134,7 @@ class FastChatReviewer(APIRanker[Config]):
             parse=parse_review, repair=repair_prompt, max_repairs=cfg.max_repairs)
         exchange = self.ask(conversation, cfg.max_tokens)
         raw = exchange.raw()
-        metadata = {"model": cfg.model, "reviewer": reviewer(category), **exchange.usage()}
+        metadata = {"model": cfg.model, "reviewer": reviewer(category), **exchange.usage(), **exchange.raw_length()}
         self._counts.add(**{"failed" if exchange.value is None else "reviewed": 1}, repairs=exchange.repairs)
         if exchange.value is None:
             return Ranking.failure(exchange.error or "no answer", raw=raw, **metadata)

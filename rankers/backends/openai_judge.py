@@ -15,17 +15,16 @@ field) stops the ranking with a ``RankerConfigError`` instead of being counted a
 from __future__ import annotations
 
 import re
-from typing import Sequence
 from urllib.parse import urlparse
 
 from pydantic import model_validator
 
-from rankers.backends.api import APIRanker
+from rankers.backends.api import PerRequestRanker
 from rankers.base import Ranking, RankRequest
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.repair import Exchange
 from rankers.judging.settings import JudgeSettings
-from rankers.llm.client_settings import OPENAI_HOST, ClientSettings
+from rankers.llm.client_settings import OPENAI_HOST, ClientSettings, redact_url
 from rankers.registry import RankerConfig, RankerConfigError
 
 
@@ -42,16 +41,13 @@ class Config(JudgeSettings, RankerConfig, ClientSettings):
         return self
 
 
-class OpenAIJudge(APIRanker[Config]):
+class OpenAIJudge(PerRequestRanker[Config]):
     """A ``Ranker`` asking a chat model to rank all candidates of a request at once."""
 
     name = "openai"
     outcomes = ("judged", "failed", "repairs")
 
-    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
-        return self.client.map(self._judge, list(requests))
-
-    def _judge(self, request: RankRequest) -> Ranking:
+    def rank_one(self, request: RankRequest) -> Ranking:
         skipped = unjudged(request)
         if skipped is not None:  # nothing to compare; no call
             return skipped
@@ -71,9 +67,9 @@ class OpenAIJudge(APIRanker[Config]):
         for text in exchange.texts:
             if not re.fullmatch(regex, text.strip()):
                 raise RankerConfigError(
-                    f"constrain: rank_line was not applied by {self.config.base_url}: the judge answered "
-                    f"{' '.join(text.split())[:80]!r}, not a bare 'rank: [...]' line (it needs a vLLM server, which "
-                    f"takes the regex in the request's structured_outputs field)")
+                    f"constrain: rank_line was not applied by {redact_url(str(self.config.base_url))}: the judge "
+                    f"answered {' '.join(text.split())[:80]!r}, not a bare 'rank: [...]' line (it needs a vLLM "
+                    f"server, which takes the regex in the request's structured_outputs field)")
 
 
 def build(config: Config) -> OpenAIJudge:

@@ -20,14 +20,14 @@ from pydantic import Field, model_validator
 from rankers.aggregate import bradley_terry, copeland
 from rankers.backends.api import APIRanker
 from rankers.base import Ranking, RankRequest
+from rankers.judging.parsing import MARK
 from rankers.judging.repair import Conversation, Exchange
 from rankers.judging.settings import JudgeSettings
 from rankers.llm.client_settings import ClientSettings
 from rankers.registry import RankerConfig
 
 Verdict = Literal["A", "B", "tie"]
-_VERDICT = re.compile(r"(?im)(?<![\w])verdict\s*(?:\*\*|__)?\s*[:=]\s*(?:\*\*|__)?\s*\[?\s*(?:response\s+)?"
-                      r"(A|B|tie)\b")
+_VERDICT = re.compile(rf"(?im)(?<![\w])verdict{MARK}[:=]{MARK}\[?\s*+(?:response\s++)?(A|B|tie)\b")
 _SWAPPED: dict[str, str] = {"A": "B", "B": "A", "tie": "tie"}
 """The same verdict seen from the other presentation order."""
 
@@ -130,7 +130,7 @@ class PairwiseJudge(APIRanker[Config]):
         if unjudged:
             i, j = unjudged[0]
             return Ranking.failure(f"{len(unjudged)} pair(s) got no readable verdict, e.g. ({i}, {j}): "
-                                   f"{verdicts[(i, j)].error}", raw="\n\n".join(verdicts[(i, j)].texts) or None,
+                                   f"{verdicts[(i, j)].error}", raw=verdicts[(i, j)].raw(),
                                    **metadata)
         scores = copeland(wins) if self.config.method == "copeland" else bradley_terry(wins)
         # Copeland ties are common; total wins break them, then the candidate index.

@@ -43,7 +43,7 @@ def ranking_from_exchange(exchange: Exchange[Judgement], n: int, settings: Judge
     """The ``Ranking`` of a finished exchange over n candidates: every answer in ``raw``, its usage and the
     judge's ``model`` in ``metadata``; a ``Ranking.failure`` with the reason when no answer was readable."""
     raw = exchange.raw()
-    metadata = {"model": settings.model, **exchange.usage()}
+    metadata = {"model": settings.model, **exchange.usage(), **exchange.raw_length()}
     if exchange.value is None:
         return Ranking.failure(exchange.error or "no answer", raw=raw, **metadata)
     order, scores = exchange.value

@@ -8,6 +8,11 @@ answer after N answer(s)". ``Conversation.take`` applies it to one answer, so th
 and how the next question is sent (``OpenAIClient.converse`` loops one conversation; ``VLLMJudge`` batches the
 conversations still waiting). An answer that never came (a failed call, a prompt too long for the engine)
 ends the conversation through ``fail``: it is not unreadable, so it is not re-asked.
+
+An answer can be as long as a server cares to make it, and every answer is stored (``Ranking.raw``, so the
+records and the viewer) and an unreadable one sent back in the re-ask: both keep at most ``KEPT_CHARS`` of it
+(``excerpt``: its start and its end, where the verdict is), ``raw_chars`` in the metadata records the full length,
+and a parser's complaint is kept to ``ERROR_CHARS``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,18 @@ Messages = list[dict[str, str]]
 
 REPAIR_SEPARATOR = "\n\n--- repair ---\n\n"
 """Joins a judge's answers in ``Ranking.raw`` when a repair was needed, so the audit trail keeps them all."""
+KEPT_CHARS = 32_000
+"""Of one answer, the most stored or sent back: several times what a judge writes within its token budget."""
+ERROR_CHARS = 500
+
+
+def excerpt(text: str, limit: int = KEPT_CHARS) -> str:
+    """``text`` if it is at most ``limit`` characters, else its first quarter and last three quarters of ``limit``
+    around a note of how much was left out (the verdict is at the end of an answer)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    return f"{text[:head]}\n[... {len(text) - limit} characters left out ...]\n{text[len(text) - (limit - head):]}"
 
 
 @dataclass
@@ -38,8 +55,14 @@ class Exchange(Generic[T]):
     """Re-asks made after unreadable answers."""
 
     def raw(self) -> str | None:
-        """Every answer for ``Ranking.raw`` (``REPAIR_SEPARATOR`` between them); None when none came."""
-        return REPAIR_SEPARATOR.join(self.texts) or None
+        """Every answer for ``Ranking.raw`` (``REPAIR_SEPARATOR`` between them, each an ``excerpt``); None when
+        none came."""
+        return REPAIR_SEPARATOR.join(map(excerpt, self.texts)) or None
+
+    def raw_length(self) -> dict[str, int]:
+        """``{"raw_chars": the full length of the answers}`` when ``raw`` had to cut them, else nothing."""
+        cut = any(len(text) > KEPT_CHARS for text in self.texts)
+        return {"raw_chars": len(REPAIR_SEPARATOR.join(self.texts))} if cut else {}
 
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -69,10 +92,10 @@ class Conversation(Generic[T]):
             exchange.value = self.parse(text)
             return False
         except ValueError as err:
-            exchange.error = str(err)
+            exchange.error = excerpt(str(err), ERROR_CHARS)
         if exchange.repairs < self.max_repairs:
             exchange.repairs += 1
-            self.messages = [*self.messages, {"role": "assistant", "content": text},
+            self.messages = [*self.messages, {"role": "assistant", "content": excerpt(text)},
                              {"role": "user", "content": self.repair(exchange.error)}]
             return True
         exchange.error = f"no readable answer after {len(exchange.texts)} answer(s): {exchange.error}"

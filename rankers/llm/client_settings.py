@@ -8,11 +8,17 @@ variable named by ``api_key_env``; when that is unset and ``base_url`` points at
 ``api.openai.com`` (a local vLLM server, a proxy), the placeholder ``"EMPTY"`` is used, since such servers
 accept any key unless started with one. The key is held only by the SDK client: it is never logged, never part
 of ``stats`` and excluded from cache keys (``rankers.wrappers.cache``).
+
+A ``base_url`` holding credentials (``https://user:password@host/v1``) is refused: it would be written wherever
+the URL is (the run directory's configs and reports, error messages, the viewer), and the HTTP client would send
+it as Basic auth instead of the API key. ``redact_url`` masks such credentials in any text that is written or
+printed, as a second line of defence (a URL that reached a message some other way).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -20,6 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from rankers.llm.errors import EngineError
 
 OPENAI_HOST = "api.openai.com"
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of every URL in it (``scheme://user:password@``) masked as ``***``."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class Prices(BaseModel):
@@ -62,6 +74,9 @@ class ClientSettings(BaseModel):
     def _distinct_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and (not value or len(set(value)) != len(value)):
             raise ValueError("a list of base_url must name each server once, and at least one")
+        if any(redact_url(url) != url for url in ([value] if isinstance(value, str) else value or [])):
+            raise ValueError("base_url holds credentials (user:password@): put the key in api_key_env, not in "
+                             "the URL")
         return value
 
     def urls(self) -> list[str | None]:

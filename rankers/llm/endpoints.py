@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from rankers.llm.client_settings import redact_url
+
 
 @dataclass
 class Endpoint:
@@ -33,7 +35,8 @@ class Endpoint:
 
     @property
     def where(self) -> str:
-        return self.url or "https://api.openai.com"
+        """The endpoint as error messages and the report name it (credentials masked)."""
+        return redact_url(self.url or "https://api.openai.com")
 
 
 class EndpointPool:

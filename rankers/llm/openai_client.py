@@ -8,17 +8,33 @@ server's ``Retry-After``. Configuration errors (401/403/404: bad key, unknown mo
 as ``EngineError``: retrying them only burns time. Any other error, or retries exhausted, is a
 ``CallFailed`` for that one item, so a batch carries on and the caller records a failure. The client's keys and
 its API key are ``rankers.llm.client_settings``'.
+
+A server is not trusted to answer well (a proxy's HTML page, ``{"error": ...}`` with status 200, no choices, a
+null content, garbage bytes, a 10 MB answer, a reply trickled byte by byte): whatever comes back, the caller
+gets its reply or a ``CallFailed``, never a traceback. The reply is read inside the call (``call(request,
+read)``), so a reply that does not read as asked is an "unreadable reply",
+not retried within the call (it was answered, maybe paid) but counted towards ``max_consecutive_failures``;
+the caller records a failure, which the next run asks again. Bodies over ``max_reply_bytes`` are refused while
+they arrive, compressed bodies are refused (identity is asked for: a gzip bomb cannot be bounded by its wire
+size), and ``timeout`` is a deadline for the whole attempt (body included), not for each read
+(``bounded_transport``).
 """
 
 from __future__ import annotations
 
 import random
+import signal
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from functools import lru_cache
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
+from rankers.base import in_order
 from rankers.judging.repair import Conversation, Exchange
 from rankers.llm.client_settings import ClientSettings, Prices, resolve_api_key
 from rankers.llm.endpoints import Endpoint, EndpointPool
@@ -32,6 +48,13 @@ R = TypeVar("R")
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 FATAL_STATUSES = frozenset({401, 403, 404})
+MAX_REPLY_BYTES = 8 * 2 ** 20
+"""The largest reply body read from the wire. A judge's answer is kilobytes; a sampler's ``n`` samples with
+log-probs a few megabytes; anything larger is a broken or hostile server, not worth the memory or the disk."""
+
+
+class BadReply(Exception):
+    """A reply that is not the one asked for (no choices, no content, not JSON, too large); one-line message."""
 
 
 class CallFailed(Exception):
@@ -69,14 +92,14 @@ class UsageMeter:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
-    def record(self, retries: int, usage: Any = None, failed: bool = False) -> None:
+    def record(self, retries: int, tokens: tuple[int, int] = (0, 0), failed: bool = False) -> None:
+        """One call: its retries, its (prompt, completion) tokens, whether it failed."""
         with self._lock:
             self.calls += 1
             self.retries += retries
             self.failed_calls += int(failed)
-            if usage is not None:
-                self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-                self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+            self.prompt_tokens += tokens[0]
+            self.completion_tokens += tokens[1]
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -96,7 +119,96 @@ class ChatResult:
     texts: list[str]
     prompt_tokens: int
     completion_tokens: int
-    retries: int
+    retries: int = 0
+
+
+def _count(value: Any) -> int:
+    """A token count as the server wrote it, or 0 when it is not a count (a hostile server's usage block)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _tokens(response: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens of a reply's ``usage`` block; 0 where it has none."""
+    usage = getattr(response, "usage", None)
+    return _count(getattr(usage, "prompt_tokens", 0)), _count(getattr(usage, "completion_tokens", 0))
+
+
+def read_chat(response: Any) -> ChatResult:
+    """The texts of a chat completion's choices, checked: a reply without choices, or a choice without a string
+    content (``{"error": ...}`` with status 200, ``choices: []``, a null content) is a ``BadReply``."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        error = getattr(response, "error", None)
+        detail = f": {_one_line(str(error.get('message') if isinstance(error, dict) else error))}" if error else ""
+        raise BadReply(f"the reply holds no choices{detail}")
+    texts = [getattr(getattr(choice, "message", None), "content", None) for choice in choices]
+    if not all(isinstance(text, str) for text in texts):
+        raise BadReply("a choice of the reply has no text content")
+    return ChatResult(texts, *_tokens(response))
+
+
+@lru_cache(maxsize=None)
+def bounded_transport() -> type:
+    """``BoundedTransport(limit, seconds)``: the SDK's HTTP transport with the bounds a per-read timeout lacks.
+
+    A reply body is refused once it is over ``limit`` bytes (or announces it), and an attempt is abandoned
+    ``seconds`` after it started even if bytes keep trickling in. It asks for uncompressed replies and refuses
+    compressed ones, whose decoded size the wire size does not bound. (Response headers are still bounded only by
+    the per-read timeout and the HTTP parser's size limit.) Built on the HTTP library the installed SDK is built
+    on (``httpx``, ``httpx2`` in newer SDKs), hence a class made on first use.
+    """
+    import openai
+
+    http = import_module(openai.DefaultHttpxClient.__mro__[1].__module__.split(".")[0])
+
+    class BoundedStream(http.SyncByteStream):  # type: ignore[misc, name-defined]
+        """A reply body read under the size limit and the attempt's deadline, checked at every chunk."""
+
+        def __init__(self, inner: Any, limit: int, deadline: float, request: Any) -> None:
+            self._inner = inner
+            self._limit = limit
+            self._deadline = deadline
+            self._request = request
+
+        def __iter__(self) -> Iterator[bytes]:
+            size = 0
+            for chunk in self._inner:
+                size += len(chunk)
+                if size > self._limit:
+                    raise BadReply(f"the reply is over {self._limit} bytes")
+                if time.monotonic() > self._deadline:
+                    raise http.ReadTimeout("the reply did not arrive within the deadline", request=self._request)
+                yield chunk
+
+        def close(self) -> None:
+            self._inner.close()
+
+    class BoundedTransport(http.BaseTransport):  # type: ignore[misc, name-defined]
+        def __init__(self, limit: int, seconds: float) -> None:
+            self._inner = http.HTTPTransport()
+            self._limit = limit
+            self._seconds = seconds
+
+        def handle_request(self, request: Any) -> Any:
+            deadline = time.monotonic() + self._seconds
+            request.headers["Accept-Encoding"] = "identity"
+            response = self._inner.handle_request(request)
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            length = response.headers.get("content-length", "")
+            problem = (f"the reply is compressed ({encoding}) although an uncompressed one was asked for"
+                       if encoding != "identity" else
+                       f"the reply announces {length} bytes, over {self._limit}"
+                       if length.isdigit() and int(length) > self._limit else None)
+            if problem:
+                response.close()
+                raise BadReply(problem)
+            return http.Response(response.status_code, headers=response.headers, extensions=response.extensions,
+                                 stream=BoundedStream(response.stream, self._limit, deadline, request))
+
+        def close(self) -> None:
+            self._inner.close()
+
+    return BoundedTransport
 
 
 def _retry_after(err: Exception) -> float | None:
@@ -113,7 +225,7 @@ class OpenAIClient:
     and usage accounting."""
 
     def __init__(self, settings: ClientSettings, backoff: Backoff = Backoff(),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
         import openai
 
         self.settings = settings
@@ -123,15 +235,21 @@ class OpenAIClient:
         self._rng_lock = threading.Lock()
         self._failures_in_a_row = 0
         key = resolve_api_key(settings)
-        self.pool = EndpointPool([Endpoint(url, openai.OpenAI(api_key=key, base_url=url, timeout=settings.timeout,
-                                                              max_retries=0)) for url in settings.urls()])
+        self.pool = EndpointPool([Endpoint(url, openai.OpenAI(
+            api_key=key, base_url=url, timeout=settings.timeout, max_retries=0,
+            http_client=openai.DefaultHttpxClient(transport=bounded_transport()(max_reply_bytes, settings.timeout))))
+            for url in settings.urls()])
         self.meter = UsageMeter(settings.prices, self.pool)
 
-    def call(self, fn: Callable[["openai.OpenAI"], R]) -> tuple[R, int]:
-        """Run ``fn(sdk_client)`` under the retry policy; return (result, retries used).
+    def call(self, fn: Callable[["openai.OpenAI"], Any],
+             read: Callable[[Any], R] = lambda response: response) -> tuple[R, int]:
+        """Run ``fn(sdk_client)`` (the request) under the retry policy and ``read`` its reply; return (what was
+        read, retries used). A reply that cannot be read (the SDK cannot decode it, or ``read`` raises
+        ``BadReply``, or the ValueError, TypeError, AttributeError, KeyError or IndexError of reading a reply not
+        shaped as asked) is a ``CallFailed``.
 
         Each attempt goes to the endpoint ``pool`` picks; a retry goes to an endpoint this call has not tried
-        yet without waiting, and backs off only once it has tried them all. The call and the tokens of a result
+        yet without waiting, and backs off only once it has tried them all. The call and the tokens of a reply
         carrying ``.usage`` are recorded in ``meter``.
         """
         import openai
@@ -146,7 +264,8 @@ class OpenAIClient:
             index = self.pool.acquire(tried)
             endpoint = self.pool.endpoints[index]
             try:
-                result = fn(endpoint.sdk)
+                response = fn(endpoint.sdk)
+                result = read(response)
             except openai.APIStatusError as err:
                 retryable = err.status_code in RETRY_STATUSES or err.status_code >= 500
                 self.pool.release(index, ok=not retryable)  # other errors are the request's fault, not the server's
@@ -157,12 +276,16 @@ class OpenAIClient:
                 self.pool.release(index, ok=False)
                 kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
                 failure = (err, True, f"{kind} ({endpoint.where})")
+            except (BadReply, ValueError, TypeError, AttributeError, KeyError, IndexError) as err:
+                self.pool.release(index, ok=False)
+                self._count_failure()  # a server answering garbage is as dead as one not answering
+                failure = (err, False, f"unreadable reply from {endpoint.where}: {_short(err)}")
             except BaseException:
                 self.pool.release(index, ok=True)
                 raise
             else:
                 self.pool.release(index, ok=True)
-                self.meter.record(attempt, getattr(result, "usage", None))
+                self.meter.record(attempt, _tokens(response))
                 self._failures_in_a_row = 0
                 return result, attempt
             tried.add(index)
@@ -176,8 +299,7 @@ class OpenAIClient:
         if not retryable or attempt >= self.settings.max_retries:
             self.meter.record(attempt, failed=True)
             if retryable:
-                with self._rng_lock:
-                    self._failures_in_a_row += 1
+                self._count_failure()
             suffix = f" after {attempt} retries" if retryable else ""
             raise CallFailed(f"{message}{suffix}", retries=attempt) from None
         if wait:
@@ -185,14 +307,17 @@ class OpenAIClient:
                 delay = self.backoff.delay(attempt, self._rng, _retry_after(err))
             self.sleep(delay)
 
+    def _count_failure(self) -> None:
+        with self._rng_lock:
+            self._failures_in_a_row += 1
+
     def chat(self, model: str, messages: list[dict[str, str]], **params: Any) -> ChatResult:
-        """One chat completion (``n`` choices if asked); ``params`` go to the API as is."""
-        response, retries = self.call(lambda sdk: sdk.chat.completions.create(model=model, messages=messages,
-                                                                             **params))
-        usage = response.usage
-        return ChatResult(texts=[c.message.content or "" for c in response.choices],
-                          prompt_tokens=usage.prompt_tokens if usage else 0,
-                          completion_tokens=usage.completion_tokens if usage else 0, retries=retries)
+        """One chat completion (``n`` choices if asked, each a text: see ``read_chat``); ``params`` go to the API
+        as is."""
+        result, retries = self.call(lambda sdk: sdk.chat.completions.create(model=model, messages=messages, **params),
+                                    read_chat)
+        result.retries = retries
+        return result
 
     def converse(self, model: str, conversation: Conversation[T], **params: Any) -> Exchange[T]:
         """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.judging.repair``).
@@ -211,23 +336,92 @@ class OpenAIClient:
                 return conversation.exchange
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``fn`` over ``items`` with at most ``max_concurrency`` in flight; results in input order.
+        """``fn`` over ``items`` (``map_as_completed``); results in input order."""
+        return in_order(self.map_as_completed(fn, items), len(items))
 
-        ``fn`` decides what a per-item failure becomes (it should catch ``CallFailed``); any other exception
-        propagates, after the calls already in flight have finished.
+    def map_as_completed(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
+        """(index, ``fn(items[index])``) as each finishes, with at most ``max_concurrency`` in flight.
+
+        Why as they finish: each result is a paid answer, and the caller saves it at once (a cache, a partial
+        file) instead of at the end of a batch that a crash or a Ctrl-C may never reach. A Ctrl-C (in the main
+        thread) starts no further item; the calls in flight finish and their results are yielded, then
+        ``KeyboardInterrupt`` is raised here, between two results, never in the middle of the caller saving one
+        (``deferred_interrupt``); a second Ctrl-C stops at once. ``fn`` decides what a per-item failure becomes
+        (it should catch ``CallFailed``); any other exception cancels the items not started and propagates once
+        the calls in flight have finished, whose results are yielded first: they were answered.
         """
         if len(items) <= 1 or self.settings.max_concurrency == 1:
-            return [fn(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+            with deferred_interrupt(lambda: None) as interrupted:
+                for i, item in enumerate(items):
+                    if interrupted.is_set():
+                        raise KeyboardInterrupt
+                    yield i, fn(item)
+            return
+        pool = ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(items)))
+        futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        handed: set[Future[R]] = set()
+
+        def cancel_pending() -> None:
+            for future in futures:
+                future.cancel()
+
+        try:
+            with deferred_interrupt(cancel_pending) as interrupted:
+                for future in as_completed(futures):
+                    handed.add(future)
+                    if not future.cancelled():
+                        yield futures[future], future.result()
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+        except (GeneratorExit, KeyboardInterrupt):  # the caller stopped reading, or the work is stopped
+            raise
+        except BaseException:
+            cancel_pending()
+            for future in as_completed([f for f in futures if f not in handed and not f.cancelled()]):
+                if future.exception() is None:
+                    yield futures[future], future.result()
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self.pool.close()
+
+
+@contextmanager
+def deferred_interrupt(on_interrupt: Callable[[], None]) -> Iterator[threading.Event]:
+    """Within the block, a first Ctrl-C only sets the yielded event and calls ``on_interrupt`` (in the main
+    thread); the block checks the event at a point where stopping loses nothing. A second Ctrl-C raises at once.
+
+    A no-op outside the main thread, or where someone else handles SIGINT: their handler stays in charge."""
+    interrupted = threading.Event()
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield interrupted
+        return
+
+    def first_ctrl_c(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        on_interrupt()
+        sys.stderr.write("\ninterrupted: finishing the calls in flight to keep their answers (Ctrl-C again to stop "
+                         "at once)\n")
+
+    signal.signal(signal.SIGINT, first_ctrl_c)
+    try:
+        yield interrupted
+    finally:
+        if threading.current_thread() is threading.main_thread():  # a generator may be closed from elsewhere
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, bounded: a server's words go into error strings, records and the viewer."""
+    return " ".join(text.split())[:300]
 
 
 def _short(err: Exception) -> str:
     """The server's error message on one line, bounded (never the request, which may be long)."""
     body = getattr(err, "body", None)
     message = body.get("message") if isinstance(body, dict) else None
-    text = " ".join(str(message or err).split())
-    return text[:300]
+    return _one_line(str(message or err) or type(err).__name__)

@@ -28,7 +28,7 @@ A request whose call still fails after the client's retries is reported per requ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from rankers.backends.teacher_logprob import Scores, check_batch, encode_candidates
 from rankers.llm.openai_client import CallFailed, OpenAIClient
@@ -82,33 +82,43 @@ class OpenAILogprobScorer:
 
         return self.client.map(lambda job: one(*job), list(zip(prompts, candidates)))
 
-    def _echo(self, prompt: Any) -> Any:
-        response, _ = self.client.call(lambda sdk: sdk.completions.create(
-            model=self.model, prompt=prompt, echo=True, logprobs=1, max_tokens=0))
-        return response
+    def _echo(self, prompt: Any, read: Callable[[Any], Scores]) -> Scores:
+        """The scores ``read`` from the echo of ``prompt``, read inside the call: a reply not shaped as asked (no
+        choices, no log-probs) is then the call's ``CallFailed``, not a crash."""
+        scores, _ = self.client.call(lambda sdk: sdk.completions.create(
+            model=self.model, prompt=prompt, echo=True, logprobs=1, max_tokens=0), read)
+        return scores
 
     def _by_ids(self, prompt: str, candidates: Sequence[str]) -> Scores:
         encoded = encode_candidates(self.tokenizer, prompt, candidates)
-        response = self._echo([context + ids for context, ids in encoded])
-        out = []
-        for choice, (context, ids) in zip(_choices_in_order(response, len(candidates)), encoded):
-            logprobs = choice.logprobs.token_logprobs
-            start = len(context)
-            if len(logprobs) < start + len(ids):
-                raise ValueError(f"the server echoed {len(logprobs)} tokens for a {start + len(ids)}-token prompt")
-            out.append((_sum(logprobs[start:start + len(ids)]), len(ids)))
-        return out
+
+        def read(response: Any) -> Scores:
+            out = []
+            for choice, (context, ids) in zip(_choices_in_order(response, len(candidates)), encoded):
+                logprobs = choice.logprobs.token_logprobs
+                start = len(context)
+                if len(logprobs) < start + len(ids):
+                    raise ValueError(f"the server echoed {len(logprobs)} tokens for a {start + len(ids)}-token "
+                                     f"prompt")
+                out.append((_sum(logprobs[start:start + len(ids)]), len(ids)))
+            return out
+
+        return self._echo([context + ids for context, ids in encoded], read)
 
     def _by_text(self, prompt: str, candidates: Sequence[str]) -> Scores:
-        response = self._echo([prompt + c for c in candidates])
         start = len(prompt)
-        out = []
-        for choice, candidate in zip(_choices_in_order(response, len(candidates)), candidates):
-            end = start + len(candidate)
-            logprobs = choice.logprobs
-            span = [lp for lp, offset in zip(logprobs.token_logprobs, logprobs.text_offset) if start <= offset < end]
-            out.append((_sum(span), len(span)))
-        return out
+
+        def read(response: Any) -> Scores:
+            out = []
+            for choice, candidate in zip(_choices_in_order(response, len(candidates)), candidates):
+                end = start + len(candidate)
+                logprobs = choice.logprobs
+                span = [lp for lp, offset in zip(logprobs.token_logprobs, logprobs.text_offset)
+                        if start <= offset < end]
+                out.append((_sum(span), len(span)))
+            return out
+
+        return self._echo([prompt + c for c in candidates], read)
 
     @property
     def stats(self) -> dict[str, Any]:

@@ -7,9 +7,12 @@ config minus keys that cannot change a result (secrets, connection and throughpu
 temperature or prompt option misses it. A key added later is left out while it has the value that was the
 behaviour before it existed (``LATER_DEFAULTS``), so adding it does not orphan the cache. Each entry is one JSON
 file written to a temporary file and moved into place with ``os.replace``, so concurrent writers never leave a
-torn entry. Failures are not cached: a retry later may succeed. An unreadable entry, or one that is not a valid
-ranking of the request's candidates (its order not a permutation of their indices, its scores not one per
-candidate: a corrupted or hand-edited file), counts as a miss (``cache_invalid``) and is overwritten.
+torn entry, and each ranking is written as soon as the inner ranker hands it over (``rank_as_completed``), not
+at the end of the batch, so a crash or a Ctrl-C keeps what was paid for. A cache that cannot be written (disk
+full, read-only) loses nothing else: the ranking is still returned, the failure is logged once and counted
+(``cache_write_failed``). Failures are not cached: a retry later may succeed. An unreadable entry, or one that
+is not a valid ranking of the request's candidates (its order not a permutation of their indices, its scores not
+one per candidate: a corrupted or hand-edited file), counts as a miss (``cache_invalid``) and is overwritten.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from rankers.atomic import atomic_write_text
-from rankers.base import Ranker, Ranking, RankRequest, close_if_closable, valid_ranking
+from rankers.base import Ranker, Ranking, RankRequest, close_if_closable, in_order, rank_as_completed, valid_ranking
+
+log = logging.getLogger(__name__)
 
 NON_SEMANTIC_KEYS = frozenset({
     "api_key", "api_key_env", "timeout", "max_retries", "max_consecutive_failures", "max_concurrency", "prices",
@@ -74,6 +80,7 @@ class CachedRanker:
         self.hits = 0
         self.misses = 0
         self.invalid = 0
+        self.write_failed = 0
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.json"
@@ -92,25 +99,39 @@ class CachedRanker:
         return ranking
 
     def _write(self, key: str, ranking: Ranking) -> None:
-        atomic_write_text(self._path(key), json.dumps(ranking.to_dict(), ensure_ascii=False))
+        try:
+            atomic_write_text(self._path(key), json.dumps(ranking.to_dict(), ensure_ascii=False))
+        except OSError as err:
+            if not self.write_failed:
+                log.warning("cannot write the ranking cache %s (%s): rankings are kept in the results but not "
+                            "cached", self.dir, err)
+            self.write_failed += 1
 
-    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+    def rank_as_completed(self, requests: Sequence[RankRequest]) -> Iterator[tuple[int, Ranking]]:
+        """Cached rankings first, then the misses as the inner ranker hands them over, each cached on arrival."""
         keys = [cache_key(r, self.key_config) for r in requests]
-        results: list[Ranking | None] = [self._read(k, r) for k, r in zip(keys, requests)]
-        todo = [i for i, r in enumerate(results) if r is None]
-        self.hits += len(requests) - len(todo)
+        todo = []
+        for i, (key, request) in enumerate(zip(keys, requests)):
+            cached = self._read(key, request)
+            if cached is None:
+                todo.append(i)
+            else:
+                self.hits += 1
+                yield i, cached
         self.misses += len(todo)
         if todo:
-            for i, ranking in zip(todo, self.inner.rank([requests[i] for i in todo])):
-                results[i] = ranking
+            for j, ranking in rank_as_completed(self.inner, [requests[i] for i in todo]):
                 if not ranking.failed:
-                    self._write(keys[i], ranking)
-        return [r for r in results if r is not None]
+                    self._write(keys[todo[j]], ranking)
+                yield todo[j], ranking
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        return in_order(self.rank_as_completed(requests), len(requests))
 
     @property
     def stats(self) -> dict[str, Any]:
         return {**getattr(self.inner, "stats", {}), "cache_hits": self.hits, "cache_misses": self.misses,
-                "cache_invalid": self.invalid}
+                "cache_invalid": self.invalid, "cache_write_failed": self.write_failed}
 
     def close(self) -> None:
         close_if_closable(self.inner)

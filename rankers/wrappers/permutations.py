@@ -20,10 +20,10 @@ import json
 import math
 import random
 import threading
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from rankers.aggregate import borda, mean_pairwise_tau
-from rankers.base import Ranker, Ranking, RankRequest, close_if_closable
+from rankers.base import Ranker, Ranking, RankRequest, close_if_closable, in_order, rank_as_completed
 
 
 def presentation_orders(n: int, k: int, rng: random.Random) -> list[list[int]]:
@@ -65,13 +65,22 @@ class PermutedRanker:
         self._position0_expected = 0.0
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        return in_order(self.rank_as_completed(requests), len(requests))
+
+    def rank_as_completed(self, requests: Sequence[RankRequest]) -> Iterator[tuple[int, Ranking]]:
+        """Each request's combined ranking as soon as its k presentations are judged (all k sent as one batch)."""
         plans = [presentation_orders(len(r.candidates), self.k, random.Random(_content_seed(self.seed, r)))
                  for r in requests]
         presented = [dataclasses.replace(r, candidates=_permute(r.candidates, p), logprobs=_permute(r.logprobs, p),
                                          lengths=_permute(r.lengths, p), metadata=dict(r.metadata))
                      for r, perms in zip(requests, plans) for p in perms]
-        verdicts = self.inner.rank(presented)
-        return [self._combine(plans[i], verdicts[i * self.k:(i + 1) * self.k]) for i in range(len(requests))]
+        verdicts: dict[int, dict[int, Ranking]] = {}
+        for j, verdict in rank_as_completed(self.inner, presented):
+            i = j // self.k
+            got = verdicts.setdefault(i, {})
+            got[j % self.k] = verdict
+            if len(got) == self.k:
+                yield i, self._combine(plans[i], [got[p] for p in range(self.k)])
 
     def _combine(self, perms: list[list[int]], verdicts: list[Ranking]) -> Ranking:
         n = len(perms[0])

@@ -31,6 +31,9 @@ API (kept stable; other tests rely on it):
   ``(status, json_body)`` sends an error.
 - ``GET /v1/models``: lists one model, ``"test-model"``.
 - An endpoint without a handler answers 404. A handler that raises answers 500 with the exception text.
+- A handler may instead return a ``Raw`` reply, sent byte for byte as the whole response (whatever ``n``): a
+  hostile or broken server (a body that is not JSON, an HTML page, gzip garbage, a body trickled byte by byte,
+  a connection closed mid-body, any status and headers).
 - ``delay`` seconds are slept before every POST is handled (handlers may also sleep themselves).
 - ``.base_url`` is ``"http://127.0.0.1:PORT/v1"``; ``.requests`` lists the received POST bodies (guarded by a
   lock, appended on arrival); ``.max_in_flight`` is the highest number of POSTs handled at the same time.
@@ -41,11 +44,25 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-ChatHandler = Callable[[dict], "str | dict | tuple[int, dict]"]
-CompletionsHandler = Callable[[dict], "dict | tuple[int, dict]"]
+ChatHandler = Callable[[dict], "str | dict | tuple[int, dict] | Raw"]
+CompletionsHandler = Callable[[dict], "dict | tuple[int, dict] | Raw"]
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A response sent as is, for tests of what a client does with a server that breaks the protocol."""
+
+    body: bytes
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    trickle: float = 0.0
+    """Seconds slept before each byte of the body (a server that holds a client with a slow drip)."""
+    cut_after: int | None = None
+    """Close the connection after this many body bytes, although ``Content-Length`` announced them all."""
 
 
 def _words(text: str) -> int:
@@ -104,11 +121,34 @@ class OpenAIProtocolServer:
                 try:
                     if server.delay:
                         time.sleep(server.delay)
-                    status, payload = server._dispatch(self.path.rstrip("/"), body)
+                    reply = server._dispatch(self.path.rstrip("/"), body)
                 finally:
                     with server._lock:
                         server._in_flight -= 1
-                self._send(status, payload)
+                if isinstance(reply, Raw):
+                    self._send_raw(reply)
+                else:
+                    self._send(*reply)
+
+            def _send_raw(self, reply: Raw) -> None:
+                body = reply.body if reply.cut_after is None else reply.body[:reply.cut_after]
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    if reply.trickle:
+                        for i in range(len(body)):
+                            time.sleep(reply.trickle)
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                    else:
+                        self.wfile.write(body)
+                    if reply.cut_after is not None:
+                        self.close_connection = True
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -139,7 +179,7 @@ class OpenAIProtocolServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _dispatch(self, path: str, body: dict) -> tuple[int, dict]:
+    def _dispatch(self, path: str, body: dict) -> "tuple[int, dict] | Raw":
         try:
             if path == "/v1/chat/completions" and self.chat is not None:
                 return self._chat_response(body)
@@ -149,13 +189,13 @@ class OpenAIProtocolServer:
             return 500, {"error": {"message": f"{type(err).__name__}: {err}", "type": "server_error"}}
         return 404, {"error": {"message": f"no handler for {path}", "type": "not_found"}}
 
-    def _chat_response(self, body: dict) -> tuple[int, dict]:
+    def _chat_response(self, body: dict) -> "tuple[int, dict] | Raw":
         assert self.chat is not None
         contents: list[str] = []
         logprobs: list[dict | None] = []
         for _ in range(int(body.get("n") or 1)):
             answer = self.chat(body)
-            if isinstance(answer, tuple):
+            if isinstance(answer, (tuple, Raw)):
                 return answer
             if isinstance(answer, dict):
                 contents.append(answer["content"])
@@ -177,10 +217,10 @@ class OpenAIProtocolServer:
                       "total_tokens": prompt_tokens + completion_tokens},
         }
 
-    def _completions_response(self, body: dict) -> tuple[int, dict]:
+    def _completions_response(self, body: dict) -> "tuple[int, dict] | Raw":
         assert self.completions is not None
         answer = self.completions(body)
-        if isinstance(answer, tuple):
+        if isinstance(answer, (tuple, Raw)):
             return answer
         answer.setdefault("id", f"cmpl-{len(self.requests)}")
         answer.setdefault("object", "text_completion")

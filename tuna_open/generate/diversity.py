@@ -90,13 +90,18 @@ class DiverseSamples:
     mean_rougeL: float
 
 
+def without_criterion(samples: list[Sample]) -> DiverseSamples:
+    """The samples of a prompt drawn without a diversity criterion: one round, diverse by definition."""
+    return DiverseSamples(samples, 0, True, float("nan"))
+
+
 def sample_diverse(generate: Generate, prompts: Sequence[str], params: SamplingParams,
                    criterion: DiversityResampling | None) -> list[DiverseSamples]:
     """``generate(prompts, params)``, then resample the prompts whose samples fail ``criterion`` (see the module
     docstring); without a criterion, one round and every prompt counts as diverse."""
     first = generate(prompts, params)
     if criterion is None:
-        return [DiverseSamples(s, 0, True, float("nan")) for s in first]
+        return [without_criterion(s) for s in first]
     results: list[DiverseSamples] = []
     for samples in first:
         stat, mean = criterion.summary([s.text for s in samples])

@@ -12,14 +12,18 @@ log-probs as the server reports them (vLLM: raw model log-probs, not temperature
 include the EOS it stopped at, like the transformers sampler); ``num_tokens`` is known only then (the API counts
 tokens per choice only in its logprobs).
 
-A call that still fails after its retries stops sampling with ``CallFailed``: a sampler has no way to record a
-missing sample, and inventing one would corrupt the candidates.
+A call that still fails after its retries, or whose reply does not read as the samples asked for, stops
+sampling with ``CallFailed``: a sampler has no way to record a missing sample, and inventing one would corrupt
+the candidates. The samples already answered are not lost with it: ``generate_as_completed`` hands each prompt's
+samples over as they arrive (and those of the calls in flight when one fails or a Ctrl-C comes), so the sample
+stage saves them for the resume.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
+from rankers.base import in_order
 from rankers.llm.client_settings import ClientSettings
 from rankers.llm.openai_client import OpenAIClient
 from tuna_open.generate.base import Prompt, Sample, SamplingParams
@@ -71,23 +75,30 @@ class OpenAISampler:
         self.chat = api == "chat"
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Sample]]:
+        return in_order(self.generate_as_completed(prompts, params), len(prompts))
+
+    def generate_as_completed(self, prompts: Sequence[Prompt],
+                              params: SamplingParams) -> Iterator[tuple[int, list[Sample]]]:
+        """(index, that prompt's samples) as each call is answered (``OpenAIClient.map_as_completed``)."""
         for prompt in prompts:
             if isinstance(prompt, str) == self.chat:
                 raise TypeError("the chat API samples conversations, the completions API prompt strings")
-        return self.client.map(lambda job: self._complete(job[1], params, params.seed + job[0]),
-                               list(enumerate(prompts)))
+        return self.client.map_as_completed(lambda job: self._complete(job[1], params, params.seed + job[0]),
+                                            list(enumerate(prompts)))
 
     def _complete(self, prompt: Prompt, params: SamplingParams, seed: int) -> list[Sample]:
         common = {"model": self.model, "n": params.n, "max_tokens": params.max_new_tokens,
                   "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
         if self.chat:
             logprobs: dict[str, Any] = {"logprobs": True} if params.logprobs else {}
-            response, _ = self.client.call(lambda sdk: sdk.chat.completions.create(
-                messages=prompt, **common, **logprobs))
+            samples, _ = self.client.call(
+                lambda sdk: sdk.chat.completions.create(messages=prompt, **common, **logprobs),
+                lambda response: to_samples(response, params, chat=True))
         else:
             logprobs = {"logprobs": 1} if params.logprobs else {}
-            response, _ = self.client.call(lambda sdk: sdk.completions.create(prompt=prompt, **common, **logprobs))
-        return to_samples(response, params, self.chat)
+            samples, _ = self.client.call(lambda sdk: sdk.completions.create(prompt=prompt, **common, **logprobs),
+                                          lambda response: to_samples(response, params))
+        return samples
 
     @property
     def stats(self) -> dict[str, Any]:

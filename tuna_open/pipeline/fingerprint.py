@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from rankers.llm.client_settings import redact_url
 from rankers.wrappers.cache import result_neutral
 from tuna_open import __version__
 from tuna_open.data.digest import file_digest
@@ -40,7 +41,10 @@ def without_neutral(value: Any) -> Any:
 
 
 def without_secrets(value: Any, replacement: str | None = None) -> Any:
-    """``value`` with literal secrets removed (or replaced): they never reach fingerprints or the run directory."""
+    """``value`` with literal secrets removed (or replaced), and the credentials of URLs masked: they never reach
+    fingerprints or the run directory."""
+    if isinstance(value, str):
+        return redact_url(value)
     if isinstance(value, dict):
         return {k: (replacement if k in SECRET_KEYS and v else without_secrets(v, replacement))
                 for k, v in value.items() if not (k in SECRET_KEYS and v and replacement is None)}

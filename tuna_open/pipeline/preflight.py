@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from rankers.llm.client_settings import OPENAI_HOST, ClientSettings, resolve_api_key
+from rankers.llm.client_settings import OPENAI_HOST, ClientSettings, redact_url, resolve_api_key
 from rankers.llm.errors import EngineError
 from rankers.registry import BACKENDS
 from tuna_open.generate import SAMPLERS
@@ -90,7 +90,7 @@ def preflight(recipe: Recipe, check_endpoints: bool = False, timeout: float = 5.
                         out.keys.add(settings.api_key_env)
                 except EngineError as err:
                     out.problems.append(f"stage {stage.name}: {err}")
-                for url in settings.urls():
+                for url in settings.urls():  # a list of servers: each is checked
                     out.endpoints.setdefault(url or f"https://{OPENAI_HOST}/v1", stage.name)
         for package, why in needs:
             if not is_installed(package):
@@ -99,7 +99,7 @@ def preflight(recipe: Recipe, check_endpoints: bool = False, timeout: float = 5.
         for url, stage_name in out.endpoints.items():
             error = endpoint_error(url, timeout)
             if error:
-                out.problems.append(f"stage {stage_name}: {url} does not answer ({error})")
+                out.problems.append(f"stage {stage_name}: {redact_url(url)} does not answer ({redact_url(error)})")
     out.problems = list(dict.fromkeys(out.problems))
     return out
 

@@ -128,7 +128,7 @@ def _finish_stage(stage_dir: Path, output: Path, manifest: dict[str, Any]) -> di
 
 
 def redact(value: Any) -> Any:
-    """Mask literal secrets (``api_key``) in anything written to the run directory."""
+    """Mask literal secrets (``api_key``, a URL's ``user:password@``) in anything written to the run directory."""
     return without_secrets(value, replacement="***")
 
 

@@ -1,6 +1,7 @@
 """Stage ``rank``: order each prompt's candidates with any ranker backend (Tuna_p likelihood, Tuna_c judge…).
 
-Requests go to the ranker in batches; each finished batch is flushed to a resumable partial file, and by
+Requests go to the ranker in batches; each judgement is flushed to a resumable partial file as soon as the
+ranker hands it over (one by one from the API judges, else at the end of its batch), and by
 default every result is also kept in a content-addressed cache under the run directory, so re-runs and
 resumed runs never pay for a judgement twice. Failed judgements are kept as ``failed`` records (never an
 invented order) and the stage fails if they exceed ``ranker.max_failure_fraction``; running it again asks the
@@ -17,7 +18,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field
 
 from rankers import RankRequest, build_ranker
-from rankers.base import Ranking, owned, valid_ranking
+from rankers.base import Ranking, owned, rank_as_completed, valid_ranking
 from rankers.llm.templates import is_multi_turn, transcript
 from tuna_open.data.jsonl import ResumableJsonlWriter, read_jsonl
 from tuna_open.data.manifest import fingerprint_of
@@ -84,9 +85,9 @@ def rank_records(records: list[dict[str, Any]], flat: dict[str, Any], output: Pa
         with owned(ranker), progress(len(todo), f"ranking ({backend})") as advance:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
-                for rec, ranking in zip(batch, ranker.rank([to_request(r) for r in batch])):
-                    writer.write({"id": rec["id"], "ranker": backend, **ranking.to_dict()})
-                advance(len(batch))
+                for i, ranking in rank_as_completed(ranker, [to_request(r) for r in batch]):
+                    writer.write({"id": batch[i]["id"], "ranker": backend, **ranking.to_dict()})
+                    advance(1)
         out = writer.records
         failed = sum(1 for r in out if r.get("failed"))
         if out and failed / len(out) > max_failure_fraction:

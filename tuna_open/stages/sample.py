@@ -12,16 +12,24 @@ carries ``resamples`` (rounds after the first) and ``diverse``.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 from pydantic import Field, model_validator
 
 from rankers.base import owned
+from rankers.llm.openai_client import CallFailed
 from rankers.llm.templates import TemplateName
 from tuna_open.data.jsonl import ResumableJsonlWriter
+from tuna_open.errors import UserError
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
-from tuna_open.generate.diversity import DiversityResampling, pairwise_rougeL, sample_diverse
+from tuna_open.generate.diversity import (
+    DiverseSamples,
+    DiversityResampling,
+    pairwise_rougeL,
+    sample_diverse,
+    without_criterion,
+)
 from tuna_open.recipe import StageConfig, recipe_data
 from tuna_open.stages.context import StageContext, StageResult
 from tuna_open.stages.prompts import sampler_prompter
@@ -84,10 +92,39 @@ def postprocess(record: dict[str, Any], cfg: Config) -> dict[str, Any] | None:
     return out
 
 
+def _consecutive(records: list[dict[str, Any]], position: dict[Any, int], size: int) -> list[list[dict[str, Any]]]:
+    """``records`` in chunks of at most ``size`` whose positions in the data are consecutive.
+
+    Why: a chunk is sampled with the seed of its first position (each prompt then gets the seed of its own
+    position, ``seed + i``), so a prompt's samples do not depend on what an interrupted run had already saved, which
+    need not be a prefix (samples are saved as they are answered)."""
+    chunks: list[list[dict[str, Any]]] = []
+    for rec in records:
+        last = chunks[-1] if chunks else None
+        if last is not None and len(last) < size and position[rec["id"]] == position[last[-1]["id"]] + 1:
+            last.append(rec)
+        else:
+            chunks.append([rec])
+    return chunks
+
+
+def _draw(sampler: Any, prompts: Sequence[Any], params: SamplingParams,
+          criterion: DiversityResampling | None) -> Iterable[tuple[int, DiverseSamples]]:
+    """(index, samples) of a chunk: each as it is answered from a sampler that hands them over so
+    (``generate_as_completed``, an API) when no diversity criterion needs the chunk whole, else all at the end.
+
+    Why: samples from an API are paid for; the stage saves each at once, so a crash or a Ctrl-C keeps them."""
+    streaming = getattr(sampler, "generate_as_completed", None)
+    if criterion is None and streaming is not None:
+        return ((i, without_criterion(samples)) for i, samples in streaming(prompts, params))
+    return enumerate(sample_diverse(sampler.generate, prompts, params, criterion))
+
+
 def run(ctx: StageContext, cfg: Config) -> StageResult:
     instructions = ctx.instructions(cfg.data)
     params = SamplingParams(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                             top_p=cfg.top_p, seed=ctx.seed, logprobs=cfg.logprobs)
+    position = {r["id"]: p for p, r in enumerate(instructions)}
     with ResumableJsonlWriter(ctx.output) as writer:
         todo = [r for r in instructions if r["id"] not in writer.done]
         resumed = len(instructions) - len(todo)
@@ -95,23 +132,25 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
         if todo:
             model = ctx.resolve(cfg.model)
             prompter = sampler_prompter(cfg.template, model, cfg.sampler.chat_api)
-            with owned(build_sampler(model, cfg.sampler)) as sampler, \
-                    ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
-                for start in range(0, len(todo), cfg.chunk_size):
-                    chunk = todo[start:start + cfg.chunk_size]
-                    sent, prompts = zip(*map(prompter, chunk))
-                    chunk_params = params.model_copy(update={"seed": params.seed + start + resumed})
-                    drawn = sample_diverse(sampler.generate, sent, chunk_params, cfg.diversity)
-                    for rec, prompt, result in zip(chunk, prompts, drawn):
-                        samples = result.samples
-                        out: dict[str, Any] = {**rec, "prompt": prompt, "candidates": [s.text for s in samples],
-                                               "lengths": [s.num_tokens for s in samples], "source": cfg.model}
-                        if cfg.diversity is not None:
-                            out.update(resamples=result.resamples, diverse=result.diverse)
-                        if cfg.logprobs:
-                            out["logprobs"] = [s.logprob for s in samples]
-                        writer.write(out)
-                    advance(len(chunk))
+            try:
+                with owned(build_sampler(model, cfg.sampler)) as sampler, \
+                        ctx.progress(len(todo), f"sampling {cfg.n}×") as advance:
+                    for run_ in _consecutive(todo, position, cfg.chunk_size):
+                        sent, prompts = zip(*map(prompter, run_))
+                        run_params = params.model_copy(update={"seed": params.seed + position[run_[0]["id"]]})
+                        for i, result in _draw(sampler, sent, run_params, cfg.diversity):
+                            rec, prompt, samples = run_[i], prompts[i], result.samples
+                            out: dict[str, Any] = {**rec, "prompt": prompt, "candidates": [s.text for s in samples],
+                                                   "lengths": [s.num_tokens for s in samples], "source": cfg.model}
+                            if cfg.diversity is not None:
+                                out.update(resamples=result.resamples, diverse=result.diverse)
+                            if cfg.logprobs:
+                                out["logprobs"] = [s.logprob for s in samples]
+                            writer.write(out)
+                            advance(1)
+            except CallFailed as err:  # the samples answered so far are saved: the next run goes on from them
+                raise UserError(f"stage {cfg.name}: sampling stopped: {err}; the {len(writer.records)} prompts sampled "
+                                f"so far are kept, run the same command again to go on") from None
             truncated = getattr(sampler, "truncated", 0)
             if truncated:
                 ctx.console.print(f"[yellow]warning: {cfg.name}: {truncated} prompts longer than the model's "

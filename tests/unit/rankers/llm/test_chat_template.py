@@ -9,6 +9,7 @@ import pytest
 from helpers.openai_server import OpenAIProtocolServer
 
 from rankers import RankerConfigError, RankRequest, build_ranker
+from rankers.llm.openai_client import CallFailed
 from rankers.llm.templates import format_prompt
 from tuna_open.errors import UserError
 from tuna_open.generate import SamplerChoice, build_sampler
@@ -111,7 +112,7 @@ def test_openai_chat_sampler_sends_messages_and_sums_logprobs() -> None:
 def test_chat_sampler_without_logprobs_in_the_answer_is_an_error() -> None:
     with OpenAIProtocolServer(chat=lambda body: "no logprobs") as server:
         choice = SamplerChoice(backend="openai", openai={"base_url": server.base_url, "api_key": "t", "api": "chat"})
-        with pytest.raises(ValueError, match="chat completions with logprobs=true"):
+        with pytest.raises(CallFailed, match="unreadable reply .*chat completions with logprobs=true"):
             build_sampler("m", choice).generate([CONTEXT], SamplingParams(n=1, logprobs=True))
 
 

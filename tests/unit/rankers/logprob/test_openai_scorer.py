@@ -99,10 +99,12 @@ def test_text_mode_sums_the_candidate_span_by_text_offset() -> None:
                                for i, p in enumerate(body["prompt"])]}, "no logprob for a candidate token"),
 ])
 def test_unusable_answers_are_errors_not_scores(broken, message: str) -> None:
+    """An answer that does not read as scores is that request's counted failure (an unreadable reply), never a
+    score and never a crash of the batch."""
     with OpenAIProtocolServer(completions=broken) as server:
         ranker = openai_ranker(server, "hosted-model", template="raw")
-        with pytest.raises(ValueError, match=message):
-            ranker.rank([RankRequest(prompt="Q", candidates=["a", "b"])])
+        [ranking] = ranker.rank([RankRequest(prompt="Q", candidates=["a", "b"])])
+    assert ranking.failed and "unreadable reply" in ranking.error and message in ranking.error
 
 
 def test_a_request_whose_scoring_keeps_failing_is_a_counted_failure() -> None:

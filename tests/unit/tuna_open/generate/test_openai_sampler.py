@@ -8,6 +8,7 @@ import time
 import pytest
 from helpers.openai_server import OpenAIProtocolServer
 
+from rankers.llm.openai_client import CallFailed
 from tuna_open.generate import SamplerChoice, build_sampler
 from tuna_open.generate.base import SamplingParams
 
@@ -54,7 +55,7 @@ def test_without_logprobs_none_are_asked_or_reported() -> None:
 
 def test_a_short_answer_is_an_error() -> None:
     with OpenAIProtocolServer(completions=lambda body: {"choices": []}) as server:
-        with pytest.raises(ValueError, match="0 choices, 2 were asked"):
+        with pytest.raises(CallFailed, match="unreadable reply .*0 choices, 2 were asked"):
             sampler(server).generate(["p"], SamplingParams(n=2))
 
 
