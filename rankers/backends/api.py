@@ -2,7 +2,7 @@
 
 The ``openai`` contextual judge, the ``pairwise`` judge and the ``fastchat`` reviewer all hold one
 ``OpenAIClient`` (built from their config's ``ClientSettings`` unless a test passes one), ask their configured
-``model`` at its ``temperature`` through it (``ask``: the conversation re-asked per ``rankers.judging.repair``),
+``model`` at its ``temperature`` through it (``ask``: the conversation re-asked per ``rankers.llm.conversation``),
 count what became of their requests in a ``Tally``, report those counts next to the client's call, token and cost
 totals (``stats``), and close the client when closed. Each backend's ``rank`` says what it sends through the
 client's pool (``OpenAIClient.map``): one conversation per request, or (pairwise) every pair of every request.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any, Generic, Iterator, Sequence, TypeVar
 
 from rankers.base import Ranking, RankRequest, Tally, in_order
-from rankers.judging.repair import Conversation, Exchange
 from rankers.llm.client_settings import ClientSettings
+from rankers.llm.conversation import Conversation, Exchange
 from rankers.llm.openai_client import OpenAIClient
 
 C = TypeVar("C", bound=ClientSettings)

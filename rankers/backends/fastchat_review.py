@@ -7,12 +7,12 @@ general one (``gen_prompt`` falls back to reviewer 0); each reviewer's system me
 two assistants a score from 1 to 10, at temperature 0.2 with 1024 completion tokens (``reviewer.jsonl``).
 
 A request is one question (``RankRequest.prompt``, its category in ``metadata["category"]``) with exactly two
-candidates, Assistant 1 and Assistant 2; the ``Ranking`` puts the higher-scored one first and carries both
-scores (equal scores are a tie, which ``tuna_open.eval.vicuna_qa`` reads from them). FastChat reads the scores
-from the first line only and writes ``[-1, -1]`` for a review it cannot read ("You must manually fix the score
-pair"); we read the first line the same way (two numbers, ``Assistant k`` labels ignored), else the last ``(a, b)``
-pair of the review (the math reviewer is asked for a Python tuple at its end, which FastChat's first-line rule
-misses), and an unreadable review is re-asked (``rankers.judging.repair``) and then recorded as failed, never as a tie.
+candidates, Assistant 1 and Assistant 2; the ``Ranking`` puts the higher-scored one first and carries both scores
+(equal scores are a tie, which ``tuna_open.eval.vicuna_qa`` reads from them). FastChat reads the scores from the first
+line only and writes ``[-1, -1]`` for a review it cannot read ("You must manually fix the score pair"); we read the
+first line the same way (two numbers, ``Assistant k`` labels ignored), else the last ``(a, b)`` pair of the review
+(the math reviewer is asked for a Python tuple at its end, which FastChat's first-line rule misses), and an unreadable
+review is re-asked (``rankers.llm.conversation``) and then recorded as failed, never as a tie.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.backends.api import PerRequestRanker
 from rankers.base import Ranking, RankRequest
-from rankers.judging.repair import Conversation
 from rankers.llm.client_settings import ClientSettings
+from rankers.llm.conversation import Conversation
 from rankers.registry import RankerConfig
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."

@@ -22,9 +22,9 @@ from pydantic import model_validator
 from rankers.backends.api import PerRequestRanker
 from rankers.base import Ranking, RankRequest
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
-from rankers.judging.repair import Exchange
 from rankers.judging.settings import JudgeSettings
 from rankers.llm.client_settings import OPENAI_HOST, ClientSettings, redact_url
+from rankers.llm.conversation import Exchange
 from rankers.registry import RankerConfig, RankerConfigError
 
 

@@ -21,9 +21,9 @@ from rankers.aggregate import bradley_terry, copeland
 from rankers.backends.api import APIRanker
 from rankers.base import Ranking, RankRequest
 from rankers.judging.parsing import MARK
-from rankers.judging.repair import Conversation, Exchange
 from rankers.judging.settings import JudgeSettings
 from rankers.llm.client_settings import ClientSettings
+from rankers.llm.conversation import Conversation, Exchange
 from rankers.registry import RankerConfig
 
 Verdict = Literal["A", "B", "tie"]

@@ -1,7 +1,7 @@
 """Backend ``vllm``: the contextual-ranking judge (Tuna_c) on an open model in an in-process vLLM engine.
 
 Same prompt, parser and repair re-asks as the ``openai`` backend (``rankers.judging.contextual``,
-``rankers.judging.repair``), but batched: every request's first question goes to the engine in one
+``rankers.llm.conversation``), but batched: every request's first question goes to the engine in one
 ``generate`` call, then one call per repair round holds every request whose answer was still unreadable. With
 prefix caching on (the default) the shared instructions of the judge prompt, and a re-asked conversation's
 earlier turns, are computed once.
@@ -21,8 +21,8 @@ from typing import Any, Sequence
 from rankers.base import Ranking, RankRequest, Tally
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.parsing import Judgement
-from rankers.judging.repair import Conversation, Messages
 from rankers.judging.settings import JudgeSettings
+from rankers.llm.conversation import Conversation, Messages
 from rankers.llm.vllm_engine import EngineSettings, load_llm, shutdown_llm
 from rankers.registry import RankerConfig
 

@@ -4,7 +4,7 @@
 Both contextual judges (``openai`` over an API, ``vllm`` in process) judge the same way: a request with fewer
 than two candidates needs no judge (``unjudged``); otherwise the prompt its ``JudgeSettings`` choose
 (``rankers.judging.prompts``) starts a conversation (``judge_conversation``) whose answers are read by
-``rankers.judging.parsing`` and re-asked per ``rankers.judging.repair``; the finished exchange becomes a ranking,
+``rankers.judging.parsing`` and re-asked per ``rankers.llm.conversation``; the finished exchange becomes a ranking,
 or a failure with the reason (``ranking_from_exchange``). Only how the conversation is sent differs (one HTTP
 call at a time, or batched rounds in an engine), under the decoding constraint of
 ``rankers.judging.constraints`` when ``constrain: rank_line`` asks for it.
@@ -15,8 +15,8 @@ from __future__ import annotations
 from rankers.base import Ranking, RankRequest
 from rankers.judging.parsing import Judgement, parse_ranking
 from rankers.judging.prompts import LMOPS_SYSTEM, lmops_prompt, repair_prompt, strict_prompt
-from rankers.judging.repair import Conversation, Exchange
 from rankers.judging.settings import JudgeSettings
+from rankers.llm.conversation import Conversation, Exchange
 
 
 def unjudged(request: RankRequest) -> Ranking | None:

@@ -35,8 +35,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from rankers.base import in_order
-from rankers.judging.repair import Conversation, Exchange
 from rankers.llm.client_settings import ClientSettings, Prices, resolve_api_key
+from rankers.llm.conversation import Conversation, Exchange
 from rankers.llm.endpoints import Endpoint, EndpointPool
 from rankers.llm.errors import EngineError
 
@@ -320,7 +320,7 @@ class OpenAIClient:
         return result
 
     def converse(self, model: str, conversation: Conversation[T], **params: Any) -> Exchange[T]:
-        """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.judging.repair``).
+        """Ask ``conversation`` until its answer parses or its re-asks run out (``rankers.llm.conversation``).
 
         A re-ask continues the conversation: the unreadable answer, then the repair prompt. A failed call ends
         the exchange. Never raises for a per-item problem: the caller turns ``error`` into a failure.

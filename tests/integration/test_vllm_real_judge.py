@@ -24,7 +24,7 @@ from helpers.vllm_server import VLLMServer, vllm_python
 from rankers import RankRequest, build_ranker
 from rankers.judging.constraints import RANK_LINE_PERMUTATIONS_UP_TO, rank_line_regex
 from rankers.judging.parsing import ParseError, parse_ranking
-from rankers.judging.repair import REPAIR_SEPARATOR
+from rankers.llm.conversation import REPAIR_SEPARATOR
 from tuna_open.models import resolve_model
 
 pytestmark = pytest.mark.vllm
