@@ -13,8 +13,9 @@ API key missing or refused) is the LLM layer's ``EngineError``, which ``tuna_ope
 """
 
 from rankers.base import Ranker, Ranking, RankRequest, order_from_scores
+from rankers.config import RankerConfig, RankerConfigError
 from rankers.llm.errors import EngineError
-from rankers.registry import BACKENDS, RankerConfig, RankerConfigError, build_ranker, validate_config
+from rankers.registry import BACKENDS, build_ranker, validate_config
 
 __all__ = [
     "BACKENDS",

@@ -1,6 +1,6 @@
 """Backends registered by name: adding a ranker is one new module plus one entry in ``BACKENDS``.
 
-Each backend module defines ``Config`` (a ``RankerConfig`` subclass, ``extra="forbid"``) and
+Each backend module defines ``Config`` (a ``rankers.config.RankerConfig`` subclass, ``extra="forbid"``) and
 ``build(config) -> Ranker`` (the ``Backend`` protocol). ``BACKENDS`` maps a name to a loader: a three-line function
 that imports the module and returns it, so an IDE (and a reader) goes straight from the name to its module, while
 ``import rankers`` stays cheap and a backend whose optional dependency (vllm, openai) is missing only fails when
@@ -9,12 +9,12 @@ that backend is chosen. A recipe's ranker block is validated against ``Config`` 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from rankers.base import Ranker
+from rankers.config import RankerConfig, RankerConfigError
 
 
 class Backend(Protocol):
@@ -84,31 +84,6 @@ BACKENDS: dict[str, Callable[[], Backend]] = {
     "fastchat": _fastchat,
 }
 """Backend name -> the loader of its module."""
-
-
-class RankerConfig(BaseModel):
-    """Keys every backend accepts. Backends subclass this and add their own."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backend: str
-    permutations: int = Field(default=1, ge=1)
-    """Judge each request under k shuffled candidate orders and aggregate by Borda (1 = the paper's setup)."""
-    cache_dir: str | None = None
-    """Content-addressed on-disk cache of results; re-runs make no new calls."""
-    seed: int = 0
-
-    @field_validator("cache_dir")
-    @classmethod
-    def _cache_dir_not_a_file(cls, value: str | None) -> str | None:
-        # Checked when the config is validated: a file there failed only at the first cache write, after paying.
-        if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
-            raise ValueError(f"{value} is a file, expected a directory")
-        return value
-
-
-class RankerConfigError(ValueError):
-    """A ranker config that cannot be used; the message names the offending key."""
 
 
 def backend_module(name: str) -> Backend:

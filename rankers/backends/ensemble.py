@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 
 from rankers.aggregate import borda
 from rankers.base import Ranker, Ranking, RankRequest, close_if_closable
-from rankers.registry import RankerConfig, RankerConfigError, build_ranker, validate_config
+from rankers.config import RankerConfig, RankerConfigError
+from rankers.registry import build_ranker, validate_config
 
 
 class Config(RankerConfig):

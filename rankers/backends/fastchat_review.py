@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rankers.backends.api import PerRequestRanker
 from rankers.base import Ranking, RankRequest
+from rankers.config import RankerConfig
 from rankers.llm.client_settings import ClientSettings
 from rankers.llm.conversation import Conversation
-from rankers.registry import RankerConfig
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 TEMPLATE = ("[Question]\n{question}\n\n[The Start of Assistant 1's Answer]\n{answer_1}\n\n"

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from pydantic import field_validator
 
 from rankers.base import Ranking, RankRequest, order_from_scores
-from rankers.registry import RankerConfig
+from rankers.config import RankerConfig
 
 ScoreFn = Callable[[RankRequest], Sequence[float]]
 

@@ -21,11 +21,11 @@ from pydantic import model_validator
 
 from rankers.backends.api import PerRequestRanker
 from rankers.base import Ranking, RankRequest
+from rankers.config import RankerConfig, RankerConfigError
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.settings import JudgeSettings
 from rankers.llm.client_settings import OPENAI_HOST, ClientSettings, redact_url
 from rankers.llm.conversation import Exchange
-from rankers.registry import RankerConfig, RankerConfigError
 
 
 class Config(JudgeSettings, RankerConfig, ClientSettings):

@@ -20,11 +20,11 @@ from pydantic import Field, model_validator
 from rankers.aggregate import bradley_terry, copeland
 from rankers.backends.api import APIRanker
 from rankers.base import Ranking, RankRequest
+from rankers.config import RankerConfig
 from rankers.judging.parsing import MARK
 from rankers.judging.settings import JudgeSettings
 from rankers.llm.client_settings import ClientSettings
 from rankers.llm.conversation import Conversation, Exchange
-from rankers.registry import RankerConfig
 
 Verdict = Literal["A", "B", "tie"]
 _VERDICT = re.compile(rf"(?im)(?<![\w])verdict{MARK}[:=]{MARK}\[?\s*+(?:response\s++)?(A|B|tie)\b")

@@ -14,9 +14,9 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from rankers.base import Ranking, RankRequest, order_from_scores
+from rankers.config import RankerConfig
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
 from rankers.llm.templates import conversation, request_prompt
-from rankers.registry import RankerConfig
 
 
 class Config(RankerConfig):

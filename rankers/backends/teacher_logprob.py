@@ -15,84 +15,27 @@ only when chosen:
 - ``vllm``: a vLLM engine in process (``rankers.logprob.vllm_scorer``);
 - ``openai``: an OpenAI-protocol completions server with ``echo``+``logprobs`` (``rankers.logprob.openai_scorer``).
 
-Every engine that tokenizes does it here (``encode_candidates``, ``encode_pairs``), so all of them score the
-same tokens. A request whose scoring fails on its own (its call still fails after the client's retries: 5xx,
-timeouts, or an error answer to that one request) becomes a ``Ranking.failure`` with the reason and is counted
-in ``stats``; the other requests are ranked as usual and an order is never invented. A configuration error
-(``RankerConfigError``, or the client's ``EngineError``: a rejected key, an unknown model) still stops the run.
+Every engine that tokenizes does it through ``rankers.logprob.encoding`` (``encode_candidates``, ``encode_pairs``),
+so all of them score the same tokens. A request whose scoring fails on its own (its call still fails after the
+client's retries: 5xx, timeouts, or an error answer to that one request) becomes a ``Ranking.failure`` with the
+reason and is counted in ``stats``; the other requests are ranked as usual and an order is never invented. A
+configuration error (``RankerConfigError``, or the client's ``EngineError``: a rejected key, an unknown model)
+still stops the run.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from pydantic import Field
 
 from rankers.base import Ranking, RankRequest, close_if_closable, order_from_scores
+from rankers.config import RankerConfig, RankerConfigError
 from rankers.llm.client_settings import ClientSettings
 from rankers.llm.openai_client import CallFailed
 from rankers.llm.templates import TemplateName, request_prompt
-from rankers.llm.tokenization import encode_responses
 from rankers.llm.vllm_engine import EngineSettings
-from rankers.registry import RankerConfig, RankerConfigError
-
-Scores = list[tuple[float, int]]
-"""One request's ``(sum of log-probs, number of tokens)`` per candidate."""
-
-Pair = tuple[int, int, list[int], list[int]]
-"""(request index, candidate index, context ids, candidate ids + EOS): one sequence to score."""
-
-
-class LogprobScorer(Protocol):
-    """Scores candidate continuations of prompts with one model; may also define ``close()`` to free it.
-
-    ``score(prompts, candidates)[i][j]`` is ``(sum of log-probs, number of tokens)`` of ``candidates[i][j]``
-    followed by the tokenizer's EOS, given ``prompts[i]`` (already templated). The candidate's tokens are those
-    that follow the prompt's in the joint tokenization (``encode_candidates``, the rule of
-    ``rankers.llm.tokenization`` that every trainer uses); the prompt gets the tokenizer's usual special tokens (BOS),
-    the candidate none besides the appended EOS.
-
-    A scorer whose requests can fail one at a time (a server) may also define ``score_each``: the same, except
-    that a request whose scoring failed after the client's retries gives its ``CallFailed`` in place of its
-    scores. The ranker records such a request as a failure and goes on; ``score`` raises it.
-    """
-
-    def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Scores]: ...
-
-
-def check_batch(prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> None:
-    """A ``score`` call needs one candidate list per prompt."""
-    if len(prompts) != len(candidates):
-        raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
-
-
-def encode_candidates(tokenizer: Any, prompt: str, candidates: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-    """[(context ids, candidate ids + EOS)] under the project's one prompt/response rule (``rankers.llm.tokenization``:
-    candidates tokenized in context, after the prompt, as every trainer does)."""
-    encoded = encode_responses(tokenizer, prompt, candidates)
-    if any(not context for context, _ in encoded):
-        raise ValueError(f"prompt {prompt!r} tokenizes to nothing; the first candidate token would have no context")
-    return encoded
-
-
-def encode_pairs(tokenizer: Any, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Pair]:
-    """Every (prompt, candidate) sequence of a ``score`` call, request by request; a request without
-    candidates has none."""
-    check_batch(prompts, candidates)
-    pairs: list[Pair] = []
-    for i, (prompt, cands) in enumerate(zip(prompts, candidates)):
-        if cands:
-            pairs.extend((i, j, context, ids) for j, (context, ids) in enumerate(encode_candidates(tokenizer, prompt,
-                                                                                                   cands)))
-    return pairs
-
-
-def gather(candidates: Sequence[Sequence[str]], pairs: Sequence[Pair], sums: Sequence[float]) -> list[Scores]:
-    """``score``'s answer from each pair's summed log-prob (pairs in any order)."""
-    out: list[Scores] = [[(0.0, 0)] * len(c) for c in candidates]
-    for (i, j, _, ids), value in zip(pairs, sums, strict=True):
-        out[i][j] = (value, len(ids))
-    return out
+from rankers.logprob.encoding import LogprobScorer, Scores
 
 
 class Config(RankerConfig, ClientSettings, EngineSettings):

@@ -19,12 +19,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rankers.base import Ranking, RankRequest, Tally
+from rankers.config import RankerConfig
 from rankers.judging.contextual import judge_conversation, ranking_from_exchange, unjudged
 from rankers.judging.parsing import Judgement
 from rankers.judging.settings import JudgeSettings
 from rankers.llm.conversation import Conversation, Messages
 from rankers.llm.vllm_engine import EngineSettings, load_llm, shutdown_llm
-from rankers.registry import RankerConfig
 
 
 class Config(JudgeSettings, RankerConfig, EngineSettings):

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Sequence
 
 from pydantic import AfterValidator
 
+from rankers.config import RankerConfigError
+
 if TYPE_CHECKING:
     from rankers.base import RankRequest
 
@@ -104,8 +106,6 @@ def format_prompt(instruction: str, input: str = "", template: str = "alpaca",
 def request_prompt(request: "RankRequest", template: str, ranker: str, tokenizer: Any = None) -> str:
     """The prompt of a ranking request; one the template cannot render means the ranker's ``template`` is wrong
     for this data, a ``RankerConfigError`` (one line) rather than a failed judgement."""
-    from rankers.registry import RankerConfigError
-
     try:
         return format_prompt(request.prompt, request.input, template, request.messages, tokenizer)
     except ValueError as err:

@@ -1,7 +1,7 @@
 """The transformers engine of ``teacher_logprob``: exact candidate log-likelihoods, batched and right-padded.
 
 Each (prompt, candidate) pair becomes one sequence ``prompt_ids + candidate_ids + [eos]`` (tokenized by
-``rankers.backends.teacher_logprob.encode_pairs``, the convention every engine shares); sequences are sorted by
+``rankers.logprob.encoding.encode_pairs``, the convention every engine shares); sequences are sorted by
 length so a batch wastes little padding, and right padding leaves every real token's position and (causal) context
 unchanged, so a batched score equals the unbatched one. Only the candidate span's logits go through ``log_softmax``,
 which keeps memory at O(candidate length x vocab) per sequence.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rankers.backends.teacher_logprob import Scores, encode_pairs, gather
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
 from rankers.llm.tokenization import require_eos
+from rankers.logprob.encoding import Scores, encode_pairs, gather
 
 if TYPE_CHECKING:
     from rankers.backends.teacher_logprob import Config

@@ -10,7 +10,7 @@ Two ways to find the candidate's part:
 
 - **token ids** (when a tokenizer is at hand: ``tokenizer``, or ``model`` naming a local directory, as for a
   vLLM server started with ``--model DIR``): prompt and candidate are tokenized exactly as the other engines do
-  (``rankers.backends.teacher_logprob.encode_candidates``, the rule of ``rankers.llm.tokenization``), EOS appended,
+  (``rankers.logprob.encoding.encode_candidates``, the rule of ``rankers.llm.tokenization``), EOS appended,
   and sent as token ids; the candidate is the last ``len(candidate) + 1`` tokens. Same numbers as the ``hf`` engine,
   up to kernel round-off.
 - **text offsets** (no tokenizer, e.g. a hosted model): ``prompt + candidate`` is sent as text and the tokens
@@ -30,8 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from rankers.backends.teacher_logprob import Scores, check_batch, encode_candidates
 from rankers.llm.openai_client import CallFailed, OpenAIClient
+from rankers.logprob.encoding import Scores, check_batch, encode_candidates
 
 if TYPE_CHECKING:
     from rankers.backends.teacher_logprob import Config

@@ -1,7 +1,7 @@
 """The in-process vLLM engine of ``teacher_logprob``: candidate log-likelihoods as vLLM prompt log-probs.
 
 Each (prompt, candidate) pair is one token-id prompt ``prompt_ids + candidate_ids + [eos]`` (tokenized by
-``rankers.backends.teacher_logprob.encode_pairs``, the convention every engine shares); vLLM computes the log-prob of
+``rankers.logprob.encoding.encode_pairs``, the convention every engine shares); vLLM computes the log-prob of
 every prompt token given the ones before it (``prompt_logprobs=0``: the actual token only, no alternatives) and
 generates one throwaway token. The candidate's span is summed. All pairs of a ``score`` call go to the engine as
 one batch, which vLLM schedules itself.
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rankers.backends.teacher_logprob import Scores, encode_pairs, gather
+from rankers.config import RankerConfigError
 from rankers.llm.vllm_engine import load_llm, shutdown_llm
-from rankers.registry import RankerConfigError
+from rankers.logprob.encoding import Scores, encode_pairs, gather
 
 if TYPE_CHECKING:
     from rankers.backends.teacher_logprob import Config

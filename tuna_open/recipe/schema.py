@@ -16,7 +16,8 @@ from typing import Annotated, Any, Mapping, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from rankers.registry import BACKENDS, RankerConfig, RankerConfigError, validate_config
+from rankers.config import RankerConfig, RankerConfigError
+from rankers.registry import BACKENDS, validate_config
 from tuna_open.data.schema import DataSource
 from tuna_open.errors import UserError
 

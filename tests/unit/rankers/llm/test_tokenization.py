@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from helpers.tiny_models import TEXTS, build_sentencepiece_tokenizer
 
-from rankers.backends.teacher_logprob import encode_pairs
 from rankers.llm.templates import format_prompt
 from rankers.llm.tokenization import encode_responses
+from rankers.logprob.encoding import encode_pairs
 
 PROMPT = format_prompt("Reverse the list 1 2 3.")
 RESPONSE = "The quick brown fox."
