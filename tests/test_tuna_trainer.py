@@ -35,7 +35,8 @@ def ranking_scores(model_dir: Path, examples: list[dict]) -> torch.Tensor:
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     groups = [encode_group(tokenizer, e["prompt"], e["candidates"], 64) for e in examples]
     with torch.no_grad():
-        return tuna_loss(model, **TunaCollator(tokenizer.pad_token_id)(groups)).scores
+        batch = TunaCollator(tokenizer.pad_token_id)(groups)
+        return tuna_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"]).scores
 
 
 def test_encode_group_masks_prompt_and_appends_eos(tiny_model_dir):
@@ -99,7 +100,7 @@ def test_training_learns_the_ranking_and_saves_a_plain_model(tiny_model_dir, tmp
     assert result["examples"] == len(examples) and result["train_seconds"] > 0
     history = result["history"]
     assert [h["step"] for h in history] == [2, 4, 6, 8, 10, 12]
-    assert set(history[0]) == {"step", "loss", "rank_loss", "mle_loss", "learning_rate"}
+    assert {"step", "loss", "rank_loss", "mle_loss", "learning_rate", "pair_accuracy"} <= set(history[0])
     for h in history:
         assert h["loss"] == pytest.approx(h["rank_loss"] + h["mle_loss"], rel=1e-4)
     assert history[-1]["loss"] < 0.75 * history[0]["loss"]
@@ -178,7 +179,9 @@ def test_activation_checkpointing_trains_identically(tiny_model_dir, tmp_path):
             mlp_calls[flag] = calls["n"]
     finally:
         handle.remove()
-    assert mlp_calls[True] == 2 * mlp_calls[False] > 0, mlp_calls
+    # Each backward pass recomputes every MLP once: the step's own, plus the two that measure the gradient norm of
+    # each loss term (``grad_norm/*``) on the first micro-batch of every logging window (here: every step).
+    assert mlp_calls[True] == (1 + 3) * mlp_calls[False] > 0, mlp_calls
     for a, b in zip(runs[False][0], runs[True][0]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     for key, value in runs[False][1].items():
