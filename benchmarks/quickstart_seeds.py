@@ -2,6 +2,7 @@
 
     python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 4 [--recipe recipes/quickstart.yaml] [--out FILE]
     python benchmarks/quickstart_seeds.py --recipe recipes/real_gpu.yaml --seeds 0 1 2 --jobs 3   # one GPU
+    python benchmarks/quickstart_seeds.py --objectives-table TUNING.json UNTOUCHED.json   # README table, no runs
 
 Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code; re-running over
 the same ``--runs`` serves finished stages from cache). Models are compared with the recipe's ``report.baseline``
@@ -67,6 +68,16 @@ def diagnose(run_dir: Path) -> dict[str, float]:
         if n:
             out["teacher_top1_precision_pct"] = 100 * top / n
             out["teacher_random_pick_precision_pct"] = 100 * rand / n
+    for path in sorted(run_dir.glob("stages/*/manifest.json")):
+        manifest = json.loads(path.read_text())
+        history = manifest["result"].get("history") or []
+        if manifest["kind"] != "train_tuna" or not history or "pair_accuracy" not in history[-1]:
+            continue
+        # The last window's pair accuracy (batches not trained on yet) and how the two terms' gradients compare.
+        out[f"{manifest['name']}_pair_accuracy_pct"] = 100 * history[-1]["pair_accuracy"]
+        norms = [(h["grad_norm/rank"], h["grad_norm/mle"]) for h in history if "grad_norm/mle" in h]
+        if norms and sum(m for _, m in norms):
+            out[f"{manifest['name']}_rank_over_mle_grad"] = sum(r for r, _ in norms) / sum(m for _, m in norms)
     return {k: round(v, 2) for k, v in out.items()}
 
 
@@ -74,6 +85,17 @@ def diagnose(run_dir: Path) -> dict[str, float]:
 # Tuna >= PPO) and each gain against the control that would explain it without ranking feedback.
 COMPARISONS = (("tuna", "tuna_p"), ("tuna", "ppo"), ("tuna_p", "tuna_p_mle_only"), ("tuna_c", "tuna_c_mle_only"),
                ("tuna_c", "sft_more"), ("tuna_c", "dpo"))
+
+
+CONTROLLED = ("tuna_p", "tuna_c")
+"""Stages whose variants (``tuna_p``, ``tuna_p_listnet``...) are each compared with the stage's MLE-only control."""
+
+
+def control_comparisons(names: list[str]) -> list[tuple[str, str]]:
+    """(variant, ``<stage>_mle_only``) for every variant of a ``CONTROLLED`` stage whose control is in the run."""
+    return [(name, f"{stage}_mle_only") for stage in CONTROLLED for name in names
+            if (name == stage or name.startswith(f"{stage}_")) and name != f"{stage}_mle_only"
+            and f"{stage}_mle_only" in names]
 
 
 def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
@@ -90,7 +112,9 @@ def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
     return {"models": models,
             "paired_vs_baseline": {name: paired(name, baseline) for name in first
                                    if name != baseline and metric in first[name]},
-            "paired_comparisons": {f"{a} - {b}": paired(a, b) for a, b in COMPARISONS if a in first and b in first}}
+            "paired_comparisons": {f"{a} - {b}": paired(a, b)
+                                   for a, b in (*COMPARISONS, *control_comparisons(list(first)))
+                                   if a in first and b in first}}
 
 
 def _ci(d: dict | None) -> str:
@@ -114,6 +138,30 @@ def markdown(out: dict) -> str:
             wins = sum(v > 0 for v in d["values"])
             rows.append(f"| {name} | {' / '.join(f'{v:+.2f}' for v in d['values'])} | {d['mean']:+.2f} | {_ci(d)} "
                         f"| {wins} of {len(d['values'])} |")
+    return "\n".join(rows) + "\n"
+
+
+def objectives_table(results: dict[str, dict]) -> str:
+    """The README's objectives table: per objective and stage, objective - MLE-only (paired Δ, 95% CI), one column
+    per seed set (``results``: label -> a JSON this script wrote for ``recipes/objectives.yaml``)."""
+    columns = [(label, stage) for stage in CONTROLLED for label in results]
+    objectives: list[str] = []
+    for out in results.values():
+        for key in out["paired_comparisons"]:
+            variant, control = key.split(" - ")
+            stage = control.removesuffix("_mle_only")
+            if control.endswith("_mle_only") and stage in CONTROLLED:
+                name = variant.removeprefix(stage).removeprefix("_") or "margin"
+                objectives += [name] if name not in objectives else []
+    head = [f"{stage} − MLE-only, {label} ({len(results[label]['seeds'])} seeds)" for label, stage in columns]
+    rows = ["| objective | " + " | ".join(head) + " |", "|---|" + "---|" * len(columns)]
+    for name in objectives:
+        cells = []
+        for label, stage in columns:
+            variant = stage if name == "margin" else f"{stage}_{name}"
+            d = results[label]["paired_comparisons"].get(f"{variant} - {stage}_mle_only")
+            cells.append(f"{d['mean']:+.2f} {_ci(d)}" if d else "")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
@@ -157,7 +205,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="seeds run at once (a GPU, many cores); each seed then logs to RUNS/seed-K.log")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
+    parser.add_argument("--objectives-table", nargs="+", metavar="JSON",
+                        help="print the README's objectives table from these JSONs (tuning seeds, then untouched) "
+                             "and run nothing")
     args = parser.parse_args()
+    if args.objectives_table:
+        labels = ["tuning seeds", "untouched seeds"]
+        print(objectives_table({labels[i] if i < 2 else path: json.loads(Path(path).read_text())
+                                for i, path in enumerate(args.objectives_table)}), end="")
+        return
 
     per_seed: dict[int, dict] = {}
     diagnostics: dict[int, dict] = {}
