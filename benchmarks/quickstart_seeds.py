@@ -78,7 +78,22 @@ def diagnose(run_dir: Path) -> dict[str, float]:
         norms = [(h["grad_norm/rank"], h["grad_norm/mle"]) for h in history if "grad_norm/mle" in h]
         if norms and sum(m for _, m in norms):
             out[f"{manifest['name']}_rank_over_mle_grad"] = sum(r for r, _ in norms) / sum(m for _, m in norms)
+    eval_path = run_dir / "stages/eval/metrics.json"
+    if eval_path.exists():
+        # Greedy answers before (sft) and after each stage: the eval keeps its first 20 held-out predictions.
+        for name, details in json.loads(eval_path.read_text())["details"].items():
+            answers = [e["prediction"] for e in details.get("instructions", {}).get("examples", [])]
+            if answers:
+                out[f"{name}_answer_chars"] = statistics.fmean(len(a) for a in answers)
+                out[f"{name}_repetitive_answers_pct"] = 100 * statistics.fmean(map(repeats_a_bigram, answers))
     return {k: round(v, 2) for k, v in out.items()}
+
+
+def repeats_a_bigram(text: str) -> bool:
+    """Whether an answer repeats a pair of consecutive words (``p, p, p``): the degeneration issue #19 saw."""
+    words = text.split()
+    bigrams = list(zip(words, words[1:]))
+    return len(set(bigrams)) < len(bigrams)
 
 
 # Paired comparisons beyond the baseline, when both models are in the run: the paper's orderings (Tuna >= Tuna_p,

@@ -50,3 +50,18 @@ def test_diagnose_reads_the_trainer_diagnostics_of_every_tuna_stage(tmp_path):
         (tmp_path / "stages" / name / "manifest.json").write_text(json.dumps(
             {"name": name, "kind": kind, "result": {"counts": {}, "history": hist}}))
     assert diagnose(tmp_path) == {"tuna_p_lipo_pair_accuracy_pct": 75.0, "tuna_p_lipo_rank_over_mle_grad": 0.5}
+
+
+def test_diagnose_measures_answer_length_and_repetition(tmp_path):
+    import json
+
+    from quickstart_seeds import diagnose, repeats_a_bigram
+
+    assert repeats_a_bigram("p, p, p,") and not repeats_a_bigram("p, q p") and not repeats_a_bigram("")
+    examples = {"sft": ["12", "abcd"], "tuna_c": ["p, p, p,", "7"]}
+    (tmp_path / "stages/eval").mkdir(parents=True)
+    (tmp_path / "stages/eval/metrics.json").write_text(json.dumps({"metrics": {}, "details": {
+        name: {"instructions": {"examples": [{"prediction": p} for p in answers]}}
+        for name, answers in examples.items()}}))
+    assert diagnose(tmp_path) == {"sft_answer_chars": 3.0, "sft_repetitive_answers_pct": 0.0,
+                                  "tuna_c_answer_chars": 4.5, "tuna_c_repetitive_answers_pct": 50.0}
