@@ -42,7 +42,8 @@ def test_objectives_needing_scores_fail_with_one_line_naming_the_stage(objective
     with pytest.raises(UserError) as err:
         require_scores(cfg, unscored)
     message = str(err.value)
-    assert "\n" not in message and "tuna_x" in message and objective in message and "@order_only" in message
+    assert "\n" not in message and "tuna_x" in message and "@order_only" in message
+    assert (objective if objective != "margin" else "margin_scale: score") in message
     require_scores(cfg, scored_examples(2))  # scored rankings pass
 
 

@@ -69,9 +69,9 @@ def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, A
 def require_scores(cfg: Config, examples: list[TunaExample]) -> None:
     """One UserError line naming the stage when its objective reads scores the rankings do not carry."""
     if cfg.train.ranking_objective().needs_scores and not all("scores" in e for e in examples):
-        raise UserError(f"stage {cfg.name}: objective {cfg.train.objective!r} (margin_scale "
-                        f"{cfg.train.margin_scale!r}) needs the ranker's scores, but rankings in {cfg.rankings} carry "
-                        "only an order; rank with a ranker that scores candidates, or use an order-only objective")
+        objective = "margin_scale: score" if cfg.train.objective == "margin" else f"objective {cfg.train.objective}"
+        raise UserError(f"stage {cfg.name}: {objective} needs the ranker's scores, but rankings in {cfg.rankings} "
+                        "carry only an order; rank with a ranker that scores candidates, or use an order-only objective")
 
 
 def score_tiers(scores: list[float]) -> list[int]:
