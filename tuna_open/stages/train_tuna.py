@@ -71,7 +71,7 @@ def require_scores(cfg: Config, examples: list[TunaExample]) -> None:
     if cfg.train.ranking_objective().needs_scores and not all("scores" in e for e in examples):
         objective = "margin_scale: score" if cfg.train.objective == "margin" else f"objective {cfg.train.objective}"
         raise UserError(f"stage {cfg.name}: {objective} needs the ranker's scores, but rankings in {cfg.rankings} "
-                        "carry only an order; rank with a ranker that scores candidates, or use an order-only objective")
+                        "carry only an order; rank with a ranker that scores candidates or an order-only objective")
 
 
 def score_tiers(scores: list[float]) -> list[int]:
