@@ -3,6 +3,7 @@
     python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 4 [--recipe recipes/quickstart.yaml] [--out FILE]
     python benchmarks/quickstart_seeds.py --recipe recipes/real_gpu.yaml --seeds 0 1 2 --jobs 3   # one GPU
     python benchmarks/quickstart_seeds.py --plot-from RESULTS.json --plot-out FOREST.png   # (and FOREST.svg)
+    python benchmarks/quickstart_seeds.py --objectives-table TUNING.json UNTOUCHED.json   # README table, no runs
 
 Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code; re-running over
 the same ``--runs`` serves finished stages from cache). Models are compared with the recipe's ``report.baseline``
@@ -79,13 +80,49 @@ def diagnose(run_dir: Path) -> dict[str, float]:
         if n:
             out["teacher_top1_precision_pct"] = 100 * top / n
             out["teacher_random_pick_precision_pct"] = 100 * rand / n
+    for path in sorted(run_dir.glob("stages/*/manifest.json")):
+        manifest = json.loads(path.read_text())
+        history = manifest["result"].get("history") or []
+        if manifest["kind"] != "train_tuna" or not history or "pair_accuracy" not in history[-1]:
+            continue
+        # The last window's pair accuracy (batches not trained on yet) and how the two terms' gradients compare.
+        out[f"{manifest['name']}_pair_accuracy_pct"] = 100 * history[-1]["pair_accuracy"]
+        norms = [(h["grad_norm/rank"], h["grad_norm/mle"]) for h in history if "grad_norm/mle" in h]
+        if norms and sum(m for _, m in norms):
+            out[f"{manifest['name']}_rank_over_mle_grad"] = sum(r for r, _ in norms) / sum(m for _, m in norms)
+    eval_path = run_dir / "stages/eval/metrics.json"
+    if eval_path.exists():
+        # Greedy answers before (sft) and after each stage: the eval keeps its first 20 held-out predictions.
+        for name, details in json.loads(eval_path.read_text())["details"].items():
+            answers = [e["prediction"] for e in details.get("instructions", {}).get("examples", [])]
+            if answers:
+                out[f"{name}_answer_chars"] = statistics.fmean(len(a) for a in answers)
+                out[f"{name}_repetitive_answers_pct"] = 100 * statistics.fmean(map(repeats_a_bigram, answers))
     return {k: round(v, 2) for k, v in out.items()}
+
+
+def repeats_a_bigram(text: str) -> bool:
+    """Whether an answer repeats a pair of consecutive words (``p, p, p``): the degeneration issue #19 saw."""
+    words = text.split()
+    bigrams = list(zip(words, words[1:]))
+    return len(set(bigrams)) < len(bigrams)
 
 
 # Paired comparisons beyond the baseline, when both models are in the run: the paper's orderings (Tuna >= Tuna_p,
 # Tuna >= PPO) and each gain against the control that would explain it without ranking feedback.
 COMPARISONS = (("tuna", "tuna_p"), ("tuna", "ppo"), ("tuna_p", "tuna_p_mle_only"), ("tuna_c", "tuna_c_mle_only"),
                ("tuna_c", "sft_more"), ("tuna_c", "dpo"))
+
+
+CONTROLLED = ("tuna_p", "tuna_c")
+"""Stages whose variants (``tuna_p``, ``tuna_p_listnet``...) are each compared with the stage's MLE-only control."""
+
+
+def control_comparisons(names: list[str]) -> list[tuple[str, str]]:
+    """(variant, ``<stage>_mle_only``) for every variant of a ``CONTROLLED`` stage whose control is in the run."""
+    return [(name, f"{stage}_mle_only") for stage in CONTROLLED for name in names
+            if (name == stage or name.startswith(f"{stage}_")) and name != f"{stage}_mle_only"
+            and f"{stage}_mle_only" in names]
 
 
 def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
@@ -102,7 +139,9 @@ def summarise(per_seed: dict[int, dict], baseline: str, metric: str) -> dict:
     return {"models": models,
             "paired_vs_baseline": {name: paired(name, baseline) for name in first
                                    if name != baseline and metric in first[name]},
-            "paired_comparisons": {f"{a} - {b}": paired(a, b) for a, b in COMPARISONS if a in first and b in first}}
+            "paired_comparisons": {f"{a} - {b}": paired(a, b)
+                                   for a, b in (*COMPARISONS, *control_comparisons(list(first)))
+                                   if a in first and b in first}}
 
 
 def _ci(d: dict | None) -> str:
@@ -187,6 +226,30 @@ def plot_forest(results: Path, target: Path) -> list[Path]:
     return written
 
 
+def objectives_table(results: dict[str, dict]) -> str:
+    """The README's objectives table: per objective and stage, objective - MLE-only (paired Δ, 95% CI), one column
+    per seed set (``results``: label -> a JSON this script wrote for ``recipes/objectives.yaml``)."""
+    columns = [(label, stage) for stage in CONTROLLED for label in results]
+    objectives: list[str] = []
+    for out in results.values():
+        for key in out["paired_comparisons"]:
+            variant, control = key.split(" - ")
+            stage = control.removesuffix("_mle_only")
+            if control.endswith("_mle_only") and stage in CONTROLLED:
+                name = variant.removeprefix(stage).removeprefix("_") or "margin"
+                objectives += [name] if name not in objectives else []
+    head = [f"{stage} − MLE-only, {label} ({len(results[label]['seeds'])} seeds)" for label, stage in columns]
+    rows = ["| objective | " + " | ".join(head) + " |", "|---|" + "---|" * len(columns)]
+    for name in objectives:
+        cells = []
+        for label, stage in columns:
+            variant = stage if name == "margin" else f"{stage}_{name}"
+            d = results[label]["paired_comparisons"].get(f"{variant} - {stage}_mle_only")
+            cells.append(f"{d['mean']:+.2f} {_ci(d)}" if d else "")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def run_all(commands: dict[int, list[str]], jobs: int, runs: Path) -> dict[int, float]:
     """Run each seed's pipeline, ``jobs`` at a time; wall seconds per seed. One at a time, its output goes to this
     process's stderr; in parallel, each to ``RUNS/seed-K.log``. A failed seed stops the benchmark (its log says why):
@@ -229,10 +292,18 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
     parser.add_argument("--plot-from", type=Path, help="run nothing: draw the forest plot of this results JSON")
     parser.add_argument("--plot-out", type=Path, help="where the forest plot goes (PNG, and the SVG beside it)")
+    parser.add_argument("--objectives-table", nargs="+", metavar="JSON",
+                        help="print the README's objectives table from these JSONs (tuning seeds, then untouched) "
+                             "and run nothing")
     args = parser.parse_args()
     if args.plot_from:
         target = args.plot_out or args.plot_from.with_name(args.plot_from.stem + "_forest.png")
         print("\n".join(map(str, plot_forest(args.plot_from, target))))
+        return
+    if args.objectives_table:
+        labels = ["tuning seeds", "untouched seeds"]
+        print(objectives_table({labels[i] if i < 2 else path: json.loads(Path(path).read_text())
+                                for i, path in enumerate(args.objectives_table)}), end="")
         return
 
     per_seed: dict[int, dict] = {}

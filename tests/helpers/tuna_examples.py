@@ -33,4 +33,5 @@ def ranking_scores(model_dir: Path, examples: list[dict]) -> torch.Tensor:
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     groups = [encode_group(tokenizer, e["prompt"], e["candidates"], 64) for e in examples]
     with torch.no_grad():
-        return tuna_loss(model, **TunaCollator(tokenizer.pad_token_id)(groups)).scores
+        batch = TunaCollator(tokenizer.pad_token_id)(groups)
+        return tuna_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"]).scores

@@ -21,7 +21,7 @@ def test_training_learns_the_ranking_and_saves_a_plain_model(tiny_model_dir, tmp
     assert result["examples"] == len(examples) and result["train_seconds"] > 0
     history = result["history"]
     assert [h["step"] for h in history] == [2, 4, 6, 8, 10, 12]
-    assert set(history[0]) == {"step", "loss", "rank_loss", "mle_loss", "learning_rate"}
+    assert {"step", "loss", "rank_loss", "mle_loss", "learning_rate", "pair_accuracy"} <= set(history[0])
     for h in history:
         assert h["loss"] == pytest.approx(h["rank_loss"] + h["mle_loss"], rel=1e-4)
     assert history[-1]["loss"] < 0.75 * history[0]["loss"]
@@ -97,7 +97,9 @@ def test_activation_checkpointing_trains_identically(tiny_model_dir, tmp_path):
             mlp_calls[flag] = calls["n"]
     finally:
         handle.remove()
-    assert mlp_calls[True] == 2 * mlp_calls[False] > 0, mlp_calls
+    # Each backward pass recomputes every MLP once: the step's own, plus the two that measure the gradient norm of
+    # each loss term (``grad_norm/*``) on the first micro-batch of every logging window (here: every step).
+    assert mlp_calls[True] == (1 + 3) * mlp_calls[False] > 0, mlp_calls
     for a, b in zip(runs[False][0], runs[True][0]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     for key, value in runs[False][1].items():

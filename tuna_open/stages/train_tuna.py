@@ -1,4 +1,5 @@
-"""Stage ``train_tuna``: learn a ranking with the paper's objective (margin ranking + λ·MLE).
+"""Stage ``train_tuna``: learn a ranking with the paper's objective (margin ranking + λ·MLE) or another ranking
+term (``train.objective``, ``tuna_open.train.objectives``).
 
 The same stage trains Tuna_p (teacher-likelihood rankings, lr 1e-5 in the paper), Tuna_c (judge rankings,
 lr 1e-6) and sequential Tuna (Tuna_c's data, starting from the Tuna_p model): which one is only a matter of
@@ -40,7 +41,8 @@ class Config(RankedInputs):
 def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, Any]], ties: str = "strict",
                     mle: str = "all", accept_score: float = 1.0) -> list[TunaExample]:
     """Join rankings with their candidates (``join_rankings``: each id exactly once) into
-    ``{"prompt", "candidates" best→worst, "tiers", "mle"}``.
+    ``{"prompt", "candidates" best→worst, "tiers", "mle"}``, plus ``"scores"`` (best→worst) where the ranker gave
+    them.
 
     Failed rankings are skipped: training on an invented order would teach noise.
     """
@@ -50,12 +52,24 @@ def ranked_examples(candidates: list[dict[str, Any]], rankings: list[dict[str, A
         scores = [r["scores"][i] for i in order] if r.get("scores") is not None else None
         if scores is None and mle == "accepted":
             raise UserError(f"ranking {r['id']!r} has no scores: mle: accepted needs a ranker that scores candidates")
-        out.append({"prompt": rec["prompt"], "candidates": [rec["candidates"][i] for i in order],
-                    "tiers": score_tiers(scores) if scores is not None and ties == "mask" else list(range(len(order))),
-                    "mle": [mle == "all" or (mle == "best" and rank == 0)
-                            or (mle == "accepted" and scores is not None and scores[rank] >= accept_score)
-                            for rank in range(len(order))]})
+        example: TunaExample = {
+            "prompt": rec["prompt"], "candidates": [rec["candidates"][i] for i in order],
+            "tiers": score_tiers(scores) if scores is not None and ties == "mask" else list(range(len(order))),
+            "mle": [mle == "all" or (mle == "best" and rank == 0)
+                    or (mle == "accepted" and scores is not None and scores[rank] >= accept_score)
+                    for rank in range(len(order))]}
+        if scores is not None:
+            example["scores"] = [float(x) for x in scores]
+        out.append(example)
     return out
+
+
+def require_scores(cfg: Config, examples: list[TunaExample]) -> None:
+    """One UserError line naming the stage when its objective reads scores the rankings do not carry."""
+    if cfg.train.ranking_objective().needs_scores and not all("scores" in e for e in examples):
+        objective = "margin_scale: score" if cfg.train.objective == "margin" else f"objective {cfg.train.objective}"
+        raise UserError(f"stage {cfg.name}: {objective} needs the ranker's scores, but rankings in {cfg.rankings} "
+                        "carry only an order; rank with a ranker that scores candidates or an order-only objective")
 
 
 def score_tiers(scores: list[float]) -> list[int]:
@@ -71,6 +85,7 @@ def run(ctx: StageContext, cfg: Config) -> StageResult:
     examples = ranked_examples(*load_ranked(ctx, cfg, model), ties=cfg.ties, mle=cfg.mle, accept_score=cfg.accept_score)
     if not examples:
         raise UserError(f"stage {cfg.name}: no usable rankings in {cfg.rankings}")
+    require_scores(cfg, examples)
     sft = None
     if cfg.sft_data:
         prompt = prompt_builder(cfg.template, model)

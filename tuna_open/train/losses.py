@@ -30,7 +30,7 @@ Measured with ``benchmarks/tuna_step.py`` (CPU, 4 prompts x 4 candidates x 160 t
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -59,10 +59,12 @@ class TunaLossOutput(NamedTuple):
     mle_loss: torch.Tensor
     scores: torch.Tensor
     """[B, N] length-normalised log-likelihoods; 0 for padding candidates (rows whose labels are all ignored)."""
+    logps: torch.Tensor
+    """[B, N] summed log-likelihoods (``scores`` before length normalisation; what DPO-style terms compare)."""
 
 
 def margin_ranking_loss(scores: torch.Tensor, margin: float = 0.1, mask: torch.Tensor | None = None,
-                        tiers: torch.Tensor | None = None) -> torch.Tensor:
+                        tiers: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_{k=1..N-1} mean over valid pairs (i, i+k) of max(0, s_{i+k} - s_i + margin·k); ``scores`` [B, N] best→worst.
 
     ``mask`` [B, N] marks real candidates (rankings shorter than N are padded at the end); a pair counts only when
@@ -72,10 +74,14 @@ def margin_ranking_loss(scores: torch.Tensor, margin: float = 0.1, mask: torch.T
     ``tiers`` [B, N] (optional) gives candidates the judge scored equally the same value: such a pair states no
     preference (a verifier's order among equally wrong answers is arbitrary), so it is not a valid pair. ``k`` stays
     the distance in the sorted list, as in the paper.
+
+    ``positions`` [B, N] (optional) replaces the rank distance k of pair (i, i+k) by ``positions[i+k] -
+    positions[i]`` (``tuna_open.train.objectives.score_positions``: the ranker's score gap on the rank scale).
     """
     total = scores.new_zeros(())
     for k in range(1, scores.shape[-1]):
-        hinge = (scores[:, k:] - scores[:, :-k] + margin * k).clamp_min(0.0)
+        gap = margin * k if positions is None else margin * (positions[:, k:] - positions[:, :-k])
+        hinge = (scores[:, k:] - scores[:, :-k] + gap).clamp_min(0.0)
         if mask is None and tiers is None:
             total = total + hinge.mean()
             continue
@@ -99,6 +105,7 @@ def tuna_loss(
     rank_weight: float = 1.0,
     tiers: torch.Tensor | None = None,
     mle_mask: torch.Tensor | None = None,
+    ranking: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> TunaLossOutput:
     """The Tuna loss of a causal LM on B prompts x N candidates, tensors [B, N, L] with candidates best→worst.
 
@@ -110,6 +117,10 @@ def tuna_loss(
     the candidates the MLE term imitates (default: all, as the paper's code does); the MLE term is then the mean
     negative log-likelihood over those candidates' label tokens, 0 when the batch has none. ``rank_weight`` 0 is the
     ablation that keeps only the MLE term (with ``mle_mask`` on accepted candidates: rejection-sampling fine-tuning).
+
+    ``ranking`` (optional) replaces the margin term: called with (scores, summed log-likelihoods, real-candidate
+    mask), all [B, N], it returns the ranking term (``tuna_open.train.objectives.RankingObjective``); ``margin`` and
+    ``tiers`` then only reach it through the callable.
     """
     batch, n_cand, length = input_ids.shape
     flat_targets = labels.reshape(batch * n_cand, length)[:, 1:]
@@ -130,13 +141,15 @@ def tuna_loss(
     row_sums = token_logp.new_zeros(len(rows)).index_add(0, predicts.nonzero()[:, 0], token_logp)
     scores = token_logp.new_zeros(batch * n_cand).index_copy(0, rows, _normalise(row_sums, counts[rows], lenpen))
     scores = scores.view(batch, n_cand)
-    rank = margin_ranking_loss(scores, margin, real.view(batch, n_cand), tiers)
+    logps = token_logp.new_zeros(batch * n_cand).index_copy(0, rows, row_sums).view(batch, n_cand)
+    real = real.view(batch, n_cand)
+    rank = margin_ranking_loss(scores, margin, real, tiers) if ranking is None else ranking(scores, logps, real)
     if mle_mask is None:
         mle = -token_logp.mean()
     else:
         imitated = mle_mask.reshape(batch * n_cand)[rows][predicts.nonzero()[:, 0]]
         mle = -torch.where(imitated, token_logp, 0.0).sum() / imitated.sum().clamp_min(1)
-    return TunaLossOutput(rank_weight * rank + mle_weight * mle, rank, mle, scores)
+    return TunaLossOutput(rank_weight * rank + mle_weight * mle, rank, mle, scores, logps)
 
 
 def _normalise(sums: torch.Tensor, counts: torch.Tensor, lenpen: float) -> torch.Tensor:

@@ -54,6 +54,11 @@ def peft_config(lora: LoraSettings | None, task_type: Literal["CAUSAL_LM", "SEQ_
     return lora.peft_config(task_type) if lora else None
 
 
+ObjectiveName = Literal["margin", "listnet", "plackett_luce", "lipo", "dpo_pl", "rrhf"]
+"""``train_tuna``'s ranking terms (``tuna_open.train.objectives``); here because recipes name them and validating a
+recipe must not import torch."""
+MarginScale = Literal["rank", "score"]
+
 ReportTo = Literal["tensorboard", "wandb", "trackio"]
 
 RESERVED_TRAINER_ARGS = {"output_dir"}
