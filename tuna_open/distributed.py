@@ -13,6 +13,7 @@ Outputs are exchanged through the run directory, so a multi-node launch needs a 
 
 from __future__ import annotations
 
+import atexit
 import shutil
 from contextlib import contextmanager
 from datetime import timedelta
@@ -48,6 +49,17 @@ def init() -> None:
         from accelerate import PartialState
 
         PartialState(cpu=not torch.cuda.is_available())
+        atexit.register(_leave)
+
+
+def _leave() -> None:
+    """Leave the process group before the interpreter exits: left to the interpreter's teardown, gloo's threads
+    were destroyed while still joinable now and then ("terminate called without an active exception", exit -6,
+    seen on a loaded 2-core machine after every result had been written)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank() -> int:
