@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, Sequence, TypedDict
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from rankers.llm.tokenization import encode_responses
 from tuna_open.train.padding import ensure_pad_token
@@ -104,6 +104,16 @@ class TunaTrainConfig(TrainSettings):
     """``listnet``, ``plackett_luce``: τ' dividing the student's sequence scores."""
     target_temperature: float = Field(1.0, gt=0)
     """``listnet``: τ dividing the ranker's scores (a teacher's mean log-probabilities are on the student's scale)."""
+
+    LATER_DEFAULTS: ClassVar[dict[str, Any]] = {"objective": "margin", "margin_scale": "rank", "beta": 0.1,
+                                                "temperature": 1.0, "target_temperature": 1.0}
+    """Keys added after stages had been cached, left out of the dump (hence the fingerprint) while they hold the
+    value that was the behaviour before they existed: a recipe that does not use them keeps its cached stages."""
+
+    @model_serializer(mode="wrap")
+    def _without_later_defaults(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if k not in self.LATER_DEFAULTS or v != self.LATER_DEFAULTS[k]}
 
     def ranking_objective(self) -> "RankingObjective":
         from tuna_open.train.objectives import RankingObjective  # imports torch: not when configs are validated

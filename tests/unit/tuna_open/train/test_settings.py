@@ -180,3 +180,14 @@ def test_set_with_either_spelling_overrides_the_recipe() -> None:
     assert data["stages"][1]["train"] == {"num_train_epochs": 1, "per_device_batch_size": 2}
     settings = parse_recipe(data, Path("."), "r.yaml", STAGES).stages[1].train
     assert (settings.num_train_epochs, settings.per_device_train_batch_size) == (1, 2)
+
+
+def test_objective_keys_at_their_old_behaviour_leave_the_dump_and_so_the_fingerprint() -> None:
+    """Stages cached before ``train.objective`` existed stay cached: the new keys only count once they are set."""
+    from tuna_open.train.tuna_trainer import TunaTrainConfig
+
+    assert not set(TunaTrainConfig.LATER_DEFAULTS) & set(TunaTrainConfig().model_dump())
+    chosen = TunaTrainConfig(objective="lipo", beta=0.2).model_dump()
+    assert chosen["objective"] == "lipo" and chosen["beta"] == 0.2 and "temperature" not in chosen
+    assert TunaTrainConfig.model_validate(chosen).ranking_objective() == TunaTrainConfig(
+        objective="lipo", beta=0.2).ranking_objective()
