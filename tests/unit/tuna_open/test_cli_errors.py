@@ -10,28 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
-
-from tuna_open.cli import main
+from helpers.cli import invoke, one_error
 
 DATA = {"p": {"source": "builtin:tasks", "split": "train", "limit": 2}}
 INIT = {"name": "init", "kind": "init_model", "vocab_size": 320, "tokenizer_corpus": 200}
 RECIPE = {"name": "tiny", "data": DATA, "stages": [INIT]}
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
-
-
-def one_error(code: int, out: str, *words: str) -> None:
-    """Exit 2, one ``error:`` line (the last) naming ``words``, no traceback."""
-    assert code == 2, out
-    lines = out.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "Traceback" not in out, out
-    assert sum(line.startswith("error") for line in lines) == 1, out
-    for word in words:
-        assert word in out, out
 
 
 def write_recipe(tmp_path: Path, recipe: dict | str, name: str = "r.yaml") -> Path:

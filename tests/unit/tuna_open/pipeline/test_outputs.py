@@ -8,28 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from helpers import score_functions
+from helpers.cli import invoke, one_error
 
-from tuna_open.cli import main
 from tuna_open.data.jsonl import write_jsonl
 
 CANDIDATES = [{"id": str(i), "instruction": f"q{i}", "candidates": ["a", "bb", "ccc"]} for i in range(3)]
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
-
-
-def one_error(code: int, out: str, *words: str) -> None:
-    """Exit 2, one ``error:`` line (the last) naming ``words``, no traceback."""
-    assert code == 2, out
-    lines = out.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "Traceback" not in out, out
-    assert sum(line.startswith("error") for line in lines) == 1, out
-    for word in words:
-        assert word in out, out
 
 
 @pytest.fixture()
