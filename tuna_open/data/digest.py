@@ -6,6 +6,7 @@ other for it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -17,3 +18,16 @@ def file_digest(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def input_digest(path: Path) -> str:
+    """``file_digest`` of an input file (recipe data, a ``gguf:`` model), computed once per content: memoised by
+    size and modification time, as ``tuna_open.pipeline.integrity`` identifies an unchanged file. The runner
+    fingerprints every stage twice (today's and the legacy form) and many stages read the same data file."""
+    stat = path.stat()
+    return _memoised_digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _memoised_digest(path: Path, size: int, mtime_ns: int) -> str:
+    return file_digest(path)

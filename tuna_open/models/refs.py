@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
 
-from tuna_open.data.digest import file_digest
+from tuna_open.data.digest import input_digest
 from tuna_open.errors import UserError
 from tuna_open.models.gguf import convert_gguf
 from tuna_open.models.shipped import SHIPPED, ensure_gguf
@@ -31,20 +30,10 @@ def _gguf_path(ref: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
-def _digest(path: Path, size: int, mtime_ns: int) -> str:
-    return file_digest(path)
-
-
-def _gguf_digest(path: Path) -> str:
-    stat = path.stat()
-    return _digest(path, stat.st_size, stat.st_mtime_ns)
-
-
 def model_identity(ref: str) -> str:
     """What a fingerprint should hash for ``ref``: shipped names are pinned; a GGUF path is its content."""
     if ref.startswith(GGUF_PREFIX):
-        return f"gguf-sha256:{_gguf_digest(_gguf_path(ref))}"
+        return f"gguf-sha256:{input_digest(_gguf_path(ref))}"
     return ref
 
 
@@ -55,7 +44,7 @@ def resolve_model(ref: str) -> str:
         return str(convert_gguf(ensure_gguf(shipped, cache_root()), shipped.sha256, cache_root()))
     if ref.startswith(GGUF_PREFIX):
         path = _gguf_path(ref)
-        return str(convert_gguf(path, _gguf_digest(path), cache_root()))
+        return str(convert_gguf(path, input_digest(path), cache_root()))
     return ref
 
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from rankers.llm.client_settings import redact_url
 from rankers.wrappers.cache import result_neutral
 from tuna_open import __version__
-from tuna_open.data.digest import file_digest
+from tuna_open.data.digest import input_digest
 from tuna_open.models import model_identity, resolve_model_refs
 from tuna_open.recipe.refs import substitute_refs
 
@@ -63,6 +63,6 @@ def fingerprint(config: Mapping[str, Any], upstream: Mapping[str, str], files: l
         "seed": seed,
         "config": resolve_model_refs(substitute_refs(config if legacy else without_neutral(config),
                                                      {k: f"fp:{v}" for k, v in upstream.items()}), model_identity),
-        "files": {str(p): file_digest(p) for p in sorted(files)},
+        "files": {str(p): input_digest(p) for p in sorted(files)},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
