@@ -106,7 +106,7 @@ def tuna_loss(
     tiers: torch.Tensor | None = None,
     mle_mask: torch.Tensor | None = None,
     ranking: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    shared_prefix: bool = False,
+    label_logprobs: Callable[..., torch.Tensor] | None = None,
 ) -> TunaLossOutput:
     """The Tuna loss of a causal LM on B prompts x N candidates, tensors [B, N, L] with candidates best→worst.
 
@@ -123,8 +123,9 @@ def tuna_loss(
     mask), all [B, N], it returns the ranking term (``tuna_open.train.objectives.RankingObjective``); ``margin`` and
     ``tiers`` then only reach it through the callable.
 
-    ``shared_prefix`` runs each prompt's common prefix once for all its candidates
-    (``tuna_open.train.shared_prefix``): same loss and gradients, less work on long prompts.
+    ``label_logprobs`` (optional) replaces how the label tokens' log-probabilities are computed: called as
+    ``_label_token_logprobs`` is, plus each row's prompt index, it must return the same values
+    (``tuna_open.train.shared_prefix.shared_prefix_logprobs`` runs each prompt's common prefix once).
     """
     batch, n_cand, length = input_ids.shape
     flat_targets = labels.reshape(batch * n_cand, length)[:, 1:]
@@ -141,10 +142,8 @@ def tuna_loss(
     ids, mask, targets = ids[:, :width], mask[:, :width], targets[:, :width - 1]
 
     predicts = targets != IGNORE_INDEX  # [R, width-1]: positions whose next token is a label
-    if shared_prefix:
-        from tuna_open.train.shared_prefix import shared_prefix_logprobs  # it imports this module
-
-        token_logp = shared_prefix_logprobs(model, ids, mask, predicts, targets[predicts], rows // n_cand)
+    if label_logprobs is not None:
+        token_logp = label_logprobs(model, ids, mask, predicts, targets[predicts], rows // n_cand)
     else:
         token_logp = _label_token_logprobs(model, ids, mask, predicts, targets[predicts])
     row_sums = token_logp.new_zeros(len(rows)).index_add(0, predicts.nonzero()[:, 0], token_logp)

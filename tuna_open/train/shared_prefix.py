@@ -96,6 +96,11 @@ def _prefix_cache(model: nn.Module, prefix_ids: torch.Tensor, copies: int) -> An
     return cache
 
 
+def shared_prefix_loss(model: nn.Module, *args: Any, **kwargs: Any) -> TunaLossOutput:
+    """``tuna_loss`` (same arguments) with each prompt's common prefix computed once."""
+    return tuna_loss(model, *args, label_logprobs=shared_prefix_logprobs, **kwargs)
+
+
 class PrefixSharing:
     """``tuna_loss`` with the shared-prefix path while it works, else the per-candidate path (same result).
 
@@ -112,7 +117,7 @@ class PrefixSharing:
     def __call__(self, model: nn.Module, *args: Any, **kwargs: Any) -> TunaLossOutput:
         if self.enabled:
             try:
-                return tuna_loss(model, *args, shared_prefix=True, **kwargs)
+                return shared_prefix_loss(model, *args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any failure of the optional path falls back to the plain one
                 self.enabled = False
                 log.warning("Tuna step without prefix sharing: the shared-prefix forward failed (%s: %s)",

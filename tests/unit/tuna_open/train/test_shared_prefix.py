@@ -11,7 +11,7 @@ import torch
 from helpers.loss_inputs import gradients, naive_tuna, ranked_batch, tiny_llama
 
 from tuna_open.train.losses import IGNORE_INDEX, tuna_loss
-from tuna_open.train.shared_prefix import PrefixSharing
+from tuna_open.train.shared_prefix import PrefixSharing, shared_prefix_loss
 
 
 def shared_prompt_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,7 +44,7 @@ def test_shared_prefix_matches_per_candidate_and_paper_paths(kind):
     batch = shared_prompt_batch()
     results = []
     for shared in (True, False):
-        out = tuna_loss(model, *batch, margin=0.1, mle_weight=0.5, lenpen=0.7, shared_prefix=shared)
+        out = (shared_prefix_loss if shared else tuna_loss)(model, *batch, margin=0.1, mle_weight=0.5, lenpen=0.7)
         out.loss.backward()
         results.append((out, gradients(model)))
     ref_loss, ref_scores = naive_tuna(model, *batch, 0.1, 0.5, 0.7)
@@ -71,7 +71,7 @@ def test_each_prompt_runs_once():
     batch = shared_prompt_batch()
     seen: list[int] = []
     model.model.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].numel()))
-    tuna_loss(model, *batch, shared_prefix=True)
+    shared_prefix_loss(model, *batch)
     _, attention_mask, labels = batch
     expected = 0
     for b, prompt_len in enumerate([4, 6, 3]):
@@ -86,10 +86,9 @@ def test_ragged_prompts_in_one_batch_match_each_alone():
     it gets in a batch of its own."""
     model = tiny_llama()
     input_ids, attention_mask, labels = shared_prompt_batch()
-    together = tuna_loss(model, input_ids, attention_mask, labels, shared_prefix=True).logps
+    together = shared_prefix_loss(model, input_ids, attention_mask, labels).logps
     for b in range(2):  # the third group has a single candidate: tuna_loss needs labels, it has them
-        alone = tuna_loss(model, input_ids[b:b + 1], attention_mask[b:b + 1], labels[b:b + 1],
-                          shared_prefix=True).logps
+        alone = shared_prefix_loss(model, input_ids[b:b + 1], attention_mask[b:b + 1], labels[b:b + 1]).logps
         torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-10, atol=1e-10)
 
 
@@ -117,7 +116,7 @@ def test_gradient_checkpointing_falls_back_once_with_a_warning(caplog):
 def test_a_reason_disables_prefix_sharing_from_the_start(caplog, monkeypatch):
     calls: list[bool] = []
     monkeypatch.setattr("tuna_open.train.shared_prefix.tuna_loss",
-                        lambda *args, shared_prefix=False, **kwargs: calls.append(shared_prefix))
+                        lambda *args, label_logprobs=None, **kwargs: calls.append(label_logprobs is not None))
     with caplog.at_level(logging.WARNING, logger="tuna_open.train.shared_prefix"):
         sharing = PrefixSharing("weights are sharded")
         sharing(None)
@@ -125,3 +124,11 @@ def test_a_reason_disables_prefix_sharing_from_the_start(caplog, monkeypatch):
     assert "weights are sharded" in caplog.text
     PrefixSharing()(None)
     assert calls == [False, True]
+
+
+def test_shared_prefix_key_leaves_the_dump_at_its_default():
+    """A recipe that does not set it keeps its fingerprint; turning it off is recorded."""
+    from tuna_open.train.tuna_trainer import TunaTrainConfig
+
+    assert "shared_prefix" not in TunaTrainConfig().model_dump()
+    assert TunaTrainConfig(shared_prefix=False).model_dump()["shared_prefix"] is False
