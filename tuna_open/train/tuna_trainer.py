@@ -222,6 +222,7 @@ def _tuna_trainer_class() -> type:
             # Sharded weights are gathered by their engine once per forward, and DDP's reducer is untested with
             # the two forwards per step: both keep the per-candidate path.
             reason = ("shared_prefix is off" if not shared_prefix else
+                      "gradient checkpointing turns the model's cache off" if self.args.gradient_checkpointing else
                       "weights are sharded (DeepSpeed ZeRO-3 or FSDP)" if _shards_weights(self) else
                       "several processes (DDP)" if self.args.world_size > 1 else None)
             self.loss_fn = PrefixSharing(reason)
