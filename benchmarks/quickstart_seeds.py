@@ -4,6 +4,7 @@
     python benchmarks/quickstart_seeds.py --recipe recipes/real_gpu.yaml --seeds 0 1 2 --jobs 3   # one GPU
     python benchmarks/quickstart_seeds.py --plot-from RESULTS.json --plot-out FOREST.png   # (and FOREST.svg)
     python benchmarks/quickstart_seeds.py --objectives-table TUNING.json UNTOUCHED.json   # README table, no runs
+    python benchmarks/quickstart_seeds.py --merge SEEDS_0-2.json SEEDS_3-4.json --out SEEDS_0-4.json   # no runs
 
 Each seed is a full, independent pipeline run (its own run dir, so seeds share nothing but the code; re-running over
 the same ``--runs`` serves finished stages from cache). Models are compared with the recipe's ``report.baseline``
@@ -250,6 +251,30 @@ def objectives_table(results: dict[str, dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def merge(results: list[dict]) -> dict:
+    """One results JSON from several of the same recipe and overrides over disjoint seeds, as if run at once: the
+    per-seed values are kept in each JSON, so every interval is recomputed over all seeds (not averaged)."""
+    first = results[0]
+    for out in results[1:]:
+        if (out["recipe"], out["overrides"], out["baseline"], out["metric"]) != (
+                first["recipe"], first["overrides"], first["baseline"], first["metric"]):
+            raise UserError(f"--merge: {out['recipe']} {out['overrides']} is not the run of {first['recipe']} "
+                            f"{first['overrides']}")
+    seeds = [seed for out in results for seed in out["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--merge: seeds overlap ({sorted(seeds)})")
+    per_seed: dict[int, dict] = {}
+    for out in results:
+        for i, seed in enumerate(out["seeds"]):
+            per_seed[seed] = {name: {m: d["values"][i] for m, d in metrics.items()
+                                     if len(d["values"]) == len(out["seeds"])}
+                              for name, metrics in out["models"].items()}
+    by_seed = {key: {str(k): v for out in results for k, v in out[key].items()}
+               for key in ("wall_seconds", "stage_seconds", "diagnostics")}
+    return {**{k: first[k] for k in ("recipe", "overrides", "baseline", "metric")}, "seeds": sorted(seeds),
+            **by_seed, **summarise(per_seed, first["baseline"], first["metric"])}
+
+
 def run_all(commands: dict[int, list[str]], jobs: int, runs: Path) -> dict[int, float]:
     """Run each seed's pipeline, ``jobs`` at a time; wall seconds per seed. One at a time, its output goes to this
     process's stderr; in parallel, each to ``RUNS/seed-K.log``. A failed seed stops the benchmark (its log says why):
@@ -295,7 +320,15 @@ def main() -> None:
     parser.add_argument("--objectives-table", nargs="+", metavar="JSON",
                         help="print the README's objectives table from these JSONs (tuning seeds, then untouched) "
                              "and run nothing")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="run nothing: one results JSON from these (same recipe, disjoint seeds)")
     args = parser.parse_args()
+    if args.merge:
+        text = json.dumps(merge([json.loads(Path(p).read_text()) for p in args.merge]), indent=2)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        print(text)
+        return
     if args.plot_from:
         target = args.plot_out or args.plot_from.with_name(args.plot_from.stem + "_forest.png")
         print("\n".join(map(str, plot_forest(args.plot_from, target))))

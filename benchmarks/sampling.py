@@ -49,6 +49,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import roofline
 import torch
 
 from rankers.llm.templates import format_prompt
@@ -293,6 +294,7 @@ def main() -> None:
     args = parser.parse_args()
     machine = host()
     torch.set_num_threads(args.threads)
+    roof = roofline.measure()
     args.concurrency = args.concurrency or args.hf_batch_size
 
     params = SamplingParams(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -305,6 +307,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-sampling-") as tmp:
         model, model_desc = model_for(args, Path(tmp))
+        parameters = roofline.parameter_count(model)
         backends["hf"] = {**run_backend(SamplerChoice(backend="hf", hf={"batch_size": args.hf_batch_size}),
                                         model, args, warmup, prompts, params), "device": torch_device()}
         for name, bench in (("vllm_inprocess", bench_vllm_inprocess), ("vllm_server", bench_vllm_server)):
@@ -319,8 +322,12 @@ def main() -> None:
     for name, result in backends.items():
         if name != "hf":
             result["tokens_per_s_vs_hf"] = round(result["tokens_per_s"] / hf_rate, 2)
+        result.update(roofline.fraction(parameters, result["tokens_per_s"], roof,
+                                        roofline.FORWARD_FLOPS_PER_PARAM))
     print(json.dumps({
         "backends": backends,
+        "roofline": roof,
+        "parameters": parameters,
         "skipped": skipped,
         "failed": failed,
         "model": model_desc,

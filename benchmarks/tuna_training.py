@@ -27,6 +27,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import roofline
 import torch
 from sampling import host, torch_device
 
@@ -83,6 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     machine = host()
     torch.set_num_threads(args.threads)
+    roof = roofline.measure()
     model = resolve_model(args.model) if is_model_ref(args.model) else args.model
     examples = ranked_examples(args.candidates, args.steps * args.batch_size)
     lora = LoraSettings(r=args.lora_r, alpha=2 * args.lora_r) if args.lora_r else None
@@ -108,23 +110,22 @@ def main() -> None:
                      "per_device_batch_size": args.batch_size, "bf16": args.bf16, "max_length": args.max_length,
                      "torch_threads": args.threads, "device": torch_device(), **machine},
     }
-    if lora is None:
-        result.update(model_flops(model, tokens["real"] / seconds))
+    result["roofline"] = roof
+    if lora is None:  # LoRA's backward skips most weight gradients: 6 x parameters would overstate its work
+        result.update(model_flops(model, tokens["real"] / seconds, roof))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
 
-def model_flops(model: str, tokens_per_s: float) -> dict[str, float | None]:
-    """Model FLOP/s of full fine-tuning (6 x parameters per token) and MFU against the GPU's dense bf16 peak."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    with torch.device("meta"):
-        net = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
-    params = sum(p.numel() for p in net.parameters())
-    flops = 6 * params * tokens_per_s
+def model_flops(model: str, tokens_per_s: float, roof: dict) -> dict[str, float | None]:
+    """Model FLOP/s of full fine-tuning (6 x parameters per token): its fraction of the GEMM rate measured in
+    this run, and MFU against the GPU's published dense bf16 peak."""
+    params = roofline.parameter_count(model)
+    flops = roofline.TRAIN_FLOPS_PER_PARAM * params * tokens_per_s
     peak = PEAK_BF16.get(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
     return {"parameters": params, "model_tflops_per_s": round(flops / 1e12, 3),
+            **roofline.fraction(params, tokens_per_s, roof, roofline.TRAIN_FLOPS_PER_PARAM),
             "mfu_vs_bf16_peak": round(flops / peak, 5) if peak else None}
 
 

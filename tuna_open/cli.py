@@ -73,7 +73,30 @@ def _quiet_libraries() -> None:
     datasets.disable_progress_bars()
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Click shows a bad option as three lines (usage, a help hint, then the message); this CLI's rule for every user
+    mistake is one ``error:`` line and exit 2, so a script or a log reads the same shape whatever the mistake."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:  # a caller that handles click's exceptions itself
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as err:  # bad value, unknown option, missing argument
+            where = f" ({err.ctx.command_path})" if err.ctx is not None else ""
+            click.echo(f"error: {err.format_message()}{where}; see --help", err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            click.echo(f"error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrors)
 @click.version_option(package_name="tuna-open")
 def main() -> None:
     """Tuna instruction tuning (probabilistic + contextual ranking) with pluggable teachers and judges."""
@@ -174,7 +197,7 @@ def rank(ranker_path: Path, input_path: Path, output_path: Path, overrides: tupl
     _quiet_libraries()
     run_dir = enclosing_run_dir(output_path)  # inside a run: the run's own lock, as 'run' takes it
     lock = RunDirLock(run_dir) if run_dir else RunDirLock(output_path.parent, f".{output_path.name}.lock",
-                                                          "use another --output")
+                                                          "use another --output", transient=True)
     with lock:
         result = rank_records(records, resolve_model_refs(choice.flat()), output_path, batch_size,
                               choice.max_failure_fraction, functools.partial(track, console))

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 from itertools import permutations
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 from pydantic import Field, model_validator
 
 from rankers.aggregate import bradley_terry, copeland
 from rankers.backends.api import APIRanker
-from rankers.base import Ranking, RankRequest
+from rankers.base import Ranking, RankRequest, in_order
 from rankers.config import RankerConfig
 from rankers.judging.parsing import MARK
 from rankers.judging.settings import JudgeSettings
@@ -95,11 +95,24 @@ class PairwiseJudge(APIRanker[Config]):
         return self.ask(Conversation([{"role": "user", "content": prompt}], parse=parse_verdict, repair=repair_verdict,
                                      max_repairs=cfg.max_repairs), cfg.max_tokens)
 
+    def rank_as_completed(self, requests: Sequence[RankRequest]) -> Iterator[tuple[int, Ranking]]:
+        """Each request's ranking as soon as its last comparison is answered, for the caller to save at once.
+        Comparisons go out request by request, so a Ctrl-C or a crash re-asks only the pairs of the few requests
+        whose comparisons were in flight, never those of a batch's finished requests."""
+        pairs = [list(permutations(range(len(r.candidates)), 2)) for r in requests]
+        jobs = [(k, i, j) for k, request_pairs in enumerate(pairs) for i, j in request_pairs]
+        verdicts: list[dict[tuple[int, int], Exchange[Verdict]]] = [{} for _ in requests]
+        for k, request_pairs in enumerate(pairs):
+            if not request_pairs:  # one candidate: nothing to ask
+                yield k, self._tournament(requests[k], {})
+        for index, exchange in self.client.map_as_completed(self._compare, [(requests[k], i, j) for k, i, j in jobs]):
+            k, i, j = jobs[index]
+            verdicts[k][(i, j)] = exchange
+            if len(verdicts[k]) == len(pairs[k]):
+                yield k, self._tournament(requests[k], {pair: verdicts[k][pair] for pair in pairs[k]})
+
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
-        jobs = [(r, i, j) for r in requests for i, j in permutations(range(len(r.candidates)), 2)]
-        verdicts = iter(self.client.map(self._compare, jobs))
-        return [self._tournament(r, {(i, j): next(verdicts) for i, j in permutations(range(len(r.candidates)), 2)})
-                for r in requests]
+        return in_order(self.rank_as_completed(requests), len(requests))
 
     def _tournament(self, request: RankRequest, verdicts: dict[tuple[int, int], Exchange[Verdict]]) -> Ranking:
         n = len(request.candidates)

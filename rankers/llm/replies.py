@@ -4,6 +4,7 @@ that bounds a reply's size and an attempt's wall-clock time (``rankers.llm.opena
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,14 +58,68 @@ def bounded_transport() -> type:
     """``BoundedTransport(limit, seconds)``: the SDK's HTTP transport with the bounds a per-read timeout lacks.
 
     A reply body is refused once it is over ``limit`` bytes (or announces it), and an attempt is abandoned
-    ``seconds`` after it started even if bytes keep trickling in. It asks for uncompressed replies and refuses
-    compressed ones, whose decoded size the wire size does not bound. (Response headers are still bounded only by
-    the per-read timeout and the HTTP parser's size limit.) Built on the HTTP library the installed SDK is built
-    on (``httpx``, ``httpx2`` in newer SDKs), hence a class made on first use.
+    ``seconds`` after it started even if bytes keep trickling in, headers included: every socket read and write
+    of the attempt waits at most the time left (``DeadlineBackend``). It asks for uncompressed replies and
+    refuses compressed ones, whose decoded size the wire size does not bound. Built on the HTTP library the
+    installed SDK is built on (``httpx``/``httpcore``, ``httpx2``/``httpcore2`` in newer SDKs), hence classes
+    made on first use.
     """
     import openai
 
     http = import_module(openai.DefaultHttpxClient.__mro__[1].__module__.split(".")[0])
+    core = import_module(http.__name__.replace("httpx", "httpcore"))
+    attempt = threading.local()
+    """The running attempt's deadline, per thread: httpcore does a synchronous request's I/O in its caller's thread,
+    and the client pool runs one attempt at a time per thread."""
+
+    def time_left(timeout: float | None) -> float:
+        """The per-read timeout, cut to what is left of the attempt's deadline (raising once nothing is)."""
+        deadline = getattr(attempt, "deadline", None)
+        if deadline is None:
+            return timeout  # type: ignore[return-value]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise core.ReadTimeout("the reply did not arrive within the deadline")
+        return left if timeout is None else min(timeout, left)
+
+    class DeadlineStream(core.NetworkStream):  # type: ignore[misc, name-defined]
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._inner.read(max_bytes, time_left(timeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._inner.write(buffer, time_left(timeout))
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                      timeout: float | None = None) -> "DeadlineStream":
+            return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, time_left(timeout)))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class DeadlineBackend(core.NetworkBackend):  # type: ignore[misc, name-defined]
+        """httpcore's socket backend with every wait cut to the attempt's deadline: a per-read timeout alone lets
+        a server that drips its status line and headers a byte at a time hold a call for as long as it likes."""
+
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                        socket_options: Any = None) -> DeadlineStream:
+            return DeadlineStream(self._inner.connect_tcp(host, port, time_left(timeout), local_address,
+                                                          socket_options))
+
+        def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                socket_options: Any = None) -> DeadlineStream:
+            return DeadlineStream(self._inner.connect_unix_socket(path, time_left(timeout), socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
 
     class BoundedStream(http.SyncByteStream):  # type: ignore[misc, name-defined]
         """A reply body read under the size limit and the attempt's deadline, checked at every chunk."""
@@ -91,11 +146,15 @@ def bounded_transport() -> type:
     class BoundedTransport(http.BaseTransport):  # type: ignore[misc, name-defined]
         def __init__(self, limit: int, seconds: float) -> None:
             self._inner = http.HTTPTransport()
+            # httpx takes no network backend, so the pool it made gets ours; a test fails if the name moves.
+            pool = self._inner._pool
+            pool._network_backend = DeadlineBackend(pool._network_backend)
             self._limit = limit
             self._seconds = seconds
 
         def handle_request(self, request: Any) -> Any:
             deadline = time.monotonic() + self._seconds
+            attempt.deadline = deadline
             request.headers["Accept-Encoding"] = "identity"
             response = self._inner.handle_request(request)
             encoding = response.headers.get("content-encoding", "identity").strip().lower()

@@ -63,6 +63,8 @@ class Raw:
     """Seconds slept before each byte of the body (a server that holds a client with a slow drip)."""
     cut_after: int | None = None
     """Close the connection after this many body bytes, although ``Content-Length`` announced them all."""
+    trickle_headers: bool = False
+    """Drip the status line and headers too, a byte per ``trickle`` seconds (held before any reply is read)."""
 
 
 def _words(text: str) -> int:
@@ -133,11 +135,19 @@ class OpenAIProtocolServer:
             def _send_raw(self, reply: Raw) -> None:
                 body = reply.body if reply.cut_after is None else reply.body[:reply.cut_after]
                 try:
-                    self.send_response(reply.status)
+                    self.send_response_only(reply.status)  # no Server/Date lines: the header block is exactly this
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(reply.body)))
-                    self.end_headers()
+                    if reply.trickle_headers:
+                        head = b"".join(self._headers_buffer) + b"\r\n"
+                        self._headers_buffer = []
+                        for i in range(len(head)):
+                            time.sleep(reply.trickle)
+                            self.wfile.write(head[i:i + 1])
+                            self.wfile.flush()
+                    else:
+                        self.end_headers()
                     if reply.trickle:
                         for i in range(len(body)):
                             time.sleep(reply.trickle)

@@ -39,12 +39,17 @@ class RunDirLock:
     """An exclusive, non-blocking lock on ``run_dir/.lock``, held from ``acquire`` to ``release`` (or death).
 
     ``name`` and ``hint`` serve ``tuna-open rank``, which locks its output file's own lock file beside it: two
-    commands ranking into one file would pay for every judgement twice.
+    commands ranking into one file would pay for every judgement twice. That lock file sits in a user's folder, so
+    ``transient`` removes it on release. It is unlinked while still held, and ``acquire`` takes a lock only on the
+    file that is still at the path. A process that opened the old file before the unlink, and locked it after,
+    sees the file is gone and tries again, so two processes never both hold "the" lock.
     """
 
-    def __init__(self, run_dir: Path, name: str = LOCK_NAME, hint: str = "use another --run-dir") -> None:
+    def __init__(self, run_dir: Path, name: str = LOCK_NAME, hint: str = "use another --run-dir",
+                 transient: bool = False) -> None:
         self.path = run_dir / name
         self.hint = hint
+        self.transient = transient
         self._fd: int | None = None
 
     def __enter__(self) -> "RunDirLock":
@@ -69,24 +74,36 @@ class RunDirLock:
         return False
 
     def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:  # a file where the directory should be, no permission, ...
-            raise UserError(f"run dir {self.path.parent}: {err.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise UserError(f"run dir {self.path.parent} is in use by another run (pid {holder}); "
-                            f"wait for it or {self.hint}") from None
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:  # a file where the directory should be, no permission, ...
+                raise UserError(f"run dir {self.path.parent}: {err.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise UserError(f"run dir {self.path.parent} is in use by another run (pid {holder}); "
+                                f"wait for it or {self.hint}") from None
+            if self._still_at_path(fd):
+                break
+            os.close(fd)  # a transient holder removed this file as it released it: lock the file there now
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
 
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
         if self._fd is not None:
+            if self.transient:
+                self.path.unlink(missing_ok=True)  # while held: see the class docstring
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 

@@ -43,7 +43,9 @@ class Config(StageConfig):
     data: str
     """A recipe ``data`` entry (or ``@stage`` records with instruction/input)."""
     template: TemplateName = "alpaca"
-    n: int = Field(default=4, ge=1)
+    n: int = Field(default=4, ge=1, le=1024)
+    """Candidates per prompt. Bounded so a typo (``n: 40000``) is one line at ``validate``, not memory exhausted
+    mid-sampling; the paper uses 4, and a judge ranks all of a prompt's candidates in one prompt."""
     temperature: float = Field(default=1.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(default=128, ge=1)

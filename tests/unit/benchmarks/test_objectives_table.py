@@ -9,7 +9,10 @@ from helpers.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from quickstart_seeds import objectives_table, summarise  # noqa: E402
+import pytest  # noqa: E402
+from quickstart_seeds import merge, objectives_table, summarise  # noqa: E402
+
+from tuna_open.errors import UserError  # noqa: E402
 
 
 def run(offset: float) -> dict:
@@ -66,3 +69,26 @@ def test_diagnose_measures_answer_length_and_repetition(tmp_path):
         for name, answers in examples.items()}}))
     assert diagnose(tmp_path) == {"sft_answer_chars": 3.0, "sft_repetitive_answers_pct": 0.0,
                                   "tuna_c_answer_chars": 4.5, "tuna_c_repetitive_answers_pct": 50.0}
+
+
+def results(seeds: list[int]) -> dict:
+    per_seed = {s: {"sft": {"accuracy": 10.0}, "tuna_p": {"accuracy": 8.0 + s * s},
+                    "tuna_p_mle_only": {"accuracy": 10.0}} for s in seeds}
+    return {"recipe": "r.yaml", "overrides": [], "baseline": "sft", "metric": "accuracy", "seeds": seeds,
+            "wall_seconds": {str(s): 1.0 for s in seeds}, "stage_seconds": {str(s): 2.0 for s in seeds},
+            "diagnostics": {str(s): {"d": s} for s in seeds}, **summarise(per_seed, "sft", "accuracy")}
+
+
+def test_merged_results_equal_one_run_over_all_seeds():
+    merged = merge([results([0, 1, 2]), results([3, 4])])
+    once = results([0, 1, 2, 3, 4])
+    assert merged["seeds"] == [0, 1, 2, 3, 4] and merged["diagnostics"]["4"] == {"d": 4}
+    for key in ("models", "paired_vs_baseline", "paired_comparisons"):
+        assert merged[key] == once[key]  # intervals over all five seeds, not averages of the parts
+
+
+def test_merge_refuses_overlapping_seeds_and_other_recipes():
+    with pytest.raises(UserError, match="overlap"):
+        merge([results([0, 1]), results([1, 2])])
+    with pytest.raises(UserError, match="not the run of"):
+        merge([results([0, 1]), {**results([2, 3]), "recipe": "other.yaml"}])

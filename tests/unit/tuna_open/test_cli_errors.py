@@ -92,6 +92,13 @@ def test_a_seed_out_of_range(tmp_path: Path, seed: object) -> None:
     one_error(*validate(tmp_path, {**RECIPE, "seed": seed}, "--schema-only"), "seed")
 
 
+def test_a_candidate_count_beyond_any_judge_prompt(tmp_path: Path) -> None:
+    """#20: ``n`` had no upper bound, so a typo validated and then exhausted memory while sampling."""
+    recipe = {"name": "t", "data": DATA, "stages": [
+        {"name": "s", "kind": "sample", "model": "smollm2-135m-instruct", "data": "p", "n": 40000}]}
+    one_error(*validate(tmp_path, recipe, "--schema-only"), "n", "1024")
+
+
 def test_a_local_model_path_that_does_not_exist(tmp_path: Path) -> None:
     recipe = {"name": "t", "data": DATA, "stages": [{"name": "sft", "kind": "sft", "model": "./nope", "data": "p"}]}
     one_error(*validate(tmp_path, recipe, "--schema-only"), "./nope", "sft")

@@ -106,6 +106,18 @@ def test_a_trickling_server_is_cut_at_the_call_deadline() -> None:
     assert time.monotonic() - start < 3
 
 
+def test_a_server_trickling_its_headers_is_cut_at_the_call_deadline() -> None:
+    """#20: the deadline started to count only once the headers were in, so a header block dripped a byte at a
+    time (each read well within the timeout) held a call for as long as the server liked."""
+    trickle = Raw(completion(), trickle=0.05, trickle_headers=True)  # ~80 header bytes: 4 s before any body
+    with OpenAIProtocolServer(chat=lambda body: trickle) as server:
+        ranker = judge(server, timeout=1.0)
+        start = time.monotonic()
+        [ranking] = ranker.rank([request(0)])
+    assert ranking.failed and "timed out" in ranking.error
+    assert time.monotonic() - start < 3
+
+
 def test_a_long_answer_is_stored_bounded_and_sent_back_as_an_excerpt() -> None:
     long_answer = "blah " * 200_000 + "no ranking here"  # 1 MB: under the wire limit, unreadable
     answers = iter([long_answer, "rank: [0, 2, 1]"])

@@ -12,6 +12,7 @@ from helpers import score_functions
 from helpers.cli import invoke, one_error
 
 from tuna_open.data.jsonl import write_jsonl
+from tuna_open.errors import UserError
 
 CANDIDATES = [{"id": str(i), "instruction": f"q{i}", "candidates": ["a", "bb", "ccc"]} for i in range(3)]
 
@@ -133,8 +134,45 @@ def test_rank_into_a_run_dir_takes_the_runs_lock(tmp_path: Path) -> None:
 def test_rank_batch_size_must_be_positive(tmp_path: Path) -> None:
     for size in ("0", "-1"):
         code, out = rank(tmp_path, tmp_path / "r.jsonl", None, "--batch-size", size)
-        assert code == 2 and "--batch-size" in out and "Traceback" not in out, out
+        one_error(code, out, "--batch-size", size)  # #20: was click's three-line usage block
+        assert len(out.strip().splitlines()) == 1, out
         assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_rank_leaves_no_lock_file_in_a_users_folder(tmp_path: Path) -> None:
+    """#20: every ``rank`` outside a run dir left a hidden ``.NAME.lock`` beside its output."""
+    assert rank(tmp_path, tmp_path / "r.jsonl")[0] == 0
+    assert not (tmp_path / ".r.jsonl.lock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_transient_lock_removed_by_its_holder_is_not_taken_on_the_removed_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiter that opened the lock file just before its holder removed it must lock the file now at the path:
+    locked on the removed file, it would share "the" lock with a third process that creates a fresh one."""
+    from tuna_open.pipeline import integrity
+    from tuna_open.pipeline.integrity import RunDirLock
+
+    holder = RunDirLock(tmp_path, ".r.lock", transient=True)
+    holder.acquire()
+    real_flock = integrity.fcntl.flock
+    calls = []
+
+    def holder_releases_first(fd: int, op: int) -> None:
+        if not calls:
+            holder.release()  # between the waiter's open and its flock
+        calls.append(fd)
+        real_flock(fd, op)
+
+    monkeypatch.setattr(integrity.fcntl, "flock", holder_releases_first)
+    waiter = RunDirLock(tmp_path, ".r.lock", transient=True)
+    waiter.acquire()
+    monkeypatch.setattr(integrity.fcntl, "flock", real_flock)
+    assert len(calls) == 2  # the removed file, then the one at the path
+    with pytest.raises(UserError, match="in use"):
+        RunDirLock(tmp_path, ".r.lock").acquire()
+    waiter.release()
+    assert not (tmp_path / ".r.lock").exists()
 
 
 RECIPE = {"name": "tiny", "data": {"p": {"source": "builtin:tasks", "split": "train", "limit": 2}},

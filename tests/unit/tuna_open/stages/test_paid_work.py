@@ -70,6 +70,38 @@ def test_ctrl_c_keeps_every_judgement_already_answered(tmp_path: Path, k: int) -
     assert len(list((tmp_path / "cache").rglob("*.json"))) == 20
 
 
+def test_ctrl_c_keeps_every_pairwise_ranking_already_answered(tmp_path: Path) -> None:
+    """#20: the pairwise judge handed its rankings over per batch, so a Ctrl-C lost every answered comparison of
+    the batch. Now a request is saved when its last comparison is answered: 10 requests of 2 comparisons, 2 in
+    flight, Ctrl-C at the 9th call: at least 4 requests are kept, and the resume asks only the others' pairs."""
+    lock = threading.Lock()
+    asked = {"n": 0}
+
+    def chat(body: dict) -> str:
+        with lock:
+            asked["n"] += 1
+            mine = asked["n"]
+        if mine == 9:
+            os.kill(os.getpid(), signal.SIGINT)
+        if mine >= 9:
+            time.sleep(0.2)
+        return "verdict: A"
+
+    records = [record(i) for i in range(10)]
+    out = tmp_path / "rankings.jsonl"
+    with OpenAIProtocolServer(chat=chat) as server:
+        flat = {"backend": "pairwise", "model": "m", "base_url": server.base_url, "api_key": "k",
+                "max_concurrency": 2, "cache_dir": str(tmp_path / "cache")}
+        with pytest.raises(KeyboardInterrupt):
+            rank_records(records, flat, out, 32, 0.1, progress)
+        kept = read_jsonl(out.with_name(out.name + ".partial"))
+        assert len(kept) >= 4 and all(not r["failed"] for r in kept)
+        before = len(server.requests)
+        result = rank_records(records, flat, out, 32, 0.1, progress)
+        assert len(server.requests) - before == (10 - len(kept)) * 2
+    assert result.counts["rankings"] == 10
+
+
 def test_a_full_disk_loses_no_judgement_and_says_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     def disk_full(path: object, text: str) -> None:
