@@ -35,13 +35,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from tuna_open.train.losses import IGNORE_INDEX, tuna_loss
+from tuna_open.train.shared_prefix import shared_prefix_loss
 
 MARGIN, MLE_WEIGHT = 0.1, 1.0
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, Batch]:
-    """The model and one batch [B, N, L] of random candidates (prompt tokens labelled -100); seeded."""
+    """The model and one batch [B, N, L] of random candidates (prompt tokens labelled -100); seeded.
+
+    A prompt's candidates share its tokens, as ``encode_group`` makes them; with ``--answer-min`` each answer
+    has a random length in [answer_min, seq_len - prompt_len] and is right-padded (ragged candidates)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -53,9 +57,15 @@ def build(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, Ba
     model = LlamaForCausalLM(config).to(device)
     shape = (args.batch, args.candidates, args.seq_len)
     input_ids = torch.randint(0, args.vocab_size, shape, device=device)
-    labels = input_ids.clone()
+    input_ids[:, :, :args.prompt_len] = input_ids[:, :1, :args.prompt_len].clone()
+    attention_mask = torch.ones_like(input_ids)
+    if args.answer_min is not None:
+        ends = args.prompt_len + torch.randint(args.answer_min, args.seq_len - args.prompt_len + 1, shape[:2])
+        attention_mask = (torch.arange(args.seq_len) < ends[..., None]).long().to(device)
+        input_ids = input_ids.masked_fill(attention_mask == 0, 0)
+    labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
     labels[..., :args.prompt_len] = IGNORE_INDEX
-    return model, (input_ids, torch.ones_like(input_ids), labels)
+    return model, (input_ids, attention_mask, labels)
 
 
 def reference_loss(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -84,7 +94,12 @@ def ours_loss(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.T
     return tuna_loss(model, input_ids, attention_mask, labels, margin=MARGIN, mle_weight=MLE_WEIGHT).loss
 
 
-VARIANTS: dict[str, Callable[..., torch.Tensor]] = {"ref": reference_loss, "ours": ours_loss}
+def shared_loss(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+    return shared_prefix_loss(model, input_ids, attention_mask, labels, margin=MARGIN, mle_weight=MLE_WEIGHT).loss
+
+
+VARIANTS: dict[str, Callable[..., torch.Tensor]] = {"ref": reference_loss, "ours": ours_loss, "shared": shared_loss}
 
 
 def step(model: nn.Module, batch: Batch, variant: str) -> tuple[float, dict[str, torch.Tensor]]:
@@ -126,8 +141,10 @@ def cpu_peak_child(args: argparse.Namespace) -> None:
 
 def cpu_peak(args: argparse.Namespace, variant: str) -> int:
     argv = [sys.executable, __file__, "--measure-memory", variant]
-    for key in ("hidden_size", "layers", "vocab_size", "batch", "candidates", "seq_len", "prompt_len", "threads"):
-        argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    for key in ("hidden_size", "layers", "vocab_size", "batch", "candidates", "seq_len", "prompt_len", "threads",
+                "answer_min"):
+        if getattr(args, key) is not None:
+            argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
@@ -152,6 +169,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=160)
     parser.add_argument("--prompt-len", type=int, default=40)
+    parser.add_argument("--answer-min", type=int, help="ragged answers of at least this many tokens")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -166,11 +184,14 @@ def main() -> None:
     model, batch = build(args, device)
     loss_ref, grads_ref = step(model, batch, "ref")
     grads_ref = {n: g.clone() for n, g in grads_ref.items()}
-    loss_ours, grads_ours = step(model, batch, "ours")
-    torch.testing.assert_close(loss_ours, loss_ref, rtol=1e-5, atol=1e-5)
-    grad_diff = max(float((grads_ours[n] - g).abs().max()) for n, g in grads_ref.items())
     grad_scale = max(float(g.abs().max()) for g in grads_ref.values())
-    assert grad_diff <= 1e-4 * grad_scale, f"gradients differ: max |diff| {grad_diff:.3g} (max |grad| {grad_scale:.3g})"
+    losses, grad_diffs = {"ref": loss_ref}, {}
+    for variant in ("ours", "shared"):
+        losses[variant], grads = step(model, batch, variant)
+        torch.testing.assert_close(losses[variant], loss_ref, rtol=1e-5, atol=1e-5)
+        grad_diffs[variant] = max(float((grads[n] - g).abs().max()) for n, g in grads_ref.items())
+        assert grad_diffs[variant] <= 1e-4 * grad_scale, \
+            f"{variant}: gradients differ: max |diff| {grad_diffs[variant]:.3g} (max |grad| {grad_scale:.3g})"
 
     # Interleaved so that load changes on a shared machine hit both variants alike; medians of the timed repeats.
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -186,23 +207,19 @@ def main() -> None:
     else:
         peak = {v: cpu_peak(args, v) for v in VARIANTS}
         device_name = f"cpu ({args.threads} threads)"
-    tokens = args.batch * args.candidates * args.seq_len
+    tokens = int(batch[1].sum())
     print(json.dumps({
-        "loss_ref": loss_ref,
-        "loss_ours": loss_ours,
-        "max_grad_abs_diff": grad_diff,
-        "time_ratio": round(median["ours"] / median["ref"], 3),
-        "peak_mem_ratio": round(peak["ours"] / peak["ref"], 3),
-        "tokens_per_s_ours": round(tokens / median["ours"], 1),
-        "tokens_per_s_ref": round(tokens / median["ref"], 1),
-        "seconds_ours": [round(t, 3) for t in times["ours"]],
-        "seconds_ref": [round(t, 3) for t in times["ref"]],
-        "peak_mib_ours": round(peak["ours"] / 2**20, 1),
-        "peak_mib_ref": round(peak["ref"] / 2**20, 1),
+        **{f"loss_{v}": loss for v, loss in losses.items()},
+        **{f"max_grad_abs_diff_{v}": diff for v, diff in grad_diffs.items()},
+        **{f"time_ratio_{v}": round(median[v] / median["ref"], 3) for v in ("ours", "shared")},
+        **{f"peak_mem_ratio_{v}": round(peak[v] / peak["ref"], 3) for v in ("ours", "shared")},
+        **{f"tokens_per_s_{v}": round(tokens / median[v], 1) for v in VARIANTS},
+        **{f"seconds_{v}": [round(t, 3) for t in times[v]] for v in VARIANTS},
+        **{f"peak_mib_{v}": round(peak[v] / 2**20, 1) for v in VARIANTS},
         "device": device_name,
         "shape": {"prompts": args.batch, "candidates": args.candidates, "seq_len": args.seq_len,
-                  "prompt_len": args.prompt_len, "vocab": args.vocab_size, "hidden": args.hidden_size,
-                  "layers": args.layers},
+                  "prompt_len": args.prompt_len, "answer_min": args.answer_min, "vocab": args.vocab_size,
+                  "hidden": args.hidden_size, "layers": args.layers},
     }, indent=1))
 
 

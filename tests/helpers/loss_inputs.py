@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tuna_open.train.losses import IGNORE_INDEX
+from tuna_open.train.losses import IGNORE_INDEX, margin_ranking_loss
 
 
 def tiny_llama(dtype: torch.dtype = torch.float64, seed: int = 0):
@@ -39,3 +39,29 @@ def gradients(model) -> dict[str, torch.Tensor]:
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return grads
+
+
+def paper_token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p of every label token from a full-vocabulary log-softmax, as the paper's code computes it (0 off the
+    labels), and the mask of label tokens; ``logits[..., t, :]`` predicts ``labels[..., t + 1]``."""
+    targets = labels[..., 1:]
+    mask = targets != IGNORE_INDEX
+    token_logp = torch.log_softmax(logits[..., :-1, :], -1).gather(-1, targets.clamp_min(0)[..., None]).squeeze(-1)
+    return token_logp.masked_fill(~mask, 0.0), mask
+
+
+def paper_scores(token_logp: torch.Tensor, mask: torch.Tensor, lenpen: float = 1.0) -> torch.Tensor:
+    """Σ log p / count^lenpen per candidate; 0 for a candidate without label tokens."""
+    return token_logp.sum(-1) / mask.sum(-1).clamp_min(1).to(token_logp.dtype) ** lenpen
+
+
+def naive_tuna(model, input_ids, attention_mask, labels, margin, mle_weight, lenpen):
+    """Full-vocabulary log-softmax over every position of every candidate, as the paper's code."""
+    batch, n, length = input_ids.shape
+    logits = model(input_ids=input_ids.view(batch * n, length),
+                   attention_mask=attention_mask.view(batch * n, length)).logits.view(batch, n, length, -1)
+    token_logp, mask = paper_token_logprobs(logits, labels)
+    real = mask.any(-1)
+    scores = paper_scores(token_logp, mask, lenpen)
+    mle = -token_logp.sum() / mask.sum()
+    return margin_ranking_loss(scores, margin, real) + mle_weight * mle, scores * real

@@ -106,6 +106,7 @@ def tuna_loss(
     tiers: torch.Tensor | None = None,
     mle_mask: torch.Tensor | None = None,
     ranking: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    label_logprobs: Callable[..., torch.Tensor] | None = None,
 ) -> TunaLossOutput:
     """The Tuna loss of a causal LM on B prompts x N candidates, tensors [B, N, L] with candidates best→worst.
 
@@ -121,6 +122,10 @@ def tuna_loss(
     ``ranking`` (optional) replaces the margin term: called with (scores, summed log-likelihoods, real-candidate
     mask), all [B, N], it returns the ranking term (``tuna_open.train.objectives.RankingObjective``); ``margin`` and
     ``tiers`` then only reach it through the callable.
+
+    ``label_logprobs`` (optional) replaces how the label tokens' log-probabilities are computed: called as
+    ``_label_token_logprobs`` is, plus each row's prompt index, it must return the same values
+    (``tuna_open.train.shared_prefix.shared_prefix_logprobs`` runs each prompt's common prefix once).
     """
     batch, n_cand, length = input_ids.shape
     flat_targets = labels.reshape(batch * n_cand, length)[:, 1:]
@@ -137,7 +142,10 @@ def tuna_loss(
     ids, mask, targets = ids[:, :width], mask[:, :width], targets[:, :width - 1]
 
     predicts = targets != IGNORE_INDEX  # [R, width-1]: positions whose next token is a label
-    token_logp = _label_token_logprobs(model, ids, mask, predicts, targets[predicts])
+    if label_logprobs is not None:
+        token_logp = label_logprobs(model, ids, mask, predicts, targets[predicts], rows // n_cand)
+    else:
+        token_logp = _label_token_logprobs(model, ids, mask, predicts, targets[predicts])
     row_sums = token_logp.new_zeros(len(rows)).index_add(0, predicts.nonzero()[:, 0], token_logp)
     scores = token_logp.new_zeros(batch * n_cand).index_copy(0, rows, _normalise(row_sums, counts[rows], lenpen))
     scores = scores.view(batch, n_cand)

@@ -104,9 +104,13 @@ class TunaTrainConfig(TrainSettings):
     """``listnet``, ``plackett_luce``: τ' dividing the student's sequence scores."""
     target_temperature: float = Field(1.0, gt=0)
     """``listnet``: τ dividing the ranker's scores (a teacher's mean log-probabilities are on the student's scale)."""
+    shared_prefix: bool = True
+    """Run each prompt once for all its candidates (``tuna_open.train.shared_prefix``; same loss and gradients).
+    Off by itself, logged, under sharded weights, several processes, or a model that gives no cache."""
 
     LATER_DEFAULTS: ClassVar[dict[str, Any]] = {"objective": "margin", "margin_scale": "rank", "beta": 0.1,
-                                                "temperature": 1.0, "target_temperature": 1.0}
+                                                "temperature": 1.0, "target_temperature": 1.0,
+                                                "shared_prefix": True}
     """Keys added after stages had been cached, left out of the dump (hence the fingerprint) while they hold the
     value that was the behaviour before they existed: a recipe that does not use them keeps its cached stages."""
 
@@ -123,7 +127,7 @@ class TunaTrainConfig(TrainSettings):
 
     not_for_trl: ClassVar[frozenset[str]] = TrainSettings.not_for_trl | {
         "margin", "mle_weight", "rank_weight", "lenpen", "max_length", "sft_mix_ratio", "objective", "margin_scale",
-        "beta", "temperature", "target_temperature"}
+        "beta", "temperature", "target_temperature", "shared_prefix"}
     """The loss's and the dataset's knobs: ``TunaTrainer`` and ``encode_group`` take them, not
     ``TrainingArguments``."""
 
@@ -190,8 +194,9 @@ def _tuna_trainer_class() -> type:
     import torch
     from transformers import Trainer
 
-    from tuna_open.train.losses import IGNORE_INDEX, tuna_loss
+    from tuna_open.train.losses import IGNORE_INDEX
     from tuna_open.train.objectives import ranked_pairs
+    from tuna_open.train.shared_prefix import PrefixSharing
 
     class TunaTrainer(Trainer):
         """``Trainer`` whose loss is ``tuna_loss`` with the configured ranking term; logs, next to ``loss``:
@@ -212,8 +217,15 @@ def _tuna_trainer_class() -> type:
         loss_is_scaled_for_ga = False
 
         def __init__(self, *args: Any, objective: RankingObjective, mle_weight: float, rank_weight: float,
-                     lenpen: float, positions: int, **kwargs: Any) -> None:
+                     lenpen: float, positions: int, shared_prefix: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            # Sharded weights are gathered by their engine once per forward, and DDP's reducer is untested with
+            # the two forwards per step: both keep the per-candidate path.
+            reason = ("shared_prefix is off" if not shared_prefix else
+                      "gradient checkpointing turns the model's cache off" if self.args.gradient_checkpointing else
+                      "weights are sharded (DeepSpeed ZeRO-3 or FSDP)" if _shards_weights(self) else
+                      "several processes (DDP)" if self.args.world_size > 1 else None)
+            self.loss_fn = PrefixSharing(reason)
             self.objective = objective
             self.loss_kwargs = {"mle_weight": mle_weight, "rank_weight": rank_weight, "lenpen": lenpen}
             self.positions = positions
@@ -227,8 +239,8 @@ def _tuna_trainer_class() -> type:
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             ranking = partial(self.objective, tiers=inputs.get("tiers"), ranker_scores=inputs.get("ranker_scores"),
                               ref_logps=inputs.get("ref_logps"))
-            out = tuna_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
-                            mle_mask=inputs.get("mle_mask"), ranking=ranking, **self.loss_kwargs)
+            out = self.loss_fn(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
+                               mle_mask=inputs.get("mle_mask"), ranking=ranking, **self.loss_kwargs)
             if model.training:
                 self._components["rank_loss"].append(out.rank_loss.detach())
                 self._components["mle_loss"].append(out.mle_loss.detach())
@@ -380,7 +392,7 @@ def train_tuna(model_path: str, examples: Sequence[TunaExample], config: TunaTra
         trainer = _tuna_trainer_class()(
             model=model, args=args, train_dataset=ranked + sft, data_collator=TunaCollator(tokenizer.pad_token_id),
             processing_class=tokenizer, objective=objective, mle_weight=config.mle_weight,
-            rank_weight=config.rank_weight, lenpen=config.lenpen,
+            rank_weight=config.rank_weight, lenpen=config.lenpen, shared_prefix=config.shared_prefix,
             positions=max(len(g["input_ids"]) for g in ranked + sft))
         if config.lora is not None and _shards_weights(trainer):
             raise ValueError("LoRA under DeepSpeed ZeRO-3 or FSDP is not supported: merging the adapters on save "
