@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
@@ -36,11 +37,9 @@ def progress(*args: object):
     return track(Console(quiet=True), *args)
 
 
-@pytest.mark.parametrize("k", [1, 2])
-def test_ctrl_c_keeps_every_judgement_already_answered(tmp_path: Path, k: int) -> None:
-    """20 requests in one default batch, 4 calls in flight; Ctrl-C when the 9th call is asked: the requests whose
-    calls were answered (and those in flight, which finish) are in the partial records and the cache, and only
-    the rest is asked again; under ``permutations: k`` a request is saved once its k presentations are judged."""
+def interrupted_at_call(n: int, answer: str) -> Callable[[dict], str]:
+    """A judge answering ``answer`` that sends this process a Ctrl-C when its ``n``-th call is asked; that call
+    and later ones answer slowly, so the calls in flight are still in flight when the interrupt lands."""
     lock = threading.Lock()
     asked = {"n": 0}
 
@@ -48,12 +47,21 @@ def test_ctrl_c_keeps_every_judgement_already_answered(tmp_path: Path, k: int) -
         with lock:
             asked["n"] += 1
             mine = asked["n"]
-        if mine == 9:
+        if mine == n:
             os.kill(os.getpid(), signal.SIGINT)
-        if mine >= 9:
+        if mine >= n:
             time.sleep(0.2)
-        return "rank: [0, 1]"
+        return answer
 
+    return chat
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_ctrl_c_keeps_every_judgement_already_answered(tmp_path: Path, k: int) -> None:
+    """20 requests in one default batch, 4 calls in flight; Ctrl-C when the 9th call is asked: the requests whose
+    calls were answered (and those in flight, which finish) are in the partial records and the cache, and only
+    the rest is asked again; under ``permutations: k`` a request is saved once its k presentations are judged."""
+    chat = interrupted_at_call(9, "rank: [0, 1]")
     records = [record(i) for i in range(20)]
     out = tmp_path / "rankings.jsonl"
     with OpenAIProtocolServer(chat=chat) as server:
@@ -74,19 +82,7 @@ def test_ctrl_c_keeps_every_pairwise_ranking_already_answered(tmp_path: Path) ->
     """#20: the pairwise judge handed its rankings over per batch, so a Ctrl-C lost every answered comparison of
     the batch. Now a request is saved when its last comparison is answered: 10 requests of 2 comparisons, 2 in
     flight, Ctrl-C at the 9th call: at least 4 requests are kept, and the resume asks only the others' pairs."""
-    lock = threading.Lock()
-    asked = {"n": 0}
-
-    def chat(body: dict) -> str:
-        with lock:
-            asked["n"] += 1
-            mine = asked["n"]
-        if mine == 9:
-            os.kill(os.getpid(), signal.SIGINT)
-        if mine >= 9:
-            time.sleep(0.2)
-        return "verdict: A"
-
+    chat = interrupted_at_call(9, "verdict: A")
     records = [record(i) for i in range(10)]
     out = tmp_path / "rankings.jsonl"
     with OpenAIProtocolServer(chat=chat) as server:
