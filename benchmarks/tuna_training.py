@@ -35,7 +35,8 @@ from rankers.base import order_from_scores
 from rankers.llm.templates import format_prompt
 from tuna_open.models import is_model_ref, resolve_model
 from tuna_open.train.settings import LoraSettings
-from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, encode_group, train_tuna
+from tuna_open.train.tuna_data import TunaExample, encode_group
+from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
 
 RESULTS = Path(__file__).parent / "results"
 

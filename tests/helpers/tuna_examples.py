@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from tuna_open.train.losses import tuna_loss
-from tuna_open.train.tuna_trainer import TunaCollator, TunaTrainConfig, encode_group
+from tuna_open.train.tuna_data import TunaCollator, encode_group
+from tuna_open.train.tuna_trainer import TunaTrainConfig
 
 PROMPT = "### Instruction:\nAdd {a} and {b}.\n\n### Response:\n"
 

@@ -14,7 +14,8 @@ from tuna_open.errors import UserError
 from tuna_open.stages.train_tuna import Config, require_scores
 from tuna_open.stages.train_tuna import ranked_examples as stage_examples
 from tuna_open.train.losses import tuna_loss
-from tuna_open.train.tuna_trainer import LoraSettings, TunaCollator, _groups, train_tuna
+from tuna_open.train.tuna_data import TunaCollator
+from tuna_open.train.tuna_trainer import LoraSettings, _groups, train_tuna
 
 
 def scored_examples(count: int = 6) -> list[dict]:
@@ -103,6 +104,29 @@ def test_reference_is_the_starting_model_computed_once(tiny_model_dir, tmp_path,
         assert DIAGNOSTICS <= row.keys()
         assert 0.0 <= row["pair_accuracy"] <= 1.0 and row["grad_norm/rank"] > 0 and row["grad_norm/mle"] > 0
         assert row["logps/rank_1"] < 0
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_reference_pass_takes_the_training_path(tiny_model_dir, tmp_path, monkeypatch, shared_prefix):
+    """The reference log-probs go through the trainer's own loss path: each prompt computed once where training
+    does so (one shared-prefix call per reference batch before the first step), the per-candidate path where it
+    is off."""
+    import tuna_open.train.shared_prefix as shared
+
+    calls = []
+    fill, real = tuna_trainer._fill_reference_logps, shared.shared_prefix_logprobs
+    monkeypatch.setattr(shared, "shared_prefix_logprobs", lambda *a: calls.append("step") or real(*a))
+
+    def counted_fill(trainer, groups, size):
+        fill(trainer, groups, size)
+        calls.append("reference done")
+
+    monkeypatch.setattr(tuna_trainer, "_fill_reference_logps", counted_fill)
+    config = fast_config(objective="dpo_pl", max_steps=1, shared_prefix=shared_prefix)  # batches of 2 prompts
+    train_tuna(str(tiny_model_dir), ranked_examples(6), config, str(tmp_path / "out"))
+    done = calls.index("reference done")
+    assert calls[:done] == (["step"] * 3 if shared_prefix else [])  # 6 prompts in reference batches of 2
+    assert calls[done + 1:] == (["step"] if shared_prefix else [])
 
 
 @pytest.mark.parametrize("objective", ["lipo", "listnet"])

@@ -17,7 +17,8 @@ from tuna_open.stages.prompts import prompt_builder
 from tuna_open.stages.ranked import RankedInputs, load_ranked
 from tuna_open.stages.stage import Stage
 from tuna_open.train.preferences import join_rankings
-from tuna_open.train.tuna_trainer import TunaExample, TunaTrainConfig, train_tuna
+from tuna_open.train.tuna_data import TunaExample
+from tuna_open.train.tuna_trainer import TunaTrainConfig, train_tuna
 
 
 class Config(RankedInputs):

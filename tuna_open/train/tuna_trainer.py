@@ -5,11 +5,9 @@ Everything that is not the loss comes from ``Trainer`` (and so from accelerate):
 accumulation, schedulers. One dataset item is one prompt with all its candidates, so a batch (and thus gradient
 accumulation or data parallelism) never splits a prompt's ranking.
 
-Sequences follow the project's one prompt/response rule (``rankers.llm.tokenization``, shared with SFT and the
-likelihood rankers): ``tokenizer(prompt)`` (with the tokenizer's special tokens), then the response's tokens as
-they follow the prompt in ``tokenizer(prompt + response)``, then EOS; labels are -100 on the prompt and on padding.
-Original SFT examples can be mixed in as one-candidate groups: they add MLE tokens and no ranking pairs,
-the regulariser the paper keeps from instruction tuning.
+The dataset items and their collator are ``tuna_open.train.tuna_data``. Original SFT examples can be mixed in as
+one-candidate groups: they add MLE tokens and no ranking pairs, the regulariser the paper keeps from instruction
+tuning.
 """
 
 from __future__ import annotations
@@ -17,18 +15,17 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from pydantic import Field, model_serializer
 
-from rankers.llm.tokenization import encode_responses
 from tuna_open.train.padding import ensure_pad_token
 from tuna_open.train.scaffold import train_into
 from tuna_open.train.settings import LoraSettings, MarginScale, ObjectiveName, TrainSettings
 from tuna_open.train.sft import SftExample
 from tuna_open.train.trl_config import trl_args
+from tuna_open.train.tuna_data import Group, TunaCollator, TunaExample, encode_group
 
 if TYPE_CHECKING:
     import torch
@@ -39,32 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = {"loss": "loss", "rank_loss": "rank_loss", "mle_loss": "mle_loss", "learning_rate": "learning_rate"}
-
-
-class TunaExample(TypedDict):
-    prompt: str
-    """Templated prompt."""
-    candidates: list[str]
-    """Responses best→worst; prompts may have different numbers of candidates."""
-    tiers: NotRequired[list[int]]
-    """Per candidate: equal values for candidates the judge scored equally (their pairs are not ranked)."""
-    mle: NotRequired[list[bool]]
-    """Per candidate: whether the MLE term imitates it (default: every candidate, as the paper does)."""
-    scores: NotRequired[list[float]]
-    """Per candidate: the ranker's score (higher is better); objectives that read scores need them."""
-
-
-class Group(TypedDict):
-    """One prompt's tokenized candidates with their tiers and MLE flags: a dataset item."""
-
-    input_ids: list[list[int]]
-    labels: list[list[int]]
-    tiers: list[int]
-    mle: list[bool]
-    scores: list[float]
-    """The ranker's scores (0 where it gave none: only objectives that need scores read them, and they check)."""
-    ref_logps: list[float]
-    """Summed log-likelihoods under the starting model, filled before training for objectives anchored to it."""
 
 
 class TunaTrainConfig(TrainSettings):
@@ -130,61 +101,6 @@ class TunaTrainConfig(TrainSettings):
         "beta", "temperature", "target_temperature", "shared_prefix"}
     """The loss's and the dataset's knobs: ``TunaTrainer`` and ``encode_group`` take them, not
     ``TrainingArguments``."""
-
-
-def encode_group(tokenizer: "PreTrainedTokenizerBase", prompt: str, responses: Sequence[str],
-                 max_length: int, tiers: Sequence[int] | None = None, mle: Sequence[bool] | None = None,
-                 scores: Sequence[float] | None = None) -> Group:
-    """Tokenize one prompt with its responses (EOS appended), labels -100 on the prompt; truncated to max_length.
-
-    Without ``tiers`` every candidate is its own tier (a strict order); without ``mle`` every candidate is imitated.
-    """
-    from tuna_open.train.losses import IGNORE_INDEX  # imports torch: not when the stage configs are validated
-
-    group: Group = {"input_ids": [], "labels": [], "tiers": list(tiers if tiers is not None else range(len(responses))),
-                    "mle": list(mle if mle is not None else [True] * len(responses)),
-                    "scores": [float(x) for x in scores] if scores is not None else [0.0] * len(responses),
-                    "ref_logps": [0.0] * len(responses)}
-    for context_ids, response_ids in encode_responses(tokenizer, prompt, responses):
-        group["input_ids"].append((context_ids + response_ids)[:max_length])
-        group["labels"].append(([IGNORE_INDEX] * len(context_ids) + response_ids)[:max_length])
-    return group
-
-
-@dataclass(frozen=True)
-class TunaCollator:
-    """Pads groups into [B, N, L] tensors: missing candidates are all-padding rows (labels -100), which the loss
-    leaves out; L is the longest sequence in the batch, not ``max_length``."""
-
-    pad_token_id: int
-
-    def __call__(self, groups: Sequence[Group]) -> dict[str, "torch.Tensor"]:
-        import torch
-
-        from tuna_open.train.losses import IGNORE_INDEX
-
-        n_cand = max(len(g["input_ids"]) for g in groups)
-        length = max(len(ids) for g in groups for ids in g["input_ids"])
-        shape = (len(groups), n_cand, length)
-        input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
-        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros(shape, dtype=torch.long)
-        tiers = torch.full(shape[:2], -1, dtype=torch.long)  # padding candidates are masked by their labels anyway
-        mle_mask = torch.zeros(shape[:2], dtype=torch.bool)
-        ranker_scores = torch.zeros(shape[:2])
-        ref_logps = torch.zeros(shape[:2])
-        for b, group in enumerate(groups):
-            for n, (ids, labs) in enumerate(zip(group["input_ids"], group["labels"])):
-                input_ids[b, n, :len(ids)] = torch.tensor(ids)
-                labels[b, n, :len(labs)] = torch.tensor(labs)
-                attention_mask[b, n, :len(ids)] = 1
-            tiers[b, :len(group["tiers"])] = torch.tensor(group["tiers"])
-            mle_mask[b, :len(group["mle"])] = torch.tensor(group["mle"])
-            for key, out in (("scores", ranker_scores), ("ref_logps", ref_logps)):
-                values = group.get(key) or [0.0] * len(group["input_ids"])
-                out[b, :len(values)] = torch.tensor(values)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "tiers": tiers,
-                "mle_mask": mle_mask, "ranker_scores": ranker_scores, "ref_logps": ref_logps}
 
 
 def _tuna_trainer_class() -> type:
@@ -310,11 +226,10 @@ def _with_diagnostics(history: list[dict[str, float]], log_history: list[dict[st
 def _fill_reference_logps(trainer: Any, groups: Sequence[Group], batch_size: int) -> None:
     """Set each group's ``ref_logps`` to its candidates' summed log-likelihoods under the trainer's model as it is
     now (the stage's starting model), once before training, as TRL's ``precompute_ref_log_probs`` does: the
-    anchored objectives then need no second model in memory. Same dtype handling as training (the accelerator's
-    autocast); eval mode, so dropout does not make the reference noisy. LoRA adapters start as the identity."""
+    anchored objectives then need no second model in memory. Same numerics as training: the trainer's own loss
+    path (``PrefixSharing``: each prompt computed once where training does so) under the accelerator's autocast;
+    eval mode, so dropout does not make the reference noisy. LoRA adapters start as the identity."""
     import torch
-
-    from tuna_open.train.losses import tuna_loss
 
     ranked = [g for g in groups if len(g["input_ids"]) > 1]  # one candidate has nothing to be ranked against
     model = trainer.model
@@ -323,7 +238,7 @@ def _fill_reference_logps(trainer: Any, groups: Sequence[Group], batch_size: int
         for start in range(0, len(ranked), batch_size):
             chunk = ranked[start:start + batch_size]
             batch = {k: v.to(trainer.args.device) for k, v in trainer.data_collator(chunk).items()}
-            logps = tuna_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"]).logps
+            logps = trainer.loss_fn(model, batch["input_ids"], batch["attention_mask"], batch["labels"]).logps
             for group, row in zip(chunk, logps.tolist()):
                 group["ref_logps"] = row[:len(group["input_ids"])]
     model.train()

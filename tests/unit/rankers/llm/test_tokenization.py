@@ -51,7 +51,7 @@ def test_every_trainer_and_scorer_sees_the_same_ids(sentencepiece_model_dir: Pat
     from tuna_open.train.dpo import DPOSettings, build_dpo_trainer
     from tuna_open.train.reward import RewardSettings, build_reward_trainer
     from tuna_open.train.sft import SFTSettings, build_sft_trainer
-    from tuna_open.train.tuna_trainer import encode_group
+    from tuna_open.train.tuna_data import encode_group
 
     model = str(sentencepiece_model_dir)
     tok = AutoTokenizer.from_pretrained(model)
