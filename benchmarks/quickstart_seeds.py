@@ -115,8 +115,9 @@ COMPARISONS = (("tuna", "tuna_p"), ("tuna", "ppo"), ("tuna_p", "tuna_p_mle_only"
                ("tuna_c", "sft_more"), ("tuna_c", "dpo"))
 
 
-CONTROLLED = ("tuna_p", "tuna_c")
-"""Stages whose variants (``tuna_p``, ``tuna_p_listnet``...) are each compared with the stage's MLE-only control."""
+CONTROLLED = ("tuna_p", "tuna_c", "regime")
+"""Stages whose variants (``tuna_p``, ``tuna_p_listnet``...) are each compared with the stage's MLE-only control
+(``regime``: ``recipes/objectives_regime.yaml``'s Tuna_c on 8 distinct graded candidates)."""
 
 
 def control_comparisons(names: list[str]) -> list[tuple[str, str]]:
@@ -230,7 +231,8 @@ def plot_forest(results: Path, target: Path) -> list[Path]:
 def objectives_table(results: dict[str, dict]) -> str:
     """The README's objectives table: per objective and stage, objective - MLE-only (paired Δ, 95% CI), one column
     per seed set (``results``: label -> a JSON this script wrote for ``recipes/objectives.yaml``)."""
-    columns = [(label, stage) for stage in CONTROLLED for label in results]
+    columns = [(label, stage) for stage in CONTROLLED for label in results
+               if any(key.endswith(f" - {stage}_mle_only") for key in results[label]["paired_comparisons"])]
     objectives: list[str] = []
     for out in results.values():
         for key in out["paired_comparisons"]:
