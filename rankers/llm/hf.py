@@ -58,14 +58,19 @@ def release_model(holder: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def right_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
-    """(input_ids, attention_mask) tensors of right-padded rows; positions of real tokens are unchanged."""
+def right_pad(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) tensors of right-padded rows; positions of real tokens are unchanged.
+
+    ``left``: padded on the left instead, so every row's last token is in the last column (a batch of prompts whose
+    last position's output and key/value cache are wanted); the caller then passes positions counted from each
+    row's first real token (``rankers.llm.prefix_cache``)."""
     import torch
 
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
     return ids, mask
