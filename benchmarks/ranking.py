@@ -16,14 +16,11 @@ Backends:
   so every candidate is really scored).
 - ``reward_model``: a random-init one-logit ``AutoModelForSequenceClassification`` sized like the model (or
   ``--reward-model DIR``, e.g. ``runs/quickstart/stages/reward/model``): a reward model's cost, noise for scores.
-- ``teacher_logprob_hf_per_candidate``, ``reward_model_per_candidate``: the same with ``shared_prefix: false``
-  (every candidate with its whole prompt, the path before each prompt ran once), in the same run. Model backends
-  also report ``candidate_tokens_per_s`` (candidate tokens + EOS per second, one count for every path), the real
-  token positions their forwards computed (``positions_per_pass``) and from those the model GFLOP/s and fraction of
-  the roof measured at the start (``benchmarks/roofline.py``).
-
-``--prompt-tokens P``: the long-prompt shape (as in ``benchmarks/tuna_step.py``): P tokens of builtin task text in
-front of each input, each candidate continued with such text to a length drawn from ``--answer-tokens``.
+- ``teacher_logprob_hf_per_candidate``, ``reward_model_per_candidate``: ``shared_prefix: false`` (each candidate
+  with its whole prompt, as before prompts ran once). Model backends also give ``candidate_tokens_per_s`` (candidate
+  tokens + EOS per second), the real positions their forwards computed and from those the model GFLOP/s and
+  fraction of the roof measured at the start (``benchmarks/roofline.py``). ``--prompt-tokens P``: the long-prompt
+  shape (as ``benchmarks/tuna_step.py``'s): P tokens of task text before each input, candidates of ``--answer-tokens``.
 - ``openai_fake_server``, ``pairwise_fake_server``: the contextual judge and the pairwise judge against the test
   suite's local OpenAI-protocol server (``tests/helpers/openai_server.py``, threads in this process) answering every
   call after ``--latency-ms``. They measure our client's concurrency and overhead (``ideal_requests_per_s`` is
@@ -54,10 +51,13 @@ import string
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import roofline
+import sampling  # noqa: F401 - imported first (plain imports sort first): it puts tests/ on sys.path for helpers
 import torch
+from helpers.model_probes import counted_positions
+from helpers.openai_server import OpenAIProtocolServer
 from sampling import (
     Skipped,
     close,
@@ -77,9 +77,6 @@ from rankers.logprob.encoding import encode_pairs
 from rankers.wrappers.cache import CachedRanker
 from tuna_open.builtin.model import BUILTIN_MODELS
 from tuna_open.builtin.tasks import corpus, generate
-
-if TYPE_CHECKING:
-    from helpers.openai_server import OpenAIProtocolServer
 
 VERIFIER = "tuna_open.builtin.tasks:score_request"
 FAKE_API_KEY = "sk-benchmark-local"
@@ -153,10 +150,13 @@ def long_prompt_set(requests: Sequence[RankRequest], tokenizer: Any, prompt_toke
             for r in requests]
 
 
-def candidate_tokens(tokenizer: Any, requests: Sequence[RankRequest]) -> int:
-    """Candidate tokens + EOS of ``requests`` under the one rule every scorer tokenizes by (the Alpaca prompt)."""
+def token_counts(tokenizer: Any, requests: Sequence[RankRequest]) -> dict[str, Any]:
+    """Mean prompt tokens and all candidate tokens + EOS of ``requests``, under the one rule every scorer tokenizes
+    by (Alpaca prompts)."""
     prompts = [request_prompt(r, "alpaca", "benchmark") for r in requests]
-    return sum(len(ids) for _, _, _, ids in encode_pairs(tokenizer, prompts, [r.candidates for r in requests]))
+    pairs = encode_pairs(tokenizer, prompts, [r.candidates for r in requests])
+    return {"mean_prompt_tokens": round(statistics.mean(len(tokenizer(p)["input_ids"]) for p in prompts), 1),
+            "candidate_tokens_per_pass": sum(len(ids) for *_, ids in pairs)}
 
 
 # --- fake judges (answers are valid, so the client never repairs: one call per judgement) ------------------
@@ -208,15 +208,14 @@ def rates(requests: Sequence[RankRequest], seconds: float) -> dict[str, float]:
 
 def in_process_model(ranker: Any) -> torch.nn.Module | None:
     """The transformers model an in-process ranker holds once loaded (the reward model's, the hf scorer's)."""
-    return getattr(ranker, "model", None) or getattr(getattr(ranker, "_scorer", None), "model", None)
+    model = getattr(ranker, "model", None) or getattr(getattr(ranker, "_scorer", None), "model", None)
+    return model if isinstance(model, torch.nn.Module) else None  # an API judge's ``model`` is a name
 
 
 def uncached(config: dict[str, Any], warmup: Sequence[RankRequest], requests: Sequence[RankRequest],
              repeats: int) -> dict[str, Any]:
     """Throughput of the bare ranker: medians of ``repeats`` passes after a warm-up batch; for a ranker holding a
     model, also the real token positions its forwards computed per pass and its parameter count."""
-    from helpers.model_probes import counted_positions  # tests/ is on sys.path once sampling is imported
-
     ranker = build_ranker(config)
     try:
         ranker.rank(warmup)
@@ -294,8 +293,6 @@ def bench_vllm_server(model: str, api: dict[str, Any], warmup: Sequence[RankRequ
 
 
 def main() -> None:
-    from helpers.openai_server import OpenAIProtocolServer  # tests/ is on sys.path once sampling is imported
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model directory (default: build a random-init tiny Llama)")
     parser.add_argument("--architecture", choices=sorted(BUILTIN_MODELS), default="student",
@@ -337,6 +334,7 @@ def main() -> None:
         if args.prompt_tokens:
             every = long_prompt_set(every, tokenizer, args.prompt_tokens, args.answer_tokens, args.seed)
         warmup, requests = every[:args.warmup], every[args.warmup:]
+        counts = token_counts(tokenizer, requests)
         wants_reward = any(b.startswith("reward_model") for b in args.backends)
         reward, reward_desc = reward_model_for(args, model, workdir) if wants_reward else (None, None)
         delay = args.latency_ms / 1000
@@ -359,12 +357,11 @@ def main() -> None:
         for name in (b for b in IN_PROCESS if b in args.backends):
             backends[name] = bench(configs[name], warmup, requests, args, workdir / "cache" / name)
             if name in MODEL_BACKENDS:
-                backends[name].update(model_rates(backends[name], candidate_tokens(tokenizer, requests), roof))
-        for name in ("teacher_logprob_hf", "reward_model"):
-            if name in backends and f"{name}_per_candidate" in backends:
+                backends[name].update(model_rates(backends[name], counts["candidate_tokens_per_pass"], roof))
+        for name in set(backends) & {"teacher_logprob_hf", "reward_model"}:
+            if (before := backends.get(f"{name}_per_candidate")) is not None:
                 backends[name]["candidate_tokens_per_s_vs_per_candidate"] = round(
-                    backends[name]["candidate_tokens_per_s"]
-                    / backends[f"{name}_per_candidate"]["candidate_tokens_per_s"], 2)
+                    backends[name]["candidate_tokens_per_s"] / before["candidate_tokens_per_s"], 2)
         if "openai_fake_server" in backends:
             backends["openai_fake_server"].update(fake_server_notes(judge, 1, backends["openai_fake_server"], args))
         if "pairwise_fake_server" in backends:
@@ -390,8 +387,7 @@ def main() -> None:
         "settings": {"requests": args.requests, "warmup_requests": args.warmup, "candidates": args.candidates,
                      "prompt_tokens": args.prompt_tokens,
                      "answer_tokens": list(args.answer_tokens) if args.prompt_tokens else None,
-                     "mean_prompt_tokens": round(statistics.mean(
-                         len(tokenizer(request_prompt(r, "alpaca", "benchmark"))["input_ids"]) for r in requests), 1),
+                     "mean_prompt_tokens": counts["mean_prompt_tokens"],
                      "repeats": args.repeats, "batch_size": args.batch_size, "concurrency": args.concurrency,
                      "fake_server_latency_ms": args.latency_ms, "torch_threads": args.threads, **machine,
                      "candidate_set": "builtin held-out tasks: the reference + perturbed wrong answers, shuffled"},
