@@ -38,7 +38,8 @@ class Config(RankerConfig):
     """Defaults to ``model``."""
     template: Literal["alpaca", "raw", "chat"] = "alpaca"
     batch_size: int = Field(default=8, ge=1)
-    """Rows per forward pass (a request's candidates share one)."""
+    """Rows per forward pass; with ``shared_prefix`` a request's rows stay in one (a request with more rows gets a
+    forward to itself)."""
     shared_prefix: bool = True
     """Run each request's common prefix once for all its candidates (the same rewards up to float rounding);
     ``false`` for a model whose key/value cache cannot be expanded and reused (also the logged fallback)."""
