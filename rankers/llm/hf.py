@@ -58,12 +58,19 @@ def release_model(holder: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def right_pad(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[Any, Any]:
-    """(input_ids, attention_mask) tensors of right-padded rows; positions of real tokens are unchanged.
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) tensors of right-padded rows; positions of real tokens are unchanged."""
+    return _padded(rows, pad_id, left=False)
 
-    ``left``: padded on the left instead, so every row's last token is in the last column (a batch of prompts whose
-    last position's output and key/value cache are wanted); the caller then passes positions counted from each
-    row's first real token (``rankers.llm.prefix_cache``)."""
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) tensors of left-padded rows: every row's last token is in the last column (a batch
+    of prompts whose last position's output and key/value cache are wanted); the caller passes positions counted from
+    each row's first real token (``rankers.llm.prefix_cache``)."""
+    return _padded(rows, pad_id, left=True)
+
+
+def _padded(rows: list[list[int]], pad_id: int, left: bool) -> tuple[Any, Any]:
     import torch
 
     width = max(len(r) for r in rows)

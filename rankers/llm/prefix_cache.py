@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from rankers.llm.hf import right_pad
+from rankers.llm.hf import left_pad, right_pad
 
 
 class PrefixCacheUnavailable(RuntimeError):
@@ -39,7 +39,7 @@ def run_prefixes(model: Any, rows: Sequence[list[int]], pad_id: int, **kwargs: A
     (``logits_to_keep=1`` when only the last position's logits are wanted)."""
     import torch
 
-    ids, mask = right_pad(list(rows), pad_id, left=True)
+    ids, mask = left_pad(list(rows), pad_id)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     device = model.device
     with torch.no_grad():

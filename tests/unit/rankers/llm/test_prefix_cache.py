@@ -3,7 +3,7 @@ with the scorers: ``logprob/test_hf_scorer.py``, ``backends/test_reward_model.py
 
 from __future__ import annotations
 
-from rankers.llm.hf import right_pad
+from rankers.llm.hf import left_pad, right_pad
 from rankers.llm.prefix_cache import pack
 
 
@@ -13,7 +13,7 @@ def test_a_request_never_straddles_two_forwards() -> None:
 
 
 def test_left_padding_puts_every_last_token_in_the_last_column() -> None:
-    ids, mask = right_pad([[5, 6, 7], [8]], pad_id=0, left=True)
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     ids, mask = right_pad([[5, 6, 7], [8]], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
