@@ -16,6 +16,11 @@ Backends:
   so every candidate is really scored).
 - ``reward_model``: a random-init one-logit ``AutoModelForSequenceClassification`` sized like the model (or
   ``--reward-model DIR``, e.g. ``runs/quickstart/stages/reward/model``): a reward model's cost, noise for scores.
+- ``teacher_logprob_hf_per_candidate``, ``reward_model_per_candidate``: ``shared_prefix: false`` (each candidate
+  with its whole prompt, as before prompts ran once). Model backends also give ``candidate_tokens_per_s`` (candidate
+  tokens + EOS per second), the real positions their forwards computed and from those the model GFLOP/s and
+  fraction of the roof measured at the start (``benchmarks/roofline.py``). ``--prompt-tokens P``: the long-prompt
+  shape (as ``benchmarks/tuna_step.py``'s): P tokens of task text before each input, candidates of ``--answer-tokens``.
 - ``openai_fake_server``, ``pairwise_fake_server``: the contextual judge and the pairwise judge against the test
   suite's local OpenAI-protocol server (``tests/helpers/openai_server.py``, threads in this process) answering every
   call after ``--latency-ms``. They measure our client's concurrency and overhead (``ideal_requests_per_s`` is
@@ -30,12 +35,14 @@ The model and the vLLM server come from ``benchmarks/sampling.py``. A backend th
     python benchmarks/ranking.py
     VLLM_PYTHON=.venv-vllm/bin/python python benchmarks/ranking.py --requests 64 --latency-ms 200
     python benchmarks/ranking.py --model runs/quickstart/stages/sft/model --backends function teacher_logprob_hf
+    python benchmarks/ranking.py --prompt-tokens 256 --backends teacher_logprob_hf teacher_logprob_hf_per_candidate
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import random
 import re
@@ -46,8 +53,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import roofline
+import sampling  # noqa: F401 - imported first (plain imports sort first): it puts tests/ on sys.path for helpers
 import torch
-from helpers.openai_server import OpenAIProtocolServer  # importing sampling put tests/ on sys.path
+from helpers.model_probes import counted_positions
+from helpers.openai_server import OpenAIProtocolServer
 from sampling import (
     Skipped,
     close,
@@ -61,14 +71,19 @@ from sampling import (
 )
 
 from rankers import Ranking, RankRequest, build_ranker
+from rankers.llm.hf import load_tokenizer
+from rankers.llm.templates import request_prompt
+from rankers.logprob.encoding import encode_pairs
 from rankers.wrappers.cache import CachedRanker
 from tuna_open.builtin.model import BUILTIN_MODELS
-from tuna_open.builtin.tasks import generate
+from tuna_open.builtin.tasks import corpus, generate
 
 VERIFIER = "tuna_open.builtin.tasks:score_request"
 FAKE_API_KEY = "sk-benchmark-local"
 """Sent to the local servers instead of whatever ``$OPENAI_API_KEY`` holds: a real key never leaves for a benchmark."""
-IN_PROCESS = ("function", "teacher_logprob_hf", "reward_model", "openai_fake_server", "pairwise_fake_server")
+MODEL_BACKENDS = ("teacher_logprob_hf", "teacher_logprob_hf_per_candidate", "reward_model",
+                  "reward_model_per_candidate")
+IN_PROCESS = ("function", *MODEL_BACKENDS, "openai_fake_server", "pairwise_fake_server")
 VLLM_SERVER = "teacher_logprob_vllm_server"
 MAX_CANDIDATES = 5
 """The reference plus the four distinct perturbations ``wrong_answers`` always produces."""
@@ -115,6 +130,33 @@ def candidate_set(count: int, candidates: int, seed: int) -> list[RankRequest]:
         out.append(RankRequest(prompt=record["instruction"], input=record["input"], reference=record["output"],
                                candidates=texts, id=record["id"], metadata={"task": record["task"]}))
     return out
+
+
+def long_prompt_set(requests: Sequence[RankRequest], tokenizer: Any, prompt_tokens: int,
+                    answer_tokens: tuple[int, int], seed: int) -> list[RankRequest]:
+    """``requests`` in the long-prompt shape: ``prompt_tokens`` tokens (of ``tokenizer``) of builtin task text in
+    front of each input, each candidate continued with such text to a length drawn from ``answer_tokens``."""
+    rng = random.Random(f"bench-ranking-long/{seed}")
+    words = " ".join(corpus(200, seed)).split()
+
+    def grown(text: str, tokens: int) -> str:
+        while len(tokenizer(text, add_special_tokens=False)["input_ids"]) < tokens:
+            start = rng.randrange(len(words) - 2)
+            text = f"{text} {words[start]} {words[start + 1]}".lstrip()
+        return text
+
+    return [dataclasses.replace(r, input=f"{grown('', prompt_tokens)}\n\n{r.input}".rstrip(),
+                                candidates=[grown(c, rng.randint(*answer_tokens)) for c in r.candidates])
+            for r in requests]
+
+
+def token_counts(tokenizer: Any, requests: Sequence[RankRequest]) -> dict[str, Any]:
+    """Mean prompt tokens and all candidate tokens + EOS of ``requests``, under the one rule every scorer tokenizes
+    by (Alpaca prompts)."""
+    prompts = [request_prompt(r, "alpaca", "benchmark") for r in requests]
+    pairs = encode_pairs(tokenizer, prompts, [r.candidates for r in requests])
+    return {"mean_prompt_tokens": round(statistics.mean(len(tokenizer(p)["input_ids"]) for p in prompts), 1),
+            "candidate_tokens_per_pass": sum(len(ids) for *_, ids in pairs)}
 
 
 # --- fake judges (answers are valid, so the client never repairs: one call per judgement) ------------------
@@ -164,18 +206,38 @@ def rates(requests: Sequence[RankRequest], seconds: float) -> dict[str, float]:
             "candidates_per_s": round(sum(len(r.candidates) for r in requests) / seconds, 1)}
 
 
+def in_process_model(ranker: Any) -> torch.nn.Module | None:
+    """The transformers model an in-process ranker holds once loaded (the reward model's, the hf scorer's)."""
+    model = getattr(ranker, "model", None) or getattr(getattr(ranker, "_scorer", None), "model", None)
+    return model if isinstance(model, torch.nn.Module) else None  # an API judge's ``model`` is a name
+
+
 def uncached(config: dict[str, Any], warmup: Sequence[RankRequest], requests: Sequence[RankRequest],
              repeats: int) -> dict[str, Any]:
-    """Throughput of the bare ranker: medians of ``repeats`` passes after a warm-up batch."""
+    """Throughput of the bare ranker: medians of ``repeats`` passes after a warm-up batch; for a ranker holding a
+    model, also the real token positions its forwards computed per pass and its parameter count."""
     ranker = build_ranker(config)
     try:
         ranker.rank(warmup)
-        passes = [timed(ranker.rank, requests) for _ in range(repeats)]
+        model = in_process_model(ranker)
+        with counted_positions(model) if model is not None else contextlib.nullcontext([]) as counts:
+            passes = [timed(ranker.rank, requests) for _ in range(repeats)]
+        model_facts = {} if model is None else {"positions_per_pass": sum(counts) // repeats,
+                                                "parameters": sum(p.numel() for p in model.parameters())}
     finally:
         close(ranker)
     seconds = [s for _, s in passes]
     return {**rates(requests, statistics.median(seconds)), "seconds": [round(s, 3) for s in seconds],
-            "failed": sum(r.failed for r in passes[-1][0])}
+            "median_s": round(statistics.median(seconds), 4), "failed": sum(r.failed for r in passes[-1][0]),
+            **model_facts}
+
+
+def model_rates(result: dict[str, Any], tokens: int, roof: dict[str, Any]) -> dict[str, Any]:
+    """A model backend's candidate tokens/s and, from the positions it computed, its share of the roof."""
+    positions_per_s = result["positions_per_pass"] / result["median_s"]
+    return {"candidate_tokens_per_pass": tokens, "candidate_tokens_per_s": round(tokens / result["median_s"], 1),
+            "positions_per_s": round(positions_per_s, 1), "device": torch_device(),
+            **roofline.fraction(result["parameters"], positions_per_s, roof, roofline.FORWARD_FLOPS_PER_PARAM)}
 
 
 def through_cache(config: dict[str, Any], warmup: Sequence[RankRequest], requests: Sequence[RankRequest],
@@ -206,8 +268,8 @@ def through_cache(config: dict[str, Any], warmup: Sequence[RankRequest], request
 
 def bench(config: dict[str, Any], warmup: Sequence[RankRequest], requests: Sequence[RankRequest],
           args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
-    return {**uncached(config, warmup, requests, args.repeats),
-            "cache": through_cache(config, warmup, requests, cache_dir)}
+    result = uncached(config, warmup, requests, args.repeats)
+    return {**result, "cache": through_cache(config, warmup, requests, cache_dir)} if args.cache_pass else result
 
 
 def fake_server_notes(server: OpenAIProtocolServer, calls_per_request: int, result: dict[str, Any],
@@ -242,6 +304,12 @@ def main() -> None:
                         help="candidates per request (N)")
     parser.add_argument("--repeats", type=int, default=3, help="timed uncached passes per backend (medians)")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward (teacher_logprob hf, reward)")
+    parser.add_argument("--prompt-tokens", type=int, default=0,
+                        help="the long-prompt shape: a context of this many tokens in front of each input (0: off)")
+    parser.add_argument("--answer-tokens", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"),
+                        help="with --prompt-tokens: each candidate's length in tokens, drawn in [MIN, MAX]")
+    parser.add_argument("--cache-pass", action=argparse.BooleanOptionalAction, default=True, help="also time the "
+                        "cold and warm passes through a fresh cache_dir")
     parser.add_argument("--concurrency", type=int, default=8, help="API requests in flight (the client default)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="the fake server's delay per call")
     parser.add_argument("--backends", nargs="+", choices=[*IN_PROCESS, VLLM_SERVER], default=[*IN_PROCESS, VLLM_SERVER])
@@ -251,9 +319,8 @@ def main() -> None:
     args = parser.parse_args()
     machine = host()
     torch.set_num_threads(args.threads)
+    roof = roofline.measure()
 
-    every = candidate_set(args.warmup + args.requests, args.candidates, args.seed)
-    warmup, requests = every[:args.warmup], every[args.warmup:]
     api = {"api_key": FAKE_API_KEY, "max_concurrency": args.concurrency, "max_retries": 0}
     backends: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
@@ -262,8 +329,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ranking-") as tmp, contextlib.ExitStack() as servers:
         workdir = Path(tmp)
         model, model_desc = model_for(args, workdir)
-        reward, reward_desc = (reward_model_for(args, model, workdir) if "reward_model" in args.backends
-                               else (None, None))
+        tokenizer = load_tokenizer(model)
+        every = candidate_set(args.warmup + args.requests, args.candidates, args.seed)
+        if args.prompt_tokens:
+            every = long_prompt_set(every, tokenizer, args.prompt_tokens, args.answer_tokens, args.seed)
+        warmup, requests = every[:args.warmup], every[args.warmup:]
+        counts = token_counts(tokenizer, requests)
+        wants_reward = any(b.startswith("reward_model") for b in args.backends)
+        reward, reward_desc = reward_model_for(args, model, workdir) if wants_reward else (None, None)
         delay = args.latency_ms / 1000
         judge = servers.enter_context(OpenAIProtocolServer(chat=contextual_answer, delay=delay))
         pairs = servers.enter_context(OpenAIProtocolServer(chat=pairwise_answer, delay=delay))
@@ -271,15 +344,24 @@ def main() -> None:
             "function": {"backend": "function", "callable": VERIFIER},
             "teacher_logprob_hf": {"backend": "teacher_logprob", "engine": "hf", "model": model,
                                    "use_request_logprobs": False, "batch_size": args.batch_size},
+            "teacher_logprob_hf_per_candidate": {"backend": "teacher_logprob", "engine": "hf", "model": model,
+                                                 "use_request_logprobs": False, "batch_size": args.batch_size,
+                                                 "shared_prefix": False},
             "reward_model": {"backend": "reward_model", "model": reward, "batch_size": args.batch_size},
+            "reward_model_per_candidate": {"backend": "reward_model", "model": reward, "batch_size": args.batch_size,
+                                           "shared_prefix": False},
             "openai_fake_server": {"backend": "openai", "model": "test-model", "base_url": judge.base_url, **api},
             "pairwise_fake_server": {"backend": "pairwise", "model": "test-model", "base_url": pairs.base_url,
                                      **api},
         }
         for name in (b for b in IN_PROCESS if b in args.backends):
             backends[name] = bench(configs[name], warmup, requests, args, workdir / "cache" / name)
-            if name in ("teacher_logprob_hf", "reward_model"):
-                backends[name]["device"] = torch_device()
+            if name in MODEL_BACKENDS:
+                backends[name].update(model_rates(backends[name], counts["candidate_tokens_per_pass"], roof))
+        for name in set(backends) & {"teacher_logprob_hf", "reward_model"}:
+            if (before := backends.get(f"{name}_per_candidate")) is not None:
+                backends[name]["candidate_tokens_per_s_vs_per_candidate"] = round(
+                    backends[name]["candidate_tokens_per_s"] / before["candidate_tokens_per_s"], 2)
         if "openai_fake_server" in backends:
             backends["openai_fake_server"].update(fake_server_notes(judge, 1, backends["openai_fake_server"], args))
         if "pairwise_fake_server" in backends:
@@ -297,11 +379,15 @@ def main() -> None:
 
     print(json.dumps({
         "backends": backends,
+        "roofline": roof,
         "skipped": skipped,
         "failed": failed,
         "model": model_desc,
         "reward_model": reward_desc,
         "settings": {"requests": args.requests, "warmup_requests": args.warmup, "candidates": args.candidates,
+                     "prompt_tokens": args.prompt_tokens,
+                     "answer_tokens": list(args.answer_tokens) if args.prompt_tokens else None,
+                     "mean_prompt_tokens": counts["mean_prompt_tokens"],
                      "repeats": args.repeats, "batch_size": args.batch_size, "concurrency": args.concurrency,
                      "fake_server_latency_ms": args.latency_ms, "torch_threads": args.threads, **machine,
                      "candidate_set": "builtin held-out tasks: the reference + perturbed wrong answers, shuffled"},

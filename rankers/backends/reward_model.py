@@ -4,11 +4,21 @@ The text must be exactly what the reward model was trained on. TRL's ``RewardTra
 (what the ``train_reward`` stage produces) reads ``format_prompt(prompt, input) + response + eos_token``,
 tokenized with the tokenizer's usual special tokens; that is ``template: alpaca`` (or ``raw``). Reward models
 trained on conversations (most published ones) read the tokenizer's chat template: ``template: chat``.
-Any ``AutoModelForSequenceClassification`` with one output works; its logit is the score.
+Any ``AutoModelForSequenceClassification`` with one output works; its logit is the score, read (by the model) at
+each row's last token that is not the pad token.
+
+A request's rows share their leading tokens (the prompt's), so by default (``shared_prefix``) a batch of requests
+runs each request's longest common prefix once and its candidates' remaining tokens as a continuation of that
+cache (``rankers.llm.prefix_cache``). The prefix stops before the first position the model reads a reward at, so
+that position is always in the continuation, where the model finds it by the same rule: when pad is EOS the reward
+is read before the final EOS, and a candidate whose rows differ only in that EOS still has a token to read. The
+per-candidate path (``shared_prefix: false``, and the fallback, logged once, for a model whose cache cannot be
+expanded) feeds every full row, as does a request whose rows share no token (no BOS, different first tokens).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal, Sequence
 
 from pydantic import Field
@@ -16,7 +26,10 @@ from pydantic import Field
 from rankers.base import Ranking, RankRequest, order_from_scores
 from rankers.config import RankerConfig
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
+from rankers.llm.prefix_cache import pack, run_continuations, run_prefixes
 from rankers.llm.templates import conversation, request_prompt
+
+log = logging.getLogger(__name__)
 
 
 class Config(RankerConfig):
@@ -25,6 +38,11 @@ class Config(RankerConfig):
     """Defaults to ``model``."""
     template: Literal["alpaca", "raw", "chat"] = "alpaca"
     batch_size: int = Field(default=8, ge=1)
+    """Rows per forward pass; with ``shared_prefix`` a request's rows stay in one (a request with more rows gets a
+    forward to itself)."""
+    shared_prefix: bool = True
+    """Run each request's common prefix once for all its candidates (the same rewards up to float rounding);
+    ``false`` for a model whose key/value cache cannot be expanded and reused (also the logged fallback)."""
     dtype: str = "auto"
     device: str = "auto"
 
@@ -38,6 +56,7 @@ class RewardModelRanker:
         self.config = config
         self.model: Any = None
         self.tokenizer: Any = None
+        self.shared_prefix = config.shared_prefix
 
     def _load(self) -> None:
         from transformers import AutoModelForSequenceClassification
@@ -73,20 +92,63 @@ class RewardModelRanker:
             out.extend(float(x) for x in logits[:, 0].float())
         return out
 
+    def shared_rewards(self, groups: list[list[list[int]]]) -> list[list[float]]:
+        """``rewards`` of each request's rows, its common prefix through the model once."""
+        pad = self.model.config.pad_token_id
+        cuts = [shared_length(rows, pad) for rows in groups]
+        out = split(self.rewards([row for rows, n in zip(groups, cuts) if not n for row in rows]),
+                    [len(rows) if not n else 0 for rows, n in zip(groups, cuts)])
+        todo = sorted((i for i, n in enumerate(cuts) if n), key=lambda i: cuts[i], reverse=True)
+        for batch in pack([len(groups[i]) for i in todo], self.config.batch_size):
+            chosen = [todo[b] for b in batch]
+            prefixes = run_prefixes(self.model, [groups[i][0][:cuts[i]] for i in chosen], pad)
+            owners = [b for b, i in enumerate(chosen) for _ in groups[i]]
+            rows = [row[cuts[i]:] for i in chosen for row in groups[i]]
+            logits = run_continuations(self.model, prefixes, owners, rows, pad).logits
+            for i, values in zip(chosen, split([float(x) for x in logits[:, 0].float()],
+                                               [len(groups[i]) for i in chosen])):
+                out[i] = values
+        return out
+
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         if self.model is None:
             self._load()
-        rows = [self.token_ids(r, c) for r in requests for c in r.candidates]
-        rewards = self.rewards(rows)
-        out, pos = [], 0
-        for r in requests:
-            scores = rewards[pos:pos + len(r.candidates)]
-            pos += len(r.candidates)
-            out.append(Ranking(order=order_from_scores(scores), scores=scores))
-        return out
+        groups = [[self.token_ids(r, c) for c in r.candidates] for r in requests]
+        return [Ranking(order=order_from_scores(scores), scores=scores) for scores in self._rewards(groups)]
+
+    def _rewards(self, groups: list[list[list[int]]]) -> list[list[float]]:
+        if self.shared_prefix:
+            try:
+                return self.shared_rewards(groups)
+            except Exception as error:  # noqa: BLE001 - any failure of the optional path falls back to the plain one
+                self.shared_prefix = False
+                log.warning("reward_model: scoring each candidate with its whole prompt; the shared-prefix forward "
+                            "failed (%s: %s)", type(error).__name__, error)
+        return split(self.rewards([row for rows in groups for row in rows]), [len(rows) for rows in groups])
 
     def close(self) -> None:
         release_model(self)
+
+
+def shared_length(rows: list[list[int]], pad_id: int) -> int:
+    """How many leading tokens of ``rows`` the prefix forward may take: those all rows share, up to (not
+    including) the first position the model reads a reward at, its last token that is not ``pad_id``."""
+    reads = [max((i for i, t in enumerate(row) if t != pad_id), default=0) for row in rows]
+    shared = 0
+    for column in zip(*rows):
+        if shared == min(reads, default=0) or any(t != column[0] for t in column):
+            break
+        shared += 1
+    return shared
+
+
+def split(values: list[float], sizes: list[int]) -> list[list[float]]:
+    """``values`` cut into consecutive lists of ``sizes``."""
+    out, pos = [], 0
+    for size in sizes:
+        out.append(values[pos:pos + size])
+        pos += size
+    return out
 
 
 def build(config: Config) -> RewardModelRanker:

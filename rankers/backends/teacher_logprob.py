@@ -51,7 +51,12 @@ class Config(RankerConfig, ClientSettings, EngineSettings):
     use_request_logprobs: bool = True
     """Use the sampler's logprobs carried by a request instead of scoring again."""
     batch_size: int = Field(default=8, ge=1)
-    """hf: (prompt, candidate) sequences per forward pass."""
+    """hf: (prompt, candidate) sequences per forward pass; with ``shared_prefix`` a request's candidates stay in one
+    (a request with more candidates gets a forward to itself)."""
+    shared_prefix: bool = True
+    """hf: run each prompt once for all its candidates (``rankers.logprob.hf_scorer``; the same scores up to float
+    rounding). ``false`` feeds every candidate with its whole prompt: the path for a model whose key/value cache
+    cannot be expanded and reused, which is also taken, with one warning, when the shared forward fails."""
     device: str = "auto"
 
 

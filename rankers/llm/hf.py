@@ -60,12 +60,24 @@ def release_model(holder: Any) -> None:
 
 def right_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
     """(input_ids, attention_mask) tensors of right-padded rows; positions of real tokens are unchanged."""
+    return _padded(rows, pad_id, left=False)
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) tensors of left-padded rows: every row's last token is in the last column (a batch
+    of prompts whose last position's output and key/value cache are wanted); the caller passes positions counted from
+    each row's first real token (``rankers.llm.prefix_cache``)."""
+    return _padded(rows, pad_id, left=True)
+
+
+def _padded(rows: list[list[int]], pad_id: int, left: bool) -> tuple[Any, Any]:
     import torch
 
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
     return ids, mask

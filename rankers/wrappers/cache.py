@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 NON_SEMANTIC_KEYS = frozenset({
     "api_key", "api_key_env", "timeout", "max_retries", "max_consecutive_failures", "max_concurrency", "prices",
     "cache_dir",
-    "batch_size", "device",
+    "batch_size", "device", "shared_prefix",
 })
 """Config keys left out of cache keys at any depth (ensembles nest configs): they never change a ranking."""
 

@@ -195,6 +195,20 @@ def test_an_endpoint_pool_is_not_part_of_the_cache_key() -> None:
     assert cache_key(request, config) != cache_key(request, {**config, "base_url": "http://other/v1"})
 
 
+@pytest.mark.parametrize("backend, before", [
+    ("teacher_logprob", "c3f0e80c2987307355956b366098c59744e1b2bb7294fd9af75b2af53dba074c"),
+    ("reward_model", "6fcd6309fa285fe0a0d91b47a5b556d02f3e02856f630cc5224dec7618471774")])
+def test_shared_prefix_keeps_the_rankings_cached_before_it(backend: str, before: str) -> None:
+    """#22: running each prompt once is throughput (same scores), so either value hits the entries cached before the
+    key existed (``before``: the key of the validated default config then)."""
+    from rankers.registry import validate_config
+
+    request = RankRequest(prompt="p", candidates=["a", "bb"], id="1")
+    for value in (True, False):
+        config = validate_config({"backend": backend, "model": "m", "shared_prefix": value})
+        assert cache_key(request, config.model_dump(exclude={"cache_dir"})) == before
+
+
 def test_cache_skips_failures_and_survives_corrupt_entries(tmp_path: Path) -> None:
     inner = Counting(fail_when_first={"x"})
     cached = CachedRanker(inner, tmp_path, {})

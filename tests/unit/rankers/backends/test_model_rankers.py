@@ -86,22 +86,6 @@ def test_teacher_logprob_config_errors() -> None:
         build_ranker({"backend": "teacher_logprob", "model": "m", "engine": "tgi"})
 
 
-@pytest.fixture(scope="module")
-def reward_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init one-output Llama reward model sharing the tiny tokenizer (with a chat template added)."""
-    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
-
-    out = tmp_path_factory.mktemp("reward")
-    config = AutoConfig.from_pretrained(tiny_model_dir)
-    config.num_labels = 1
-    torch.manual_seed(0)
-    LlamaForSequenceClassification(config).save_pretrained(out)
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
-    tok.save_pretrained(out)
-    return out
-
-
 def test_reward_model_scores_trl_text_format(reward_dir: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

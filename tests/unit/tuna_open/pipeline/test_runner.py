@@ -50,6 +50,17 @@ def test_result_neutral_keys_are_left_out_of_fingerprints_at_any_depth() -> None
                                                                               "base_url": "http://c/v1"}}, {}, [], 0)
 
 
+def test_a_rank_stage_keeps_its_fingerprint_with_shared_prefix_written_out() -> None:
+    """#22: ``shared_prefix`` (each prompt run once by the in-process rankers) is throughput, like ``batch_size``."""
+    from tuna_open.pipeline.fingerprint import fingerprint
+
+    for backend in ("teacher_logprob", "reward_model"):
+        base = {"kind": "rank", "ranker": {"backend": backend, "model": "m"}}
+        for value in (True, False):
+            written = {"kind": "rank", "ranker": {**base["ranker"], "shared_prefix": value}}
+            assert fingerprint(written, {}, [], 0) == fingerprint(base, {}, [], 0)
+
+
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     report = run(tmp_path, recipe_dict(), dry_run=True)
     assert statuses(report) == {"init": "would run", "samples": "would run"}
