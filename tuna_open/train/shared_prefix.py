@@ -3,7 +3,7 @@
 ``tuna_loss`` feeds every candidate with its whole prompt, so a prompt of P tokens with N candidates costs N·P
 token positions through every layer, forward and backward. Here each group of candidates (one prompt) runs its
 common prefix once with ``use_cache=True``; the prefix's key/value states, repeated N times in the batch dimension,
-serve as ``past_key_values`` for one batched forward over the candidates' continuations, right-padded only to the
+serve as the ``cache`` of one batched forward over the candidates' continuations, right-padded only to the
 group's longest candidate. The cache is not detached, so the ranking and MLE gradients reach the prefix forward
 exactly as they reach the prompt positions of the per-candidate path; the loss and gradients are the same.
 
@@ -56,7 +56,7 @@ def shared_prefix_logprobs(model: nn.Module, ids: torch.Tensor, mask: torch.Tens
         cont_pred = g_pred[:, prefix:end - 1]
         kwargs: dict[str, Any] = {}
         if prefix:
-            kwargs = {"past_key_values": _prefix_cache(model, g_ids[:1, :prefix], len(sel)),
+            kwargs = {"cache": _prefix_cache(model, g_ids[:1, :prefix], len(sel)),
                       "position_ids": torch.arange(prefix, end, device=ids.device).expand(len(sel), -1)}
         keep = torch.zeros((len(sel), end - prefix), dtype=torch.bool, device=ids.device)
         if head is None:
@@ -87,7 +87,7 @@ def _prefix_cache(model: nn.Module, prefix_ids: torch.Tensor, copies: int) -> An
     nothing = torch.zeros_like(prefix_ids, dtype=torch.bool)  # the head runs on no position of the prefix
     out = model(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), logits_to_keep=nothing,
                 use_cache=True)
-    cache = getattr(out, "past_key_values", None)
+    cache = getattr(out, "cache", None)
     # Under gradient checkpointing the layers skip the cache: the model returns an empty one.
     if not hasattr(cache, "batch_repeat_interleave") or cache.get_seq_length() != prefix_ids.shape[1]:
         raise PrefixSharingUnavailable(f"{type(model).__name__} returned no filled, expandable key/value cache "
