@@ -1,0 +1,87 @@
+"""The ``prefill_once`` decode loop: each prompt's forward runs once, then its key/value cache serves its n samples.
+
+Why: ``generate(num_return_sequences=n)`` copies every prompt n times *before* the prefill (n times the prompt
+work) and, for log-probabilities, keeps every step's raw logits ([rows, steps, vocab]) until the end. Here the
+distinct prompts are prefilled once, the cache is repeated n times in the batch dimension, and each sampled
+token's log-probability is added to a running sum as it is drawn.
+
+The samples are the ones transformers' ``_sample`` draws (5.24), so stages cached with the ``generate`` path stay
+valid: the same warpers in the same order (temperature, then top-p; ``top_k`` off), ``softmax`` then
+``torch.multinomial`` over *all* rows every step (finished rows are drawn too, so the random stream advances the
+same way, then replaced by the pad token), the same position ids (from the attention mask's cumulative sum), the
+attention mask dropped when nothing is padded, and ``logits_to_keep=1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tuna_open.generate.base import SamplingParams
+
+
+class CacheNotExpandable(RuntimeError):
+    """The model's prefill returned no cache that can be repeated per sample (``batch_repeat_interleave``)."""
+
+
+def warpers(params: SamplingParams) -> Any:  # -> transformers.LogitsProcessorList
+    """The logits warpers ``generate`` builds for ``params`` (its ``_get_logits_processor`` order and conditions)."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+    processors = LogitsProcessorList()
+    if params.temperature > 0:
+        if params.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_p < 1.0:
+            processors.append(TopPLogitsWarper(params.top_p))
+    return processors
+
+
+def sample_prefill_once(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, params: SamplingParams,
+                        pad_token_id: int, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(new tokens [B·n, T], summed raw log-probabilities [B·n] or None) for left-padded prompts [B, L].
+
+    Rows are prompt-major (prompt i's samples are rows i·n … i·n+n-1), as ``num_return_sequences`` orders them.
+    A row's sum covers its tokens up to and including its first EOS; tokens after it are ``pad_token_id``.
+    """
+    n = params.n
+    greedy = params.temperature <= 0
+    processors = warpers(params)
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    prompt_mask = None if bool((attention_mask == 1).all()) else attention_mask  # generate drops an all-ones mask
+    out = model(input_ids=input_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    cache = out.get("cache")
+    if not hasattr(cache, "batch_repeat_interleave"):
+        raise CacheNotExpandable(f"{type(model).__name__} returned {type(cache).__name__} as its cache")
+    cache.batch_repeat_interleave(n)
+    logits = out.logits[:, -1].float().repeat_interleave(n, dim=0)
+    position = positions[:, -1:].repeat_interleave(n, dim=0)
+    mask = None if prompt_mask is None else prompt_mask.repeat_interleave(n, dim=0)
+    del out
+    rows = logits.shape[0]
+    unfinished = torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+    sums = torch.zeros(rows, dtype=torch.float32, device=input_ids.device) if params.logprobs else None
+    tokens = input_ids.new_empty((rows, 0))
+    while True:
+        scores = processors(tokens, logits)
+        if greedy:
+            next_tokens = torch.argmax(scores, dim=-1)
+        else:
+            next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        next_tokens = torch.where(unfinished, next_tokens, pad_token_id)
+        if sums is not None:
+            token_lp = torch.log_softmax(logits, dim=-1).gather(-1, next_tokens[:, None]).squeeze(-1)
+            sums += token_lp * unfinished
+        tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
+        unfinished &= next_tokens != eos_token_id
+        if not bool(unfinished.any()) or tokens.shape[1] >= params.max_new_tokens:
+            return tokens, sums
+        position = position + 1
+        if mask is not None:
+            mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=-1)
+        out = model(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=position, cache=cache,
+                    use_cache=True, logits_to_keep=1)
+        logits = out.logits[:, -1].float()
+        del out
