@@ -10,6 +10,10 @@ valid: the same warpers in the same order (temperature, then top-p; ``top_k`` of
 ``torch.multinomial`` over *all* rows every step (finished rows are drawn too, so the random stream advances the
 same way, then replaced by the pad token), the same position ids (from the attention mask's cumulative sum), the
 attention mask dropped when nothing is padded, and ``logits_to_keep=1``.
+
+The repeated cache's plain layers are given room for the whole decode (``ReservedLayer``): a ``DynamicLayer``
+concatenates its keys and values with each new token, copying the whole cache every step, which on CPU cost as
+much time as the model's matrix products. The attention still sees the same keys and values, so the same logits.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers.cache_utils import DynamicLayer
 
 from tuna_open.generate.base import SamplingParams
 
@@ -25,10 +31,38 @@ class CacheNotExpandable(RuntimeError):
     """The model's prefill returned no cache that can be repeated per sample (``batch_repeat_interleave``)."""
 
 
-def warpers(params: SamplingParams) -> Any:  # -> transformers.LogitsProcessorList
-    """The logits warpers ``generate`` builds for ``params`` (its ``_get_logits_processor`` order and conditions)."""
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+class ReservedLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values are views of a buffer with ``room`` more positions."""
 
+    def __init__(self, layer: DynamicLayer, room: int) -> None:
+        super().__init__()
+        rows, heads, length, dim = layer.keys.shape
+        self.buffers = [t.new_empty((rows, heads, length + room, dim)) for t in (layer.keys, layer.values)]
+        for buffer, states in zip(self.buffers, (layer.keys, layer.values)):
+            buffer[:, :, :length] = states
+        self.keys, self.values = (b[:, :, :length] for b in self.buffers)
+        self.device, self.is_initialized = layer.keys.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        start = self.keys.shape[-2]
+        end = start + key_states.shape[-2]
+        if end > self.buffers[0].shape[-2]:  # past the reserve: grow by concatenation, as DynamicLayer does
+            return super().update(key_states, value_states, *args, **kwargs)
+        for buffer, states in zip(self.buffers, (key_states, value_states)):
+            buffer[:, :, start:end] = states
+        self.keys, self.values = (b[:, :, :end] for b in self.buffers)
+        return self.keys, self.values
+
+
+def reserve(cache: Any, room: int) -> None:
+    """Give each plain, filled ``DynamicLayer`` of ``cache`` room for ``room`` more positions (``ReservedLayer``)."""
+    cache.layers = [ReservedLayer(layer, room) if type(layer) is DynamicLayer and layer.is_initialized else layer
+                    for layer in cache.layers]
+
+
+def warpers(params: SamplingParams) -> LogitsProcessorList:
+    """The logits warpers ``generate`` builds for ``params`` (its ``_get_logits_processor`` order and conditions)."""
     processors = LogitsProcessorList()
     if params.temperature > 0:
         if params.temperature != 1.0:
@@ -56,6 +90,7 @@ def sample_prefill_once(model: Any, input_ids: torch.Tensor, attention_mask: tor
     if not hasattr(cache, "batch_repeat_interleave"):
         raise CacheNotExpandable(f"{type(model).__name__} returned {type(cache).__name__} as its cache")
     cache.batch_repeat_interleave(n)
+    reserve(cache, params.max_new_tokens - 1)
     logits = out.logits[:, -1].float().repeat_interleave(n, dim=0)
     position = positions[:, -1:].repeat_interleave(n, dim=0)
     mask = None if prompt_mask is None else prompt_mask.repeat_interleave(n, dim=0)
