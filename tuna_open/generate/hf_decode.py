@@ -32,7 +32,8 @@ class CacheNotExpandable(RuntimeError):
 
 
 class ReservedLayer(DynamicLayer):
-    """A ``DynamicLayer`` whose keys and values are views of a buffer with ``room`` more positions."""
+    """A ``DynamicLayer`` whose keys and values are views of a buffer with ``room`` more positions (writing past
+    them fails: the decode loop never asks for more)."""
 
     def __init__(self, layer: DynamicLayer, room: int) -> None:
         super().__init__()
@@ -47,8 +48,6 @@ class ReservedLayer(DynamicLayer):
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         start = self.keys.shape[-2]
         end = start + key_states.shape[-2]
-        if end > self.buffers[0].shape[-2]:  # past the reserve: grow by concatenation, as DynamicLayer does
-            return super().update(key_states, value_states, *args, **kwargs)
         for buffer, states in zip(self.buffers, (key_states, value_states)):
             buffer[:, :, start:end] = states
         self.keys, self.values = (b[:, :, :end] for b in self.buffers)

@@ -25,7 +25,7 @@ class HFSamplerConfig(LaterDefaults):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: PositiveInt = 32
-    """Prompts per ``generate`` call (each expands to ``n`` sequences)."""
+    """Prompts per batch (each expands to ``n`` sequences)."""
     dtype: str = "auto"
     device: str = "auto"
     decode: Literal["prefill_once", "generate"] = "prefill_once"
