@@ -27,8 +27,8 @@ from transformers.cache_utils import DynamicLayer
 from tuna_open.generate.base import SamplingParams
 
 
-class CacheNotExpandable(RuntimeError):
-    """The model's prefill returned no cache that can be repeated per sample (``batch_repeat_interleave``)."""
+class PrefillOnceUnavailable(RuntimeError):
+    """This model cannot be sampled here with the samples ``generate`` would draw (raised before any is drawn)."""
 
 
 class ReservedLayer(DynamicLayer):
@@ -78,6 +78,9 @@ def sample_prefill_once(model: Any, input_ids: torch.Tensor, attention_mask: tor
     Rows are prompt-major (prompt i's samples are rows i·n … i·n+n-1), as ``num_return_sequences`` orders them.
     A row's sum covers its tokens up to and including its first EOS; tokens after it are ``pad_token_id``.
     """
+    if model.dtype != torch.float32:  # measured on SmolLM2 in bf16: 16-row and 64-row prefills sample differently
+        raise PrefillOnceUnavailable(f"{model.dtype} weights round a prefill of the prompts and one of their n "
+                                     f"copies differently, so the samples would not be generate's")
     n = params.n
     greedy = params.temperature <= 0
     processors = warpers(params)
@@ -87,7 +90,7 @@ def sample_prefill_once(model: Any, input_ids: torch.Tensor, attention_mask: tor
                 logits_to_keep=1)
     cache = out.get("cache")
     if not hasattr(cache, "batch_repeat_interleave"):
-        raise CacheNotExpandable(f"{type(model).__name__} returned {type(cache).__name__} as its cache")
+        raise PrefillOnceUnavailable(f"{type(model).__name__} returned {type(cache).__name__} as its cache")
     cache.batch_repeat_interleave(n)
     reserve(cache, params.max_new_tokens - 1)
     logits = out.logits[:, -1].float().repeat_interleave(n, dim=0)

@@ -2,7 +2,8 @@
 
 Two decode loops draw the same samples: ``prefill_once`` (``tuna_open.generate.hf_decode``, the default: each
 prompt's forward once, its cache repeated for its n samples) and ``generate`` (transformers' own loop, which copies
-each prompt n times before the prefill; the reference, and the fallback for a model whose cache cannot be repeated).
+each prompt n times before the prefill; the reference, and the fallback for a model whose cache cannot be repeated
+or whose weights are not float32).
 Log-probabilities are taken from the *raw* logits, not the temperature/top-p processed scores, because Tuna_p
 ranks candidates by the teacher's own likelihood of them.
 """
@@ -31,7 +32,8 @@ class HFSamplerConfig(LaterDefaults):
     decode: Literal["prefill_once", "generate"] = "prefill_once"
     """``prefill_once``: each prompt's forward runs once for its n samples; ``generate``: transformers' loop (n
     copies of each prompt). Both draw the same samples; ``prefill_once`` falls back to ``generate`` by itself,
-    logged once, on a model whose cache cannot be repeated."""
+    logged once, on a model whose cache cannot be repeated or whose weights are not float32 (in bf16 a prefill
+    of B prompts and one of B·n rows round differently: measured, the samples change)."""
 
     LATER_DEFAULTS: ClassVar[dict[str, Any]] = {"decode": "prefill_once"}
     """``prefill_once`` draws what ``generate`` drew before the key existed: cached sampling stages stay valid."""
@@ -115,14 +117,14 @@ class HFSampler:
 
     def _decode(self, input_ids: Any, attention_mask: Any, params: SamplingParams) -> tuple[Any, Any]:
         """(new tokens [B·n, T], summed raw log-probabilities [B·n] or None) with the configured loop."""
-        from tuna_open.generate.hf_decode import CacheNotExpandable, sample_prefill_once
+        from tuna_open.generate.hf_decode import PrefillOnceUnavailable, sample_prefill_once
 
         tok = self.tokenizer
         if self.decode == "prefill_once":
             try:
                 return sample_prefill_once(self.model, input_ids, attention_mask, params, tok.pad_token_id,
                                            tok.eos_token_id)
-            except CacheNotExpandable as reason:  # raised before any sample is drawn: the seed's stream is intact
+            except PrefillOnceUnavailable as reason:  # raised before any sample is drawn: the seed's stream is intact
                 log.warning("sampling with transformers generate (decode: generate): %s", reason)
                 self.decode = "generate"
         return self._decode_generate(input_ids, attention_mask, params)

@@ -140,3 +140,19 @@ def test_decode_at_its_default_leaves_the_dump_and_so_every_stage_fingerprint() 
     generate = stage_fingerprints(recipe, 0, ["stages.teacher_samples.sampler.hf.decode=generate"])
     assert explicit == plain
     assert generate["teacher_samples"] != plain["teacher_samples"]
+
+
+def test_weights_other_than_float32_fall_back_to_generate_logged(tiny_model_dir: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """In bf16 a prefill of the prompts and one of their n copies round differently (measured on SmolLM2: the
+    samples changed), so only generate draws generate's samples there."""
+    bf16 = HFSampler(str(tiny_model_dir), HFSamplerConfig(batch_size=3, dtype="bfloat16"))
+    params = SamplingParams(n=2, max_new_tokens=4, seed=1, logprobs=True)
+    with caplog.at_level(logging.WARNING, logger="tuna_open.generate.hf_sampler"):
+        samples = bf16.generate(PROMPTS[:3], params)
+        bf16.generate(PROMPTS[:3], params)
+    assert bf16.decode == "generate"
+    assert [r.getMessage() for r in caplog.records] == [
+        "sampling with transformers generate (decode: generate): torch.bfloat16 weights round a prefill of the "
+        "prompts and one of their n copies differently, so the samples would not be generate's"]
+    assert len(samples) == 3 and all(len(row) == 2 for row in samples)
