@@ -1,8 +1,11 @@
-"""Sampling throughput per backend: transformers ``generate`` against vLLM, on the same prompts and settings.
+"""Sampling throughput per backend: transformers (both decode loops) against vLLM, on the same prompts and settings.
 
 Why: Tuna samples N candidates for every instruction twice (the teacher for Tuna_p, the student for Tuna_c), so
 sampling speed bounds how large a run can be. This script puts numbers on the backends of
-``tuna_open.generate`` (prompts/s and generated tokens/s): ``hf`` (transformers, in this process), a vLLM
+``tuna_open.generate`` (prompts/s and generated tokens/s): ``hf`` (transformers in this process, the default
+``decode: prefill_once`` loop) and ``hf_generate`` (the same with ``decode: generate``, transformers' own loop;
+the two are loaded together and their timed passes alternate, so a busy shared CPU slows both alike; both must
+draw the same samples, which ``hf.same_samples_as_hf_generate`` checks on the last pass), a vLLM
 OpenAI-compatible server driven by the ``openai`` sampler, and the in-process ``vllm`` engine when vllm imports
 in this interpreter. Every backend gets the same prompts (the builtin held-out tasks in the Alpaca template) and
 the same ``SamplingParams`` (n samples per prompt, log-probs on, as Tuna_p needs), one untimed warm-up batch
@@ -212,29 +215,64 @@ def benchmark_prompts(count: int, seed: int) -> list[str]:
     return [format_prompt(r["instruction"], r["input"]) for r in generate("heldout", count, seed)]
 
 
+def timed_pass(sampler: Sampler, prompts: Sequence[str], params: SamplingParams) -> tuple[float, int, list]:
+    """(seconds, generated tokens, samples) of one pass of ``sampler`` over ``prompts``."""
+    start = time.perf_counter()
+    samples = sampler.generate(prompts, params)
+    seconds = time.perf_counter() - start
+    counts = [s.num_tokens for row in samples for s in row]
+    if len(counts) != len(prompts) * params.n or any(c is None for c in counts):
+        raise RuntimeError(f"{type(sampler).__name__} returned {len(counts)} samples or no token counts "
+                           f"({len(prompts)} prompts x n={params.n} with logprobs were asked)")
+    return seconds, sum(counts), samples  # type: ignore[arg-type]
+
+
+def summary(passes: Sequence[tuple[float, int, list]], prompts: int, n: int) -> dict[str, Any]:
+    """Prompts/s, samples/s and generated tokens/s (medians over the timed passes)."""
+    seconds = [p[0] for p in passes]
+    return {
+        "prompts_per_s": round(statistics.median(prompts / s for s in seconds), 2),
+        "samples_per_s": round(statistics.median(prompts * n / s for s in seconds), 2),
+        "tokens_per_s": round(statistics.median(t / s for s, t, _ in passes), 1),
+        "mean_tokens_per_sample": round(statistics.fmean(p[1] for p in passes) / (prompts * n), 1),
+        "seconds": [round(s, 3) for s in seconds],
+    }
+
+
 def measure(sampler: Sampler, warmup: Sequence[str], prompts: Sequence[str], params: SamplingParams,
             repeats: int) -> dict[str, Any]:
     """Prompts/s and generated tokens/s of ``sampler`` (medians of ``repeats`` passes after one warm-up batch)."""
     sampler.generate(warmup, params)  # loads kernels, fills caches, opens connections: not what is measured
-    seconds: list[float] = []
-    tokens: list[int] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        samples = sampler.generate(prompts, params)
-        seconds.append(time.perf_counter() - start)
-        counts = [s.num_tokens for row in samples for s in row]
-        if len(counts) != len(prompts) * params.n or any(c is None for c in counts):
-            raise RuntimeError(f"{type(sampler).__name__} returned {len(counts)} samples or no token counts "
-                               f"({len(prompts)} prompts x n={params.n} with logprobs were asked)")
-        tokens.append(sum(counts))  # type: ignore[arg-type]
-    return {
-        "prompts_per_s": round(statistics.median(len(prompts) / s for s in seconds), 2),
-        "samples_per_s": round(statistics.median(len(prompts) * params.n / s for s in seconds), 2),
-        "tokens_per_s": round(statistics.median(t / s for t, s in zip(tokens, seconds)), 1),
-        "mean_tokens_per_sample": round(statistics.fmean(tokens) / (len(prompts) * params.n), 1),
-        "seconds": [round(s, 3) for s in seconds],
-    }
+    return summary([timed_pass(sampler, prompts, params) for _ in range(repeats)], len(prompts), params.n)
 
+
+def bench_hf_decodes(model: str, args: argparse.Namespace, warmup: list[str], prompts: list[str],
+                     params: SamplingParams) -> dict[str, dict[str, Any]]:
+    """``hf`` (``decode: prefill_once``) and ``hf_generate`` (``decode: generate``), passes alternating."""
+    names = {"hf": "prefill_once", "hf_generate": "generate"}
+    samplers = {name: build_sampler(model, SamplerChoice(backend="hf", hf={"batch_size": args.hf_batch_size,
+                                                                           "decode": decode}))
+                for name, decode in names.items()}
+    try:
+        for sampler in samplers.values():
+            sampler.generate(warmup, params)
+        passes: dict[str, list[tuple[float, int, list]]] = {name: [] for name in names}
+        for _ in range(args.repeats):
+            for name, sampler in samplers.items():
+                passes[name].append(timed_pass(sampler, prompts, params))
+    finally:
+        for sampler in samplers.values():
+            close(sampler)
+    out = {name: {**summary(runs, len(prompts), params.n), "device": torch_device(),
+                  "decode": samplers[name].decode} for name, runs in passes.items()}
+    new, reference = (passes[name][-1][2] for name in names)
+    out["hf"]["same_samples_as_hf_generate"] = all(
+        (a.text, a.num_tokens) == (b.text, b.num_tokens) for x, y in zip(new, reference) for a, b in zip(x, y))
+    out["hf"]["max_logprob_diff_vs_hf_generate"] = max(
+        abs(a.logprob - b.logprob) for x, y in zip(new, reference) for a, b in zip(x, y))  # type: ignore[operator]
+    out["hf"]["tokens_per_s_vs_hf_generate"] = round(out["hf"]["tokens_per_s"] / out["hf_generate"]["tokens_per_s"],
+                                                     2)
+    return out
 
 
 def run_backend(choice: SamplerChoice, model: str, args: argparse.Namespace, warmup: list[str],
@@ -285,7 +323,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hf-batch-size", type=int, default=32, help="prompts per transformers generate call")
+    parser.add_argument("--hf-batch-size", type=int, default=32, help="prompts per transformers batch")
     parser.add_argument("--concurrency", type=int, help="openai sampler requests in flight (default: --hf-batch-size)")
     parser.add_argument("--vllm-python", help="interpreter with vllm for the server (default: $VLLM_PYTHON)")
     parser.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=True,
@@ -308,8 +346,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sampling-") as tmp:
         model, model_desc = model_for(args, Path(tmp))
         parameters = roofline.parameter_count(model)
-        backends["hf"] = {**run_backend(SamplerChoice(backend="hf", hf={"batch_size": args.hf_batch_size}),
-                                        model, args, warmup, prompts, params), "device": torch_device()}
+        backends.update(bench_hf_decodes(model, args, warmup, prompts, params))
         for name, bench in (("vllm_inprocess", bench_vllm_inprocess), ("vllm_server", bench_vllm_server)):
             try:
                 backends[name] = bench(model, args, warmup, prompts, params)
@@ -320,7 +357,7 @@ def main() -> None:
 
     hf_rate = backends["hf"]["tokens_per_s"]
     for name, result in backends.items():
-        if name != "hf":
+        if not name.startswith("hf"):
             result["tokens_per_s_vs_hf"] = round(result["tokens_per_s"] / hf_rate, 2)
         result.update(roofline.fraction(parameters, result["tokens_per_s"], roof,
                                         roofline.FORWARD_FLOPS_PER_PARAM))

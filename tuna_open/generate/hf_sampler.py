@@ -1,26 +1,42 @@
-"""Sampling with transformers ``generate``: the default backend, runs anywhere torch runs (CPU included).
+"""Sampling with a transformers causal LM: the default backend, runs anywhere torch runs (CPU included).
 
-Log-probabilities are taken from the *raw* logits (``output_logits``), not the temperature/top-p processed
-scores, because Tuna_p ranks candidates by the teacher's own likelihood of them.
+Two decode loops draw the same samples: ``prefill_once`` (``tuna_open.generate.hf_decode``, the default: each
+prompt's forward once, its cache repeated for its n samples) and ``generate`` (transformers' own loop, which copies
+each prompt n times before the prefill; the reference, and the fallback for a model whose cache cannot be repeated
+or whose weights are not float32).
+Log-probabilities are taken from the *raw* logits, not the temperature/top-p processed scores, because Tuna_p
+ranks candidates by the teacher's own likelihood of them.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from typing import Any, ClassVar, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, PositiveInt
+from pydantic import ConfigDict, PositiveInt
 
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype
 from tuna_open.generate.base import Sample, SamplingParams
+from tuna_open.recipe.later_defaults import LaterDefaults
+
+log = logging.getLogger(__name__)
 
 
-class HFSamplerConfig(BaseModel):
+class HFSamplerConfig(LaterDefaults):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: PositiveInt = 32
-    """Prompts per ``generate`` call (each expands to ``n`` sequences)."""
+    """Prompts per batch (each expands to ``n`` sequences)."""
     dtype: str = "auto"
     device: str = "auto"
+    decode: Literal["prefill_once", "generate"] = "prefill_once"
+    """``prefill_once``: each prompt's forward runs once for its n samples; ``generate``: transformers' loop (n
+    copies of each prompt). Both draw the same samples; ``prefill_once`` falls back to ``generate`` by itself,
+    logged once, on a model whose cache cannot be repeated or whose weights are not float32 (in bf16 a prefill
+    of B prompts and one of B·n rows round differently: measured, the samples change)."""
+
+    LATER_DEFAULTS: ClassVar[dict[str, Any]] = {"decode": "prefill_once"}
+    """``prefill_once`` draws what ``generate`` drew before the key existed: cached sampling stages stay valid."""
 
 
 def load_causal_lm(path: str, dtype: str = "auto", device: str = "auto"):  # -> (model, tokenizer)
@@ -32,6 +48,12 @@ def load_causal_lm(path: str, dtype: str = "auto", device: str = "auto"):  # -> 
     return model, tokenizer
 
 
+def response_mask(new_tokens: Any, eos_token_id: int) -> Any:
+    """[rows, T] bool: the tokens up to and including each row's first EOS (those after it are padding)."""
+    is_eos = new_tokens == eos_token_id
+    return (is_eos.cumsum(dim=1) - is_eos.long()) == 0
+
+
 class HFSampler:
     """A ``Sampler`` over a transformers causal LM."""
 
@@ -40,6 +62,8 @@ class HFSampler:
         self.model, self.tokenizer = load_causal_lm(model_path, self.config.dtype, self.config.device)
         self.truncated = 0
         """Prompts cut to fit the model's context (see ``_prompt_limit``); stages report it."""
+        self.decode = self.config.decode
+        """The loop in use: ``prefill_once`` turns into ``generate`` after it failed on this model."""
 
     def _prompt_limit(self, max_new_tokens: int) -> int | None:
         """Most prompt tokens that leave room for ``max_new_tokens`` in the model's context (None: no limit known).
@@ -79,10 +103,41 @@ class HFSampler:
             enc = tok.pad({"input_ids": [x[-limit:] for x in ids]}, return_tensors="pt").to(self.model.device)
         else:
             enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
-        greedy = params.temperature <= 0
         torch.manual_seed(seed)
+        new_tokens, sums = self._decode(enc["input_ids"], enc["attention_mask"], params)
+        valid = response_mask(new_tokens, tok.eos_token_id)
+        lengths = valid.sum(dim=1)
+        texts = tok.batch_decode(new_tokens.masked_fill(~valid, tok.pad_token_id), skip_special_tokens=True)
+        samples = [
+            Sample(text=texts[i].strip(), logprob=float(sums[i]) if sums is not None else None,
+                   num_tokens=int(lengths[i]))
+            for i in range(len(texts))
+        ]
+        return [samples[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+
+    def _decode(self, input_ids: Any, attention_mask: Any, params: SamplingParams) -> tuple[Any, Any]:
+        """(new tokens [B·n, T], summed raw log-probabilities [B·n] or None) with the configured loop."""
+        from tuna_open.generate.hf_decode import PrefillOnceUnavailable, sample_prefill_once
+
+        tok = self.tokenizer
+        if self.decode == "prefill_once":
+            try:
+                return sample_prefill_once(self.model, input_ids, attention_mask, params, tok.pad_token_id,
+                                           tok.eos_token_id)
+            except PrefillOnceUnavailable as reason:  # raised before any sample is drawn: the seed's stream is intact
+                log.warning("sampling with transformers generate (decode: generate): %s", reason)
+                self.decode = "generate"
+        return self._decode_generate(input_ids, attention_mask, params)
+
+    def _decode_generate(self, input_ids: Any, attention_mask: Any, params: SamplingParams) -> tuple[Any, Any]:
+        """transformers' ``generate`` loop, log-probabilities from its stacked raw logits ([B·n, T, V])."""
+        import torch
+
+        tok = self.tokenizer
+        greedy = params.temperature <= 0
         gen = self.model.generate(
-            **enc,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
             do_sample=not greedy,
             temperature=None if greedy else params.temperature,
             top_p=None if greedy else params.top_p,
@@ -94,20 +149,10 @@ class HFSampler:
             return_dict_in_generate=True,
             output_logits=params.logprobs,
         )
-        new_tokens = gen.sequences[:, enc["input_ids"].shape[1]:]
-        # Tokens after the first EOS are padding; the EOS itself belongs to the response.
-        is_eos = new_tokens == tok.eos_token_id
-        after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
-        valid = ~after_eos
-        lengths = valid.sum(dim=1)
-        if params.logprobs:
-            logits = torch.stack(gen.logits, dim=1).float()  # [B*n, T, V], raw (unprocessed) logits
-            token_lp = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
-            sums = (token_lp * valid).sum(dim=1)
-        texts = tok.batch_decode(new_tokens.masked_fill(~valid, tok.pad_token_id), skip_special_tokens=True)
-        samples = [
-            Sample(text=texts[i].strip(), logprob=float(sums[i]) if params.logprobs else None,
-                   num_tokens=int(lengths[i]))
-            for i in range(len(texts))
-        ]
-        return [samples[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+        new_tokens = gen.sequences[:, input_ids.shape[1]:]
+        if not params.logprobs:
+            return new_tokens, None
+        valid = response_mask(new_tokens, tok.eos_token_id)
+        logits = torch.stack(gen.logits, dim=1).float()  # [B*n, T, V], raw (unprocessed) logits
+        token_lp = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+        return new_tokens, (token_lp * valid).sum(dim=1)

@@ -18,8 +18,9 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-from pydantic import Field, model_serializer
+from pydantic import Field
 
+from tuna_open.recipe.later_defaults import LaterDefaults
 from tuna_open.train.padding import ensure_pad_token
 from tuna_open.train.scaffold import train_into
 from tuna_open.train.settings import LoraSettings, MarginScale, ObjectiveName, TrainSettings
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 HISTORY_FIELDS = {"loss": "loss", "rank_loss": "rank_loss", "mle_loss": "mle_loss", "learning_rate": "learning_rate"}
 
 
-class TunaTrainConfig(TrainSettings):
+class TunaTrainConfig(TrainSettings, LaterDefaults):
     """Defaults are Tuna_p's in the paper (LMOps ``train_tuna.sh``: lr 1e-5, cosine, margin 0.1, MLE weight 1,
     lenpen 1, max length 512), bar the batch size (16 prompts per GPU there) and the inherited ``warmup_steps`` 0
     (2 there). Nothing lowers the lr for Tuna_c: its 1e-6 is set in the recipe (``recipes/paper_gpt4.yaml``).
@@ -82,13 +83,8 @@ class TunaTrainConfig(TrainSettings):
     LATER_DEFAULTS: ClassVar[dict[str, Any]] = {"objective": "margin", "margin_scale": "rank", "beta": 0.1,
                                                 "temperature": 1.0, "target_temperature": 1.0,
                                                 "shared_prefix": True}
-    """Keys added after stages had been cached, left out of the dump (hence the fingerprint) while they hold the
-    value that was the behaviour before they existed: a recipe that does not use them keeps its cached stages."""
-
-    @model_serializer(mode="wrap")
-    def _without_later_defaults(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        return {k: v for k, v in data.items() if k not in self.LATER_DEFAULTS or v != self.LATER_DEFAULTS[k]}
+    """The behaviour before these keys existed (``LaterDefaults``): a recipe that does not use them keeps its
+    cached stages."""
 
     def ranking_objective(self) -> "RankingObjective":
         from tuna_open.train.objectives import RankingObjective  # imports torch: not when configs are validated
