@@ -292,7 +292,7 @@ def bench_vllm_inprocess(model: str, args: argparse.Namespace, warmup: list[str]
                       f"measure the in-process engine)")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; only read on CPU (the default is 4)
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries only the JSON
-    choice = SamplerChoice(backend="vllm", vllm={"dtype": "float32", "enforce_eager": args.enforce_eager})
+    choice = SamplerChoice(backend="vllm", vllm={"dtype": args.vllm_dtype, "enforce_eager": args.enforce_eager})
     try:
         return run_backend(choice, model, args, warmup, prompts, params)
     except Exception as err:
@@ -302,7 +302,8 @@ def bench_vllm_inprocess(model: str, args: argparse.Namespace, warmup: list[str]
 def bench_vllm_server(model: str, args: argparse.Namespace, warmup: list[str], prompts: list[str],
                       params: SamplingParams) -> dict[str, Any]:
     """A vLLM server driven by the ``openai`` sampler, ``--concurrency`` prompts in flight."""
-    with vllm_server(model, args.vllm_python, args.enforce_eager, extra_args=CHUNKED_PREFILL_OFF) as server:
+    extra_args = (*CHUNKED_PREFILL_OFF, "--dtype", args.vllm_dtype)
+    with vllm_server(model, args.vllm_python, args.enforce_eager, extra_args=extra_args) as server:
         choice = SamplerChoice(backend="openai", openai={"base_url": server.base_url, "api_key": "EMPTY",
                                                          "max_concurrency": args.concurrency, "max_retries": 0})
         with server_errors(server):
@@ -329,6 +330,9 @@ def main() -> None:
     parser.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=True,
                         help="vLLM without torch.compile/CUDA graphs (on CPU compiling costs a minute)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (transformers)")
+    parser.add_argument("--vllm-dtype", choices=("float32", "bfloat16", "auto"), default="float32",
+                        help="vLLM's dtype, both backends (auto: vLLM's choice, bfloat16 for a float32 checkpoint "
+                             "on an x86 CPU, whether or not the CPU has native bf16)")
     args = parser.parse_args()
     machine = host()
     torch.set_num_threads(args.threads)
@@ -370,7 +374,9 @@ def main() -> None:
         "model": model_desc,
         "settings": {"prompts": args.prompts, "warmup_prompts": args.warmup, "repeats": args.repeats,
                      "sampling_params": params.model_dump(), "hf_batch_size": args.hf_batch_size,
-                     "openai_concurrency": args.concurrency, "torch_threads": args.threads, **machine},
+                     "openai_concurrency": args.concurrency, "torch_threads": args.threads,
+                     "vllm_dtype": args.vllm_dtype,
+                     "vllm_cpu_env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_CPU_")}, **machine},
     }, indent=1))
 
 
