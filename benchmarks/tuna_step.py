@@ -7,6 +7,11 @@ every candidate token, a gather, length-normalised scores and the k-summed margi
 Both run on the same random-init Llama (32k vocabulary) and random token ids; the script asserts that the losses
 and the gradients agree, then prints one JSON object with the time and peak-memory ratios (ours / reference).
 
+Roofline (``roofline.py``): each path's model FLOP/s counts the step's useful work, 6 x parameters per position of
+each prompt once and of every answer token (what a step that computes each prompt once must do), over its median
+time, against the GEMM rates measured at the start of the run; a path that recomputes prompts shows it as a lower
+fraction of the same roof.
+
 Peak memory. On CUDA: ``torch.cuda.max_memory_allocated`` above the memory allocated before the step. On CPU torch
 has no allocator statistics, so each variant runs in a fresh subprocess that measures the resident-set high-water
 mark (``VmHWM``) of the measured step above the resident set before it: glibc's mmap threshold is pinned at 64 KiB
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import roofline
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,6 +187,7 @@ def main() -> None:
         return
 
     device = torch.device(args.device)
+    roof = roofline.measure()
     model, batch = build(args, device)
     loss_ref, grads_ref = step(model, batch, "ref")
     grads_ref = {n: g.clone() for n, g in grads_ref.items()}
@@ -208,6 +215,8 @@ def main() -> None:
         peak = {v: cpu_peak(args, v) for v in VARIANTS}
         device_name = f"cpu ({args.threads} threads)"
     tokens = int(batch[1].sum())
+    useful = args.batch * args.prompt_len + int(batch[2].ne(IGNORE_INDEX).sum())
+    parameters = sum(p.numel() for p in model.parameters())
     print(json.dumps({
         **{f"loss_{v}": loss for v, loss in losses.items()},
         **{f"max_grad_abs_diff_{v}": diff for v, diff in grad_diffs.items()},
@@ -216,6 +225,9 @@ def main() -> None:
         **{f"tokens_per_s_{v}": round(tokens / median[v], 1) for v in VARIANTS},
         **{f"seconds_{v}": [round(t, 3) for t in times[v]] for v in VARIANTS},
         **{f"peak_mib_{v}": round(peak[v] / 2**20, 1) for v in VARIANTS},
+        **{f"roofline_{v}": roofline.fraction(parameters, useful / median[v], roof, roofline.TRAIN_FLOPS_PER_PARAM)
+           for v in VARIANTS},
+        "roofline": roof, "useful_positions": useful, "parameters": parameters,
         "device": device_name,
         "shape": {"prompts": args.batch, "candidates": args.candidates, "seq_len": args.seq_len,
                   "prompt_len": args.prompt_len, "answer_min": args.answer_min, "vocab": args.vocab_size,
