@@ -26,7 +26,7 @@ from pydantic import Field
 from rankers.base import Ranking, RankRequest, order_from_scores
 from rankers.config import RankerConfig
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
-from rankers.llm.prefix_cache import pack, run_continuations, run_prefixes
+from rankers.llm.prefix_cache import pack, run_continuations, run_prefixes, shared_or_plain
 from rankers.llm.templates import conversation, request_prompt
 
 log = logging.getLogger(__name__)
@@ -117,14 +117,8 @@ class RewardModelRanker:
         return [Ranking(order=order_from_scores(scores), scores=scores) for scores in self._rewards(groups)]
 
     def _rewards(self, groups: list[list[list[int]]]) -> list[list[float]]:
-        if self.shared_prefix:
-            try:
-                return self.shared_rewards(groups)
-            except Exception as error:  # noqa: BLE001 - any failure of the optional path falls back to the plain one
-                self.shared_prefix = False
-                log.warning("reward_model: scoring each candidate with its whole prompt; the shared-prefix forward "
-                            "failed (%s: %s)", type(error).__name__, error)
-        return split(self.rewards([row for rows in groups for row in rows]), [len(rows) for rows in groups])
+        return shared_or_plain(self, log, "reward_model", lambda: self.shared_rewards(groups), lambda: split(
+            self.rewards([row for rows in groups for row in rows]), [len(rows) for rows in groups]))
 
     def close(self) -> None:
         release_model(self)

@@ -10,15 +10,18 @@ position as in the full sequence, so the outputs are those of the per-candidate 
 
 ``tuna_open.train.shared_prefix`` does the same for the Tuna step (rankers cannot import it, and a scorer needs no
 gradients and batches several prompts per forward). A model whose forward returns no expandable, filled cache
-raises ``PrefixCacheUnavailable``; the scorers then take their per-candidate path.
+raises ``PrefixCacheUnavailable``; the scorers then take their per-candidate path (``shared_or_plain``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from rankers.llm.hf import left_pad, right_pad
+
+T = TypeVar("T")
 
 
 class PrefixCacheUnavailable(RuntimeError):
@@ -82,3 +85,18 @@ def pack(sizes: Sequence[int], budget: int) -> list[list[int]]:
         groups[-1].append(i)
         total += size
     return groups
+
+
+def shared_or_plain(holder: Any, logger: logging.Logger, who: str, shared: Callable[[], T],
+                    plain: Callable[[], T]) -> T:
+    """``shared()`` while ``holder.shared_prefix`` is on, else ``plain()``: the per-candidate path, which computes the
+    same values. The shared path's first failure turns it off for ``holder`` and is said once on ``logger``, so a
+    model that cannot take it still scores, and the log says which path a run took."""
+    if holder.shared_prefix:
+        try:
+            return shared()
+        except Exception as error:  # noqa: BLE001 - any failure of the optional path falls back to the plain one
+            holder.shared_prefix = False
+            logger.warning("%s: scoring each candidate with its whole prompt; the shared-prefix forward failed "
+                           "(%s: %s)", who, type(error).__name__, error)
+    return plain()

@@ -19,7 +19,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Any, Sequence
 
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype, right_pad
-from rankers.llm.prefix_cache import pack, run_continuations, run_prefixes
+from rankers.llm.prefix_cache import pack, run_continuations, run_prefixes, shared_or_plain
 from rankers.llm.tokenization import require_eos
 from rankers.logprob.encoding import Pair, Scores, encode_pairs, gather
 
@@ -41,18 +41,17 @@ class HFLogprobScorer:
 
     def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Scores]:
         pairs = encode_pairs(self.tokenizer, prompts, candidates)
-        if self.shared_prefix:
-            try:
-                return gather(candidates, *self._score_shared(pairs))
-            except Exception as error:  # noqa: BLE001 - any failure of the optional path falls back to the plain one
-                self.shared_prefix = False
-                log.warning("teacher_logprob hf: scoring each candidate with its whole prompt; the shared-prefix "
-                            "forward failed (%s: %s)", type(error).__name__, error)
+        return gather(candidates, *shared_or_plain(self, log, "teacher_logprob hf", lambda: self._score_shared(pairs),
+                                                   lambda: self._score_each(pairs)))
+
+    def _score_each(self, pairs: list[Pair]) -> tuple[list[Pair], list[float]]:
+        """(pairs in scoring order, their sums), every candidate with its whole prompt: sorted by length so a batch
+        wastes little padding, ``batch_size`` sequences to a forward."""
         pairs = sorted(pairs, key=lambda s: len(s[2]) + len(s[3]), reverse=True)
         sums: list[float] = []
         for start in range(0, len(pairs), self.batch_size):
             sums += self._score_batch([(p, c) for _, _, p, c in pairs[start:start + self.batch_size]])
-        return gather(candidates, pairs, sums)
+        return pairs, sums
 
     def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
         import torch
