@@ -5,7 +5,9 @@ sampling speed bounds how large a run can be. This script puts numbers on the ba
 ``tuna_open.generate`` (prompts/s and generated tokens/s): ``hf`` (transformers in this process, the default
 ``decode: prefill_once`` loop) and ``hf_generate`` (the same with ``decode: generate``, transformers' own loop;
 the two are loaded together and their timed passes alternate, so a busy shared CPU slows both alike; both must
-draw the same samples, which ``hf.same_samples_as_hf_generate`` checks on the last pass), a vLLM
+draw the same samples, which ``hf.same_samples_as_hf_generate`` checks on the last pass), ``hf_fast`` and
+``hf_bf16`` (``match_generate: false``, inverse-CDF sampling, in fp32 and in bf16; ``hf_bf16.vs_fp32`` says what
+bf16 changes in log-probabilities and in Tuna_p's rankings of its samples), a vLLM
 OpenAI-compatible server driven by the ``openai`` sampler, and the in-process ``vllm`` engine when vllm imports
 in this interpreter. Every backend gets the same prompts (the builtin held-out tasks in the Alpaca template) and
 the same ``SamplingParams`` (n samples per prompt, log-probs on, as Tuna_p needs), one untimed warm-up batch
@@ -246,17 +248,26 @@ def measure(sampler: Sampler, warmup: Sequence[str], prompts: Sequence[str], par
     return summary([timed_pass(sampler, prompts, params) for _ in range(repeats)], len(prompts), params.n)
 
 
+HF_VARIANTS = {
+    "hf": {"decode": "prefill_once"},
+    "hf_generate": {"decode": "generate"},
+    "hf_fast": {"decode": "prefill_once", "match_generate": False},
+    "hf_bf16": {"decode": "prefill_once", "match_generate": False, "dtype": "bfloat16"},
+}
+"""The transformers configurations timed: the default (draws ``generate``'s samples), the reference loop, inverse-CDF
+sampling in fp32, and the same in bf16 (the fast path on a CPU with native bf16)."""
+
+
 def bench_hf_decodes(model: str, args: argparse.Namespace, warmup: list[str], prompts: list[str],
                      params: SamplingParams) -> dict[str, dict[str, Any]]:
-    """``hf`` (``decode: prefill_once``) and ``hf_generate`` (``decode: generate``), passes alternating."""
-    names = {"hf": "prefill_once", "hf_generate": "generate"}
+    """Every ``HF_VARIANTS`` sampler on the same prompts, their timed passes alternating."""
     samplers = {name: build_sampler(model, SamplerChoice(backend="hf", hf={"batch_size": args.hf_batch_size,
-                                                                           "decode": decode}))
-                for name, decode in names.items()}
+                                                                           **settings}))
+                for name, settings in HF_VARIANTS.items()}
     try:
         for sampler in samplers.values():
             sampler.generate(warmup, params)
-        passes: dict[str, list[tuple[float, int, list]]] = {name: [] for name in names}
+        passes: dict[str, list[tuple[float, int, list]]] = {name: [] for name in HF_VARIANTS}
         for _ in range(args.repeats):
             for name, sampler in samplers.items():
                 passes[name].append(timed_pass(sampler, prompts, params))
@@ -264,15 +275,50 @@ def bench_hf_decodes(model: str, args: argparse.Namespace, warmup: list[str], pr
         for sampler in samplers.values():
             close(sampler)
     out = {name: {**summary(runs, len(prompts), params.n), "device": torch_device(),
-                  "decode": samplers[name].decode} for name, runs in passes.items()}
-    new, reference = (passes[name][-1][2] for name in names)
+                  "decode": samplers[name].decode, "config": HF_VARIANTS[name]} for name, runs in passes.items()}
+    new, reference = (passes[name][-1][2] for name in ("hf", "hf_generate"))
     out["hf"]["same_samples_as_hf_generate"] = all(
         (a.text, a.num_tokens) == (b.text, b.num_tokens) for x, y in zip(new, reference) for a, b in zip(x, y))
     out["hf"]["max_logprob_diff_vs_hf_generate"] = max(
         abs(a.logprob - b.logprob) for x, y in zip(new, reference) for a, b in zip(x, y))  # type: ignore[operator]
-    out["hf"]["tokens_per_s_vs_hf_generate"] = round(out["hf"]["tokens_per_s"] / out["hf_generate"]["tokens_per_s"],
-                                                     2)
+    for name in HF_VARIANTS:
+        out[name]["tokens_per_s_vs_hf_generate"] = round(out[name]["tokens_per_s"]
+                                                         / out["hf_generate"]["tokens_per_s"], 2)
+    out["hf_bf16"]["vs_fp32"] = bf16_drift(model, prompts, passes["hf_bf16"][-1][2])
     return out
+
+
+def bf16_drift(model: str, prompts: Sequence[str], samples: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """What bf16 changes, on bf16's own samples: each scored (teacher-forced, the Tuna_p ranker's scorer, EOS
+    appended) by the model in fp32 and in bf16.
+
+    ``logprob_abs_diff_*``: |bf16 − fp32| of a sample's summed log-probability; ``kl_per_token``: the mean of
+    (bf16 − fp32) log-probability per token over bf16's samples, an estimate of KL(bf16 ‖ fp32) per token;
+    ``same_ranking`` / ``same_top1``: the share of prompts whose n samples, ordered by length-normalised
+    log-probability (Tuna_p's score), come out in the same order / with the same best under both."""
+    from rankers.logprob.hf_scorer import HFLogprobScorer
+    from tuna_open.generate.hf_sampler import load_causal_lm
+
+    texts = [[s.text for s in row] for row in samples]
+    scores = {}
+    for dtype in ("float32", "bfloat16"):
+        lm, tokenizer = load_causal_lm(model, dtype)
+        with torch.no_grad():
+            scores[dtype] = HFLogprobScorer(lm, tokenizer).score(list(prompts), texts)
+        del lm
+    diffs = [b[0] - f[0] for rb, rf in zip(scores["bfloat16"], scores["float32"]) for b, f in zip(rb, rf)]
+    tokens = sum(n for row in scores["float32"] for _, n in row)
+
+    def order(row: Sequence[tuple[float, int]]) -> list[int]:
+        return sorted(range(len(row)), key=lambda i: -row[i][0] / row[i][1])
+
+    orders = [(order(b), order(f)) for b, f in zip(scores["bfloat16"], scores["float32"])]
+    return {"samples": len(diffs), "tokens": tokens,
+            "logprob_abs_diff_mean": round(statistics.fmean(abs(d) for d in diffs), 4),
+            "logprob_abs_diff_max": round(max(abs(d) for d in diffs), 4),
+            "kl_per_token": round(sum(diffs) / tokens, 5),
+            "same_ranking": round(statistics.fmean(b == f for b, f in orders), 3),
+            "same_top1": round(statistics.fmean(b[0] == f[0] for b, f in orders), 3)}
 
 
 def run_backend(choice: SamplerChoice, model: str, args: argparse.Namespace, warmup: list[str],

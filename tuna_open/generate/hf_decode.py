@@ -14,6 +14,12 @@ attention mask dropped when nothing is padded, and ``logits_to_keep=1``.
 The repeated cache's plain layers are given room for the whole decode (``ReservedLayer``): a ``DynamicLayer``
 concatenates its keys and values with each new token, copying the whole cache every step, which on CPU cost as
 much time as the model's matrix products. The attention still sees the same keys and values, so the same logits.
+
+``match_generate=False`` gives up that sameness for speed: ``torch.multinomial`` draws one exponential per
+vocabulary entry per row per step (41% of a bf16 SmolLM2 decode on the 2-core CPU, measured), where inverse-CDF
+sampling (``sample_categorical``) needs one uniform per row: the same distribution, another random stream. Then
+any dtype runs (bf16 too, whose prefill of B prompts and of B·n copies round differently), and the samples are
+not ``generate``'s for the same seed.
 """
 
 from __future__ import annotations
@@ -71,14 +77,31 @@ def warpers(params: SamplingParams) -> LogitsProcessorList:
     return processors
 
 
+def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
+    """One index per row of ``probs`` [rows, V] (rows summing to 1), by inverse-CDF sampling: one uniform per row.
+
+    The CDF is summed in float64 so that its rounding (about 1e-16 per entry) never moves a draw by more than a
+    token of probability ~1e-12; ``right=True`` never returns a zero-probability token (its CDF step is empty),
+    and a uniform that rounds onto the total is kept below it.
+    """
+    cdf = probs.double().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    u = torch.minimum(torch.rand(total.shape, dtype=torch.float64, device=probs.device) * total,
+                      torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)
+
+
 def sample_prefill_once(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, params: SamplingParams,
-                        pad_token_id: int, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        pad_token_id: int, eos_token_id: int,
+                        match_generate: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(new tokens [B·n, T], summed raw log-probabilities [B·n] or None) for left-padded prompts [B, L].
 
     Rows are prompt-major (prompt i's samples are rows i·n … i·n+n-1), as ``num_return_sequences`` orders them.
     A row's sum covers its tokens up to and including its first EOS; tokens after it are ``pad_token_id``.
+    ``match_generate``: draw ``generate``'s samples (float32 only), else sample by ``sample_categorical``.
     """
-    if model.dtype != torch.float32:  # measured on SmolLM2 in bf16: 16-row and 64-row prefills sample differently
+    # measured on SmolLM2 in bf16: 16-row and 64-row prefills sample differently
+    if match_generate and model.dtype != torch.float32:
         raise PrefillOnceUnavailable(f"{model.dtype} weights round a prefill of the prompts and one of their n "
                                      f"copies differently, so the samples would not be generate's")
     n = params.n
@@ -105,8 +128,10 @@ def sample_prefill_once(model: Any, input_ids: torch.Tensor, attention_mask: tor
         scores = processors(tokens, logits)
         if greedy:
             next_tokens = torch.argmax(scores, dim=-1)
-        else:
+        elif match_generate:
             next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            next_tokens = sample_categorical(torch.softmax(scores, dim=-1))
         next_tokens = torch.where(unfinished, next_tokens, pad_token_id)
         if sums is not None:
             token_lp = torch.log_softmax(logits, dim=-1).gather(-1, next_tokens[:, None]).squeeze(-1)

@@ -3,7 +3,9 @@
 Two decode loops draw the same samples: ``prefill_once`` (``tuna_open.generate.hf_decode``, the default: each
 prompt's forward once, its cache repeated for its n samples) and ``generate`` (transformers' own loop, which copies
 each prompt n times before the prefill; the reference, and the fallback for a model whose cache cannot be repeated
-or whose weights are not float32).
+or whose weights are not float32). With ``match_generate: false`` the ``prefill_once`` loop samples by inverse CDF
+instead and runs in any dtype: other samples for the same seed, and, in bf16 on a CPU with native bf16, the fast
+path (``benchmarks/sampling.py``'s ``hf_bf16``).
 Log-probabilities are taken from the *raw* logits, not the temperature/top-p processed scores, because Tuna_p
 ranks candidates by the teacher's own likelihood of them.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar, Literal, Sequence
 
-from pydantic import ConfigDict, PositiveInt
+from pydantic import ConfigDict, PositiveInt, model_validator
 
 from rankers.llm.hf import load_tokenizer, release_model, resolve_device, resolve_dtype
 from tuna_open.generate.base import Sample, SamplingParams
@@ -35,8 +37,23 @@ class HFSamplerConfig(LaterDefaults):
     logged once, on a model whose cache cannot be repeated or whose weights are not float32 (in bf16 a prefill
     of B prompts and one of B·n rows round differently: measured, the samples change)."""
 
-    LATER_DEFAULTS: ClassVar[dict[str, Any]] = {"decode": "prefill_once"}
-    """``prefill_once`` draws what ``generate`` drew before the key existed: cached sampling stages stay valid."""
+    match_generate: bool = True
+    """``true``: ``prefill_once`` draws exactly ``generate``'s samples (and falls back to it off float32).
+    ``false``: ``prefill_once`` in any dtype, sampling by inverse CDF (one uniform per row per step instead of
+    ``torch.multinomial``'s one per vocabulary entry): the same distribution, other samples than ``generate``'s
+    for the same seed. With ``dtype: bfloat16`` on a CPU with native bf16 (AMX, AVX512-BF16) this is the fast
+    path; what bf16 changes in samples and log-probs is measured in ``benchmarks/sampling.py``
+    (``hf_bf16``) and stated in the README."""
+
+    LATER_DEFAULTS: ClassVar[dict[str, Any]] = {"decode": "prefill_once", "match_generate": True}
+    """Both draw what ``generate`` drew before the keys existed: cached sampling stages stay valid."""
+
+    @model_validator(mode="after")
+    def _match_generate_needs_prefill_once(self) -> "HFSamplerConfig":
+        if not self.match_generate and self.decode != "prefill_once":
+            raise ValueError("match_generate: false applies to decode: prefill_once (generate always matches "
+                             "itself)")
+        return self
 
 
 def load_causal_lm(path: str, dtype: str = "auto", device: str = "auto"):  # -> (model, tokenizer)
@@ -123,7 +140,7 @@ class HFSampler:
         if self.decode == "prefill_once":
             try:
                 return sample_prefill_once(self.model, input_ids, attention_mask, params, tok.pad_token_id,
-                                           tok.eos_token_id)
+                                           tok.eos_token_id, match_generate=self.config.match_generate)
             except PrefillOnceUnavailable as reason:  # raised before any sample is drawn: the seed's stream is intact
                 log.warning("sampling with transformers generate (decode: generate): %s", reason)
                 self.decode = "generate"

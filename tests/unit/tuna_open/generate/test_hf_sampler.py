@@ -156,3 +156,59 @@ def test_weights_other_than_float32_fall_back_to_generate_logged(tiny_model_dir:
         "sampling with transformers generate (decode: generate): torch.bfloat16 weights round a prefill of the "
         "prompts and one of their n copies differently, so the samples would not be generate's"]
     assert len(samples) == 3 and all(len(row) == 2 for row in samples)
+
+
+def test_sample_categorical_draws_the_distribution_and_never_a_zero_probability_token() -> None:
+    """Inverse-CDF sampling against the exact probabilities: a chi-square test over 200k draws of a skewed
+    distribution with zero entries (first, middle and last), which ``torch.multinomial`` passes too."""
+    from tuna_open.generate.hf_decode import sample_categorical
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.25, 0.125, 0.0625, 0.0625, 0.0])
+    torch.manual_seed(0)
+    draws = sample_categorical(probs.expand(200_000, -1).contiguous())
+    counts = torch.bincount(draws, minlength=8).double()
+    assert counts[probs == 0].sum() == 0
+    expected = probs.double() * draws.numel()
+    chi2 = float((((counts - expected) ** 2)[probs > 0] / expected[probs > 0]).sum())
+    assert chi2 < 20.5  # 99.9% quantile of chi-square with 4 degrees of freedom: 18.5
+    one_hot = torch.zeros(3, 5)
+    one_hot[0, 0], one_hot[1, 4], one_hot[2, 2] = 1.0, 1.0, 1.0
+    assert sample_categorical(one_hot).tolist() == [0, 4, 2]
+
+
+def test_match_generate_false_runs_prefill_once_in_bf16_seeded_and_consistent(tiny_model_dir: Path) -> None:
+    """The fast mode runs prefill_once in bf16 (no fallback), the same seed gives the same samples, and each
+    sample's log-probability is its own tokens' raw log-likelihood under the bf16 model (teacher-forced)."""
+    config = HFSamplerConfig(batch_size=3, dtype="bfloat16", match_generate=False)
+    fast = HFSampler(str(tiny_model_dir), config)
+    params = SamplingParams(n=3, max_new_tokens=6, seed=2, logprobs=True)
+    first, again = fast.generate(PROMPTS, params), fast.generate(PROMPTS, params)
+    assert fast.decode == "prefill_once"
+    assert [[s.text for s in row] for row in first] == [[s.text for s in row] for row in again]
+    from tuna_open.generate.hf_decode import sample_prefill_once
+    from tuna_open.generate.hf_sampler import response_mask
+
+    tok, model = fast.tokenizer, fast.model
+    enc = tok(PROMPTS[:2], return_tensors="pt", padding=True)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        tokens, sums = sample_prefill_once(model, enc["input_ids"], enc["attention_mask"], params, tok.pad_token_id,
+                                           tok.eos_token_id, match_generate=False)
+        rows = params.n * 2
+        valid = response_mask(tokens, tok.eos_token_id)
+        ids = torch.cat([enc["input_ids"].repeat_interleave(params.n, 0), tokens], 1)
+        mask = torch.cat([enc["attention_mask"].repeat_interleave(params.n, 0), valid.long()], 1)
+        logits = model(input_ids=ids, attention_mask=mask,
+                       position_ids=(mask.cumsum(-1) - 1).clamp_min(0)).logits.float()
+    token_lp = torch.log_softmax(logits[:, enc["input_ids"].shape[1] - 1:-1], -1).gather(-1, tokens[..., None])
+    expected = (token_lp.squeeze(-1) * valid).sum(1)
+    assert sums.shape == (rows,)
+    # bf16: the step-by-step decode and one teacher-forced pass round differently, by about 0.01 per token
+    assert torch.allclose(sums, expected, atol=0.05 * tokens.shape[1])
+    assert not torch.allclose(sums, torch.zeros_like(sums))
+    assert HFSamplerConfig(match_generate=False).model_dump()["match_generate"] is False
+
+
+def test_match_generate_false_with_the_generate_loop_is_refused() -> None:
+    with pytest.raises(ValueError, match="match_generate: false applies to decode: prefill_once"):
+        HFSamplerConfig(decode="generate", match_generate=False)
