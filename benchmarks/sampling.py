@@ -57,6 +57,7 @@ from typing import Any, Iterator, Sequence
 import roofline
 import torch
 
+from rankers.base import order_from_scores
 from rankers.llm.templates import format_prompt
 from tuna_open.builtin.model import BUILTIN_MODELS, init_model, train_tokenizer
 from tuna_open.builtin.tasks import corpus, generate
@@ -302,15 +303,15 @@ def bf16_drift(model: str, prompts: Sequence[str], samples: Sequence[Sequence[An
     texts = [[s.text for s in row] for row in samples]
     scores = {}
     for dtype in ("float32", "bfloat16"):
-        lm, tokenizer = load_causal_lm(model, dtype)
+        scorer = HFLogprobScorer(*load_causal_lm(model, dtype))
         with torch.no_grad():
-            scores[dtype] = HFLogprobScorer(lm, tokenizer).score(list(prompts), texts)
-        del lm
+            scores[dtype] = scorer.score(list(prompts), texts)
+        scorer.close()
     diffs = [b[0] - f[0] for rb, rf in zip(scores["bfloat16"], scores["float32"]) for b, f in zip(rb, rf)]
     tokens = sum(n for row in scores["float32"] for _, n in row)
 
-    def order(row: Sequence[tuple[float, int]]) -> list[int]:
-        return sorted(range(len(row)), key=lambda i: -row[i][0] / row[i][1])
+    def order(row: Sequence[tuple[float, int]]) -> list[int]:  # the teacher_logprob ranker's order at lenpen 1
+        return order_from_scores([lp / n for lp, n in row])
 
     orders = [(order(b), order(f)) for b, f in zip(scores["bfloat16"], scores["float32"])]
     return {"samples": len(diffs), "tokens": tokens,

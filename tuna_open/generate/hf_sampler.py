@@ -33,9 +33,10 @@ class HFSamplerConfig(LaterDefaults):
     device: str = "auto"
     decode: Literal["prefill_once", "generate"] = "prefill_once"
     """``prefill_once``: each prompt's forward runs once for its n samples; ``generate``: transformers' loop (n
-    copies of each prompt). Both draw the same samples; ``prefill_once`` falls back to ``generate`` by itself,
-    logged once, on a model whose cache cannot be repeated or whose weights are not float32 (in bf16 a prefill
-    of B prompts and one of B·n rows round differently: measured, the samples change)."""
+    copies of each prompt). Both draw the same samples (with ``match_generate: true``, the default);
+    ``prefill_once`` then falls back to ``generate`` by itself, logged once, on a model whose cache cannot be
+    repeated or whose weights are not float32 (in bf16 a prefill of B prompts and one of B·n rows round
+    differently: measured, the samples change)."""
 
     match_generate: bool = True
     """``true``: ``prefill_once`` draws exactly ``generate``'s samples (and falls back to it off float32).
