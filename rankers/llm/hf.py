@@ -65,9 +65,15 @@ def right_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
     """(input_ids, attention_mask) tensors of left-padded rows: every row's last token is in the last column (a batch
-    of prompts whose last position's output and key/value cache are wanted); the caller passes positions counted from
-    each row's first real token (``rankers.llm.prefix_cache``)."""
+    of prompts whose last position's output and key/value cache are wanted); the caller passes the positions of
+    ``left_pad_positions``."""
     return _padded(rows, pad_id, left=True)
+
+
+def left_pad_positions(mask: Any) -> Any:
+    """Position ids of left-padded rows, counted from each row's first real token (padding gets 0): what the rows
+    would have unpadded, so a row's outputs do not depend on how long its batch's other rows are."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _padded(rows: list[list[int]], pad_id: int, left: bool) -> tuple[Any, Any]:

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
-from rankers.llm.hf import left_pad, right_pad
+from rankers.llm.hf import left_pad, left_pad_positions, right_pad
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ def run_prefixes(model: Any, rows: Sequence[list[int]], pad_id: int, **kwargs: A
     import torch
 
     ids, mask = left_pad(list(rows), pad_id)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    positions = left_pad_positions(mask)
     device = model.device
     with torch.no_grad():
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),

@@ -30,6 +30,7 @@ import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.cache_utils import DynamicLayer
 
+from rankers.llm.hf import left_pad_positions
 from tuna_open.generate.base import SamplingParams
 
 
@@ -107,7 +108,7 @@ def sample_prefill_once(model: Any, input_ids: torch.Tensor, attention_mask: tor
     n = params.n
     greedy = params.temperature <= 0
     processors = warpers(params)
-    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    positions = left_pad_positions(attention_mask)
     prompt_mask = None if bool((attention_mask == 1).all()) else attention_mask  # generate drops an all-ones mask
     out = model(input_ids=input_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
                 logits_to_keep=1)

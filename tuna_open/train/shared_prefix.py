@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rankers.llm.prefix_cache import shared_or_plain
 from tuna_open.train.losses import (
     TunaLossOutput,
     _accumulate_dtype,
@@ -110,16 +111,10 @@ class PrefixSharing:
     """
 
     def __init__(self, reason: str | None = None) -> None:
-        self.enabled = reason is None
+        self.shared_prefix = reason is None
         if reason is not None:
             log.warning("Tuna step without prefix sharing: %s", reason)
 
     def __call__(self, model: nn.Module, *args: Any, **kwargs: Any) -> TunaLossOutput:
-        if self.enabled:
-            try:
-                return shared_prefix_loss(model, *args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - any failure of the optional path falls back to the plain one
-                self.enabled = False
-                log.warning("Tuna step without prefix sharing: the shared-prefix forward failed (%s: %s)",
-                            type(error).__name__, error)
-        return tuna_loss(model, *args, **kwargs)
+        return shared_or_plain(self, log, "Tuna step", lambda: shared_prefix_loss(model, *args, **kwargs),
+                               lambda: tuna_loss(model, *args, **kwargs))

@@ -101,8 +101,8 @@ def test_gradient_checkpointing_falls_back_once_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="tuna_open.train.shared_prefix"):
         first = sharing(model, *batch)
         second = sharing(model, *batch)
-    assert not sharing.enabled
-    assert len([r for r in caplog.records if "without prefix sharing" in r.getMessage()]) == 1
+    assert not sharing.shared_prefix
+    assert len([r for r in caplog.records if "with its whole prompt" in r.getMessage()]) == 1
     first.loss.backward()
     grads = gradients(model)
     plain = tuna_loss(model, *batch)
@@ -120,7 +120,7 @@ def test_a_reason_disables_prefix_sharing_from_the_start(caplog, monkeypatch):
     with caplog.at_level(logging.WARNING, logger="tuna_open.train.shared_prefix"):
         sharing = PrefixSharing("weights are sharded")
         sharing(None)
-    assert calls == [False] and not sharing.enabled
+    assert calls == [False] and not sharing.shared_prefix
     assert "weights are sharded" in caplog.text
     PrefixSharing()(None)
     assert calls == [False, True]
