@@ -7,12 +7,16 @@ sampling speed bounds how large a run can be. This script puts numbers on the ba
 the two are loaded together and their timed passes alternate, so a busy shared CPU slows both alike; both must
 draw the same samples, which ``hf.same_samples_as_hf_generate`` checks on the last pass), ``hf_fast`` and
 ``hf_bf16`` (``match_generate: false``, inverse-CDF sampling, in fp32 and in bf16; ``hf_bf16.vs_fp32`` says what
-bf16 changes in log-probabilities and in Tuna_p's rankings of its samples), a vLLM
-OpenAI-compatible server driven by the ``openai`` sampler, and the in-process ``vllm`` engine when vllm imports
-in this interpreter. Every backend gets the same prompts (the builtin held-out tasks in the Alpaca template) and
-the same ``SamplingParams`` (n samples per prompt, log-probs on, as Tuna_p needs), one untimed warm-up batch
-first, then ``--repeats`` timed passes (medians reported). Generated tokens are the samples' ``num_tokens`` (EOS
-included), which every backend reports when log-probs are on.
+bf16 changes in log-probabilities and in Tuna_p's rankings of its samples), a vLLM OpenAI-compatible server driven
+by the ``openai`` sampler, and the in-process ``vllm`` engine when vllm imports in this interpreter. Every
+backend's ``vs_hf_fp32`` (``reported_drift``) says what its own log-probs (the ones Tuna_p ranks by by default)
+differ from fp32 teacher forcing of its samples, on the samples that ended with EOS (numerics: ``hf`` is the
+fp32 control) and in Tuna_p's rankings of all of them (samples cut at ``--max-new-tokens`` included); the
+in-process engine's ``teacher_forced_vs_hf_fp32`` compares vLLM's teacher forcing in ``--vllm-dtype`` with
+transformers' in fp32, on the same tokens. Every backend gets the same prompts (the builtin held-out tasks in the
+Alpaca template) and the same ``SamplingParams`` (n samples per prompt, log-probs on, as Tuna_p needs), one untimed
+warm-up batch first, then ``--repeats`` timed passes (medians reported). Generated tokens are the samples'
+``num_tokens`` (EOS included), which every backend reports when log-probs are on.
 
 The model is a random-init tiny Llama built here (tokenizer trained on the builtin tasks, as the ``init_model``
 stage does) unless ``--model`` names a directory (e.g. ``runs/quickstart/stages/sft/model``) or a model reference
@@ -242,13 +246,6 @@ def summary(passes: Sequence[tuple[float, int, list]], prompts: int, n: int) -> 
     }
 
 
-def measure(sampler: Sampler, warmup: Sequence[str], prompts: Sequence[str], params: SamplingParams,
-            repeats: int) -> dict[str, Any]:
-    """Prompts/s and generated tokens/s of ``sampler`` (medians of ``repeats`` passes after one warm-up batch)."""
-    sampler.generate(warmup, params)  # loads kernels, fills caches, opens connections: not what is measured
-    return summary([timed_pass(sampler, prompts, params) for _ in range(repeats)], len(prompts), params.n)
-
-
 HF_VARIANTS = {
     "hf": {"decode": "prefill_once"},
     "hf_generate": {"decode": "generate"},
@@ -286,49 +283,107 @@ def bench_hf_decodes(model: str, args: argparse.Namespace, warmup: list[str], pr
         out[name]["tokens_per_s_vs_hf_generate"] = round(out[name]["tokens_per_s"]
                                                          / out["hf_generate"]["tokens_per_s"], 2)
     out["hf_bf16"]["vs_fp32"] = bf16_drift(model, prompts, passes["hf_bf16"][-1][2])
+    for name in HF_VARIANTS:  # "hf" is the control: fp32 log-probs, so its drift is the text round trip's alone
+        samples = passes[name][-1][2]
+        out[name]["vs_hf_fp32"] = reported_drift(samples, teacher_forced(model, prompts, samples, "float32"),
+                                                 params.max_new_tokens)
     return out
 
 
 def bf16_drift(model: str, prompts: Sequence[str], samples: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """What bf16 changes, on bf16's own samples: each scored (teacher-forced, the Tuna_p ranker's scorer, EOS
-    appended) by the model in fp32 and in bf16.
+    appended) by the model in fp32 and in bf16 (``compare_scores`` says what each figure is)."""
+    return compare_scores(*(teacher_forced(model, prompts, samples, dtype) for dtype in ("bfloat16", "float32")))
 
-    ``logprob_abs_diff_*``: |bf16 − fp32| of a sample's summed log-probability; ``kl_per_token``: the mean of
-    (bf16 − fp32) log-probability per token over bf16's samples, an estimate of KL(bf16 ‖ fp32) per token;
-    ``same_ranking`` / ``same_top1``: the share of prompts whose n samples, ordered by length-normalised
-    log-probability (Tuna_p's score), come out in the same order / with the same best under both."""
-    from rankers.logprob.hf_scorer import HFLogprobScorer
-    from tuna_open.generate.hf_sampler import load_causal_lm
 
-    texts = [[s.text for s in row] for row in samples]
-    scores = {}
-    for dtype in ("float32", "bfloat16"):
+def reported_drift(samples: Sequence[Sequence[Any]], fp32: Sequence[Sequence[tuple[float, int]]],
+                   max_new_tokens: int) -> dict[str, Any]:
+    """What a sampler's own log-probs (computed in its dtype while sampling: what the ``teacher_logprob`` ranker
+    uses with ``use_request_logprobs: true``, its default) differ from fp32 teacher forcing of the same texts (what
+    it uses with ``false``; ``fp32``: ``teacher_forced`` of the samples).
+
+    The log-prob figures count only samples that ended with EOS and whose text re-tokenises to the same count
+    (``comparable``): there both sides score the same tokens, so the difference is numerics (dtype, kernels). A
+    sample cut at ``max_new_tokens`` (``cut``) is another quantity on each side: the sampler's sum has no EOS term,
+    teacher forcing appends one the model never produced, and the cut text re-tokenises to other tokens; the
+    rankings (every sample, as the ranker ranks) show what that difference does to Tuna_p."""
+    reported = [[(s.logprob, s.num_tokens) for s in row] for row in samples]
+    ended = [[s.num_tokens < max_new_tokens for s in row] for row in samples]
+    return {"cut": sum(not e for row in ended for e in row),
+            **compare_scores(reported, fp32, ended)}
+
+
+def teacher_forced(model: str, prompts: Sequence[str], samples: Sequence[Sequence[Any]], dtype: str,
+                   engine: str = "hf") -> list[list[tuple[float, int]]]:
+    """(summed log-prob, tokens with EOS) of every sample's text under ``model`` in ``dtype``, scored by the
+    ``teacher_logprob`` ranker's ``hf`` or ``vllm`` engine (the same tokens either way: ``encode_pairs``)."""
+    if engine == "vllm":
+        from rankers.backends.teacher_logprob import Config
+        from rankers.logprob.vllm_scorer import make_scorer
+
+        scorer: Any = make_scorer(Config(backend="teacher_logprob", model=model, engine="vllm", dtype=dtype))
+    else:
+        from rankers.logprob.hf_scorer import HFLogprobScorer
+        from tuna_open.generate.hf_sampler import load_causal_lm
+
         scorer = HFLogprobScorer(*load_causal_lm(model, dtype))
+    try:
         with torch.no_grad():
-            scores[dtype] = scorer.score(list(prompts), texts)
+            return scorer.score(list(prompts), [[s.text for s in row] for row in samples])
+    finally:
         scorer.close()
-    diffs = [b[0] - f[0] for rb, rf in zip(scores["bfloat16"], scores["float32"]) for b, f in zip(rb, rf)]
-    tokens = sum(n for row in scores["float32"] for _, n in row)
+
+
+def compare_scores(test: Sequence[Sequence[tuple[float, int]]], fp32: Sequence[Sequence[tuple[float, int]]],
+                   usable: Sequence[Sequence[bool]] | None = None) -> dict[str, Any]:
+    """``test``'s (log-prob, tokens) per sample against fp32's, prompt by prompt.
+
+    ``logprob_abs_diff_*``: |test − fp32| of a sample's summed log-probability; ``kl_per_token``: the mean of
+    (test − fp32) log-probability per token, an estimate of KL(test ‖ fp32) per token when the samples are test's
+    own; both over the ``comparable`` samples (``usable``, default all, with the same token count on both sides).
+    ``same_ranking`` / ``same_top1``: the share of prompts whose samples (all of them), ordered by
+    length-normalised log-probability (Tuna_p's score, ties by index), come out in the same order / with the same
+    best under both."""
+    usable = usable or [[True] * len(row) for row in test]
+    pairs = [(t, f) for rt, rf, ru in zip(test, fp32, usable) for t, f, u in zip(rt, rf, ru) if u and t[1] == f[1]]
+    diffs = [t[0] - f[0] for t, f in pairs]
 
     def order(row: Sequence[tuple[float, int]]) -> list[int]:  # the teacher_logprob ranker's order at lenpen 1
         return order_from_scores([lp / n for lp, n in row])
 
-    orders = [(order(b), order(f)) for b, f in zip(scores["bfloat16"], scores["float32"])]
-    return {"samples": len(diffs), "tokens": tokens,
-            "logprob_abs_diff_mean": round(statistics.fmean(abs(d) for d in diffs), 4),
-            "logprob_abs_diff_max": round(max(abs(d) for d in diffs), 4),
-            "kl_per_token": round(sum(diffs) / tokens, 5),
-            "same_ranking": round(statistics.fmean(b == f for b, f in orders), 3),
-            "same_top1": round(statistics.fmean(b[0] == f[0] for b, f in orders), 3)}
+    orders = [(order(t), order(f)) for t, f in zip(test, fp32)]
+    out: dict[str, Any] = {"samples": sum(len(row) for row in fp32), "comparable": len(pairs),
+                           "tokens": sum(f[1] for _, f in pairs)}
+    if pairs:
+        out.update(logprob_abs_diff_mean=round(statistics.fmean(abs(d) for d in diffs), 4),
+                   logprob_abs_diff_max=round(max(abs(d) for d in diffs), 4),
+                   kl_per_token=round(sum(diffs) / out["tokens"], 5))
+    return {**out, "same_ranking": round(statistics.fmean(t == f for t, f in orders), 3),
+            "same_top1": round(statistics.fmean(t[0] == f[0] for t, f in orders), 3)}
 
 
 def run_backend(choice: SamplerChoice, model: str, args: argparse.Namespace, warmup: list[str],
-                prompts: list[str], params: SamplingParams) -> dict[str, Any]:
+                prompts: list[str], params: SamplingParams, scoring_model: str | None = None,
+                engine_numerics: bool = False) -> dict[str, Any]:
+    """Speed of one vLLM sampler, and on its last pass's samples, scored in fp32 by ``model`` (``scoring_model``:
+    the same weights on disk when a server renamed the model): ``vs_hf_fp32`` (``reported_drift``: its own
+    log-probs) and with ``engine_numerics`` ``teacher_forced_vs_hf_fp32`` (the same texts teacher-forced by an
+    in-process vLLM engine in ``--vllm-dtype``: its numerics on identical tokens, what ``hf_bf16.vs_fp32`` is for
+    transformers)."""
     sampler = build_sampler(model, choice)
     try:
-        return measure(sampler, warmup, prompts, params, args.repeats)
+        sampler.generate(warmup, params)  # loads kernels, fills caches, opens connections: not what is measured
+        passes = [timed_pass(sampler, prompts, params) for _ in range(args.repeats)]
     finally:
         close(sampler)
+    scoring_model, samples = scoring_model or model, passes[-1][2]
+    fp32 = teacher_forced(scoring_model, prompts, samples, "float32")
+    out = {**summary(passes, len(prompts), params.n),
+           "vs_hf_fp32": reported_drift(samples, fp32, params.max_new_tokens)}
+    if engine_numerics:
+        out["teacher_forced_vs_hf_fp32"] = compare_scores(
+            teacher_forced(scoring_model, prompts, samples, args.vllm_dtype, "vllm"), fp32)
+    return out
 
 
 def bench_vllm_inprocess(model: str, args: argparse.Namespace, warmup: list[str], prompts: list[str],
@@ -341,7 +396,7 @@ def bench_vllm_inprocess(model: str, args: argparse.Namespace, warmup: list[str]
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries only the JSON
     choice = SamplerChoice(backend="vllm", vllm={"dtype": args.vllm_dtype, "enforce_eager": args.enforce_eager})
     try:
-        return run_backend(choice, model, args, warmup, prompts, params)
+        return run_backend(choice, model, args, warmup, prompts, params, engine_numerics=True)
     except Exception as err:
         raise RuntimeError(f"{one_line(err)} (vLLM's log on stderr names the cause)") from err
 
@@ -354,7 +409,7 @@ def bench_vllm_server(model: str, args: argparse.Namespace, warmup: list[str], p
         choice = SamplerChoice(backend="openai", openai={"base_url": server.base_url, "api_key": "EMPTY",
                                                          "max_concurrency": args.concurrency, "max_retries": 0})
         with server_errors(server):
-            return {**run_backend(choice, server.model, args, warmup, prompts, params),
+            return {**run_backend(choice, server.model, args, warmup, prompts, params, scoring_model=model),
                     "server": describe_server(server)}
 
 

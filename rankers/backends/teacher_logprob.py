@@ -7,7 +7,10 @@ log-prob; ``lenpen=0`` the raw sum, which favours short answers.
 
 When a request already carries ``logprobs`` and ``lengths`` (the sampler that generated the candidates
 computed them) they are used as they are and no model is loaded, unless ``use_request_logprobs`` is off (the
-sampler was not the teacher). Otherwise an engine scores the candidates; each engine is a module of
+sampler was not the teacher). That is the paper's quantity (LMOps's Tuna_p data ranks by ``avg_token_prob``,
+text-davinci-003's own log-probs of the tokens it sampled), and not always the one scoring gives: a sample cut at
+``max_new_tokens`` carries no EOS term, while scoring appends EOS to its text (``use_request_logprobs``).
+Otherwise an engine scores the candidates; each engine is a module of
 ``rankers.logprob`` exposing ``make_scorer(config) -> LogprobScorer``, registered in ``ENGINES`` and imported
 only when chosen:
 
@@ -49,7 +52,11 @@ class Config(RankerConfig, ClientSettings, EngineSettings):
     """The prompt template the candidates were sampled with (``rankers.llm.templates``)."""
     lenpen: float = Field(default=1.0, ge=0.0)
     use_request_logprobs: bool = True
-    """Use the sampler's logprobs carried by a request instead of scoring again."""
+    """Use the sampler's logprobs carried by a request instead of scoring again. For a sample that ended with EOS
+    both are the same tokens (equal to float rounding in fp32); a sample cut at ``max_new_tokens`` is scored by the
+    sampler without EOS and by scoring with an EOS it never produced, so with many cut samples the two rank
+    differently (SmolLM2, 32 new tokens: 37 of 64 samples cut, the same order for 6 of 16 prompts;
+    ``benchmarks/sampling.py``'s ``vs_hf_fp32``)."""
     batch_size: int = Field(default=8, ge=1)
     """hf: (prompt, candidate) sequences per forward pass; with ``shared_prefix`` a request's candidates stay in one
     (a request with more candidates gets a forward to itself)."""
