@@ -24,11 +24,13 @@ directory stays on the warm machine, so ``run --only real_gpu`` in a next call c
 
 Results (at most 8 files come back from ``$OUT``): ``tuna_step_gpu.json``, ``tuna_training_gpu.json``,
 ``sampling_smollm2_gpu.json``, ``ranking_shared_prefix_gpu.json``, ``real_gpu_seed0_gpu.json``, ``real_gpu_report.md``,
-``gpu_session.json`` (machine, versions, each job's status and seconds) and ``gpu_session.log``. Copy the JSON files
+``gpu_session.json`` (Python, CPUs, the model, each job's status and seconds; ``check`` prints the package versions)
+and ``gpu_session.log``. Copy the JSON files
 into ``benchmarks/results/``.
 
-``--smoke`` shrinks every job to seconds, so the script itself is tested on a CPU (``tests/integration``); its
-numbers mean nothing. Standard library only above ``main``'s jobs: it runs before the wheels are installed.
+``--smoke`` shrinks every job to seconds, so the script itself is tested on a CPU
+(``tests/unit/benchmarks/test_gpu_session.py``); its numbers mean nothing. ``check`` and ``run`` use the standard
+library only: they run before the carried wheels are installed (the jobs, in their own processes, use them).
 """
 
 from __future__ import annotations
@@ -259,12 +261,9 @@ class Job:
     """The result file in $OUT; jobs sharing one are its ``part`` entries."""
     part: str | None = None
     needs_model: bool = False
-    writes: str | None = None
-    """The job writes its JSON to this file itself (``--out``) instead of printing it."""
-
-
-MODEL_FREE = {"tuna_step_default", "tuna_step_long_prompt", "tuna_step_smollm2_shape_long_prompt"}
-"""Jobs on random-init models: they run without SmolLM2's weights."""
+    """False for jobs on random-init models: they run without SmolLM2's weights."""
+    writes_output: bool = False
+    """The job writes ``output`` itself (its ``--out``) instead of printing its JSON."""
 
 
 def jobs(out: Path, stash: Path, smoke: bool) -> list[Job]:
@@ -295,7 +294,7 @@ def jobs(out: Path, stash: Path, smoke: bool) -> list[Job]:
         Job("tuna_training", [py, f"{bench}/tuna_training.py", "--model", MODEL, "--lora-r", "0", "--bf16",
                               "--batch-size", "1" if smoke else "4", "--steps", "1" if smoke else "24",
                               "--out", str(out / "tuna_training_gpu.json")], 150, "tuna_training_gpu.json",
-            needs_model=True, writes=str(out / "tuna_training_gpu.json")),
+            needs_model=True, writes_output=True),
         Job("sampling", [py, f"{bench}/sampling.py", "--model", MODEL,
                          *(["--prompts", "2", "--warmup", "1", "--repeats", "1", "--hf-batch-size", "2"] if smoke else
                            ["--prompts", "64", "--warmup", "8", "--repeats", "3", "--hf-batch-size", "64"])],
@@ -303,16 +302,16 @@ def jobs(out: Path, stash: Path, smoke: bool) -> list[Job]:
         Job("ranking_default", ranking, 90, "ranking_shared_prefix_gpu.json", "smollm2_default", needs_model=True),
         Job("ranking_long_prompt", [*ranking, "--prompt-tokens", "256"], 90, "ranking_shared_prefix_gpu.json",
             "smollm2_long_prompt", needs_model=True),
-        Job("real_gpu", seeds, 3600, "real_gpu_seed0_gpu.json", needs_model=True,
-            writes=str(out / "real_gpu_seed0_gpu.json")),
+        Job("real_gpu", seeds, 3600, "real_gpu_seed0_gpu.json", needs_model=True, writes_output=True),
     ]
 
 
 def last_json(text: str) -> dict:
     """The last top-level JSON object a benchmark printed (libraries may print lines before it)."""
     decoder = json.JSONDecoder()
-    for start in [i for i, line in enumerate(text.splitlines()) if line.startswith("{")][::-1]:
-        rest = "\n".join(text.splitlines()[start:])
+    lines = text.splitlines()
+    for start in [i for i, line in enumerate(lines) if line.startswith("{")][::-1]:
+        rest = "\n".join(lines[start:])
         try:
             value, _ = decoder.raw_decode(rest)
         except json.JSONDecodeError:
@@ -352,23 +351,21 @@ def run(args: argparse.Namespace) -> int:
                          "this machine (it goes back 30 s after a call); make both calls again, back to back")
     cache = model_cache(stash)
     env = child_env(site, cache)
-    log = open(out / "gpu_session.log", "a")
+    selected = [job for job in jobs(out, stash, args.smoke) if not args.only or job.name in args.only]
     carried, model_note = assemble_gguf(stash, cache)
     # Without a carried GGUF only a machine's own cache ($TUNA_OPEN_CACHE: a CPU smoke run) can have the model; on
     # the device, resolving would try the package index, which it cannot reach.
     have_model = bool(carried or (carried is None and "TUNA_OPEN_CACHE" in os.environ))
-    if have_model and not (args.only and set(args.only) <= MODEL_FREE):
-        have_model, resolved = resolve_model(env, log)
-        model_note = f"{model_note}; {resolved}"
     summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": args.smoke,
                      "deadline_s": args.deadline_s, "host": {"python": platform.python_version(),
-                                                             "cpus": os.cpu_count()},
-                     "model": model_note, "jobs": {}}
+                                                             "cpus": os.cpu_count()}, "jobs": {}}
     files: dict[str, dict] = {}
-    with log:
-        for job in jobs(out, stash, args.smoke):
-            if args.only and job.name not in args.only:
-                continue
+    with open(out / "gpu_session.log", "a") as log:
+        if have_model and any(job.needs_model for job in selected):
+            have_model, resolved = resolve_model(env, log)
+            model_note = f"{model_note}; {resolved}"
+        summary["model"] = model_note
+        for job in selected:
             left = args.deadline_s - (time.monotonic() - started)
             if job.needs_model and not have_model:
                 summary["jobs"][job.name] = {"status": f"skipped: {model_note}"}
@@ -378,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             status, seconds, stdout = run_job(job, env, min(job.cap_s, left), log)
             summary["jobs"][job.name] = {"status": status, "seconds": round(seconds, 1), "command": job.argv}
-            if status != "ok" or job.writes:
+            if status != "ok" or job.writes_output:
                 continue
             try:
                 result = {"command": " ".join(job.argv[1:]), **last_json(stdout)}
