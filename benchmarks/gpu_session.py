@@ -151,6 +151,11 @@ def stash_files(source: Path, stash: Path) -> None:
     """Keep a call's carried files outside the working tree (the next call re-sends the tree, not them)."""
     if not source.is_dir():
         raise SystemExit(f"error: --stash {source}: not a directory (was it named in the call's carry?)")
+    src, dst = source.resolve(), stash.resolve()
+    if src == dst:
+        return  # already where it is kept
+    if src in dst.parents or dst in src.parents:
+        raise SystemExit(f"error: --stash {source} and --stash-dir {stash} are inside one another")
     shutil.copytree(source, stash, dirs_exist_ok=True)
 
 

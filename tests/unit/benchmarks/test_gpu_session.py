@@ -64,6 +64,18 @@ def test_a_stash_that_was_not_carried_is_one_clear_error(tmp_path):
         gpu_session.stash_files(tmp_path / "absent", tmp_path / "stash")
 
 
+def test_a_stash_that_is_its_own_stash_dir_is_kept_and_a_nested_one_refused(tmp_path):
+    (tmp_path / "call").mkdir()
+    (tmp_path / "call" / "part").write_bytes(b"kept")
+    gpu_session.stash_files(tmp_path / "call", tmp_path / "call")
+    assert (tmp_path / "call" / "part").read_bytes() == b"kept"
+    with pytest.raises(SystemExit, match="inside one another"):
+        gpu_session.stash_files(tmp_path / "call", tmp_path / "call" / "stash")
+    with pytest.raises(SystemExit, match="inside one another"):
+        gpu_session.stash_files(tmp_path / "call", tmp_path)
+    assert (tmp_path / "call" / "part").read_bytes() == b"kept" and not (tmp_path / "call" / "stash").exists()
+
+
 def test_wheel_versions_are_the_lock_files():
     pins = gpu_session.locked_versions(gpu_session.WHEELS + gpu_session.BUILT_WHEELS)
     lock = (ROOT / "requirements-lock.txt").read_text()
